@@ -1,0 +1,38 @@
+#pragma once
+// Where tensors live and in which dtype they compute. Everything that makes a tensor takes one.
+#include <string>
+#include <string_view>
+
+#include <inputrep/core/error.hpp>
+#include <inputrep/core/torch.hpp>
+
+namespace inputrep {
+
+struct Placement {
+    at::Device device = at::kCPU;
+    at::ScalarType dtype = at::kFloat;
+
+    // libtorch's CPU kernels have no f16 matmul or layer_norm, so f16 computes as f32 on the CPU.
+    Placement resolved() const {
+        if (device.is_cpu() && dtype == at::kHalf) return {device, at::kFloat};
+        return *this;
+    }
+    at::TensorOptions options() const { return at::TensorOptions().device(device).dtype(resolved().dtype); }
+};
+
+inline at::ScalarType parse_dtype(std::string_view name) {
+    if (name == "f32" || name == "float32") return at::kFloat;
+    if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+    if (name == "f16" || name == "float16") return at::kHalf;
+    fail("unknown dtype \"", name, "\" (expected f32, bf16 or f16)");
+}
+
+inline at::Device parse_device(const std::string& name) {
+    try {
+        return at::Device(name);
+    } catch (const c10::Error&) {
+        fail("unknown device \"", name, "\" (expected cpu, cuda or cuda:N)");
+    }
+}
+
+}  // namespace inputrep

@@ -1,0 +1,10 @@
+#pragma once
+// inputrep: input representation for language models. One include for everything.
+#include <inputrep/core/device.hpp>
+#include <inputrep/core/error.hpp>
+#include <inputrep/experiment.hpp>
+#include <inputrep/io/hf_config.hpp>
+#include <inputrep/io/safetensors.hpp>
+#include <inputrep/model/gpt2.hpp>
+#include <inputrep/model/load.hpp>
+#include <inputrep/tokenizer/tokenizer.hpp>

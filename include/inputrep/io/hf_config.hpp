@@ -1,0 +1,70 @@
+#pragma once
+// Hugging Face config.json: read, query with defaults, and override with key=value pairs as the
+// CLI's --untrained FAMILY:key=value,... names them.
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include <inputrep/core/error.hpp>
+
+namespace inputrep {
+
+using Json = nlohmann::json;
+
+inline Json read_json(const std::filesystem::path& file) {
+    std::ifstream in(file);
+    require(in.good(), file.string(), ": cannot open");
+    try {
+        return Json::parse(in);
+    } catch (const Json::exception& e) {
+        fail(file.string(), ": not valid JSON (", e.what(), ")");
+    }
+}
+
+// The config.json of a model folder (or of the folder holding a checkpoint file).
+inline Json read_config(const std::filesystem::path& model) {
+    auto folder = std::filesystem::is_directory(model) ? model : model.parent_path();
+    auto file = folder / "config.json";
+    require(std::filesystem::exists(file), folder.string(), ": no config.json (a Hugging Face model folder needs one)");
+    auto json = read_json(file);
+    require(json.is_object(), file.string(), ": not a JSON object");
+    return json;
+}
+
+// config[key] if present and not null, else `fallback`; a value of the wrong type is an error.
+template <class T>
+T config_value(const Json& config, std::string_view key, const T& fallback) {
+    auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return fallback;
+    try {
+        return it->get<T>();
+    } catch (const Json::exception&) {
+        fail("config key \"", key, "\" has the wrong type (", it->dump(), ")");
+    }
+}
+
+template <class T>
+T config_required(const Json& config, std::string_view key) {
+    auto it = config.find(key);
+    require(it != config.end() && !it->is_null(), "config.json lacks the required key \"", key, "\"");
+    return config_value<T>(config, key, T{});
+}
+
+// "n_layer=1,n_embd=64" onto a config; values are JSON where they parse as JSON, strings otherwise.
+inline void apply_overrides(Json& config, std::string_view overrides) {
+    while (!overrides.empty()) {
+        auto comma = overrides.find(',');
+        auto item = overrides.substr(0, comma);
+        overrides = comma == std::string_view::npos ? std::string_view{} : overrides.substr(comma + 1);
+        auto eq = item.find('=');
+        require(eq != std::string_view::npos && eq > 0, "config override \"", item, "\" is not key=value");
+        std::string key(item.substr(0, eq)), value(item.substr(eq + 1));
+        auto parsed = Json::parse(value, nullptr, false);
+        config[key] = parsed.is_discarded() ? Json(value) : parsed;
+    }
+}
+
+}  // namespace inputrep

@@ -1,0 +1,170 @@
+#pragma once
+// Checkpoints in safetensors form: one file, or a sharded folder with model.safetensors.index.json.
+// Tensors are read on demand, so a slice of a large model touches only the bytes of its blocks.
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <inputrep/core/device.hpp>
+#include <inputrep/io/mapped_file.hpp>
+#include <inputrep/io/safetensors_format.hpp>
+
+namespace inputrep {
+
+inline at::ScalarType torch_dtype(std::string_view dtype, std::string_view context) {
+    static const std::map<std::string_view, at::ScalarType> types{
+        {"F32", at::kFloat}, {"F16", at::kHalf},  {"BF16", at::kBFloat16}, {"F64", at::kDouble}, {"I64", at::kLong},
+        {"I32", at::kInt},   {"I16", at::kShort}, {"I8", at::kChar},       {"U8", at::kByte},    {"BOOL", at::kBool}};
+    auto it = types.find(dtype);
+    if (it == types.end()) fail(context, ": dtype ", dtype, " has no libtorch equivalent");
+    return it->second;
+}
+
+inline std::string shape_string(at::IntArrayRef shape) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+class SafetensorsFile {
+public:
+    explicit SafetensorsFile(const std::filesystem::path& path) : path_(path), file_(MappedFile::open(path)) {
+        header_ = safetensors::parse_header(file_->bytes(), file_->size(), path.string());
+    }
+
+    const std::filesystem::path& path() const { return path_; }
+    const safetensors::Header& header() const { return header_; }
+    bool has(const std::string& name) const { return header_.tensors.contains(name); }
+
+    const safetensors::Entry& entry(const std::string& name) const {
+        auto it = header_.tensors.find(name);
+        if (it == header_.tensors.end()) fail(path_.string(), ": missing tensor \"", name, "\"");
+        return it->second;
+    }
+
+    // The tensor as stored, aliasing the mapping when its bytes are aligned (the file stays mapped
+    // while any such tensor lives), then converted to `placement`.
+    at::Tensor load(const std::string& name, const Placement& placement) const {
+        const auto& e = entry(name);
+        const auto type = torch_dtype(e.dtype, path_.string() + ": tensor \"" + name + "\"");
+        std::byte* data = file_->bytes().data() + header_.data_start + e.begin;
+        const auto item = safetensors::itemsize(e.dtype);
+        at::Tensor raw;
+        if (reinterpret_cast<std::uintptr_t>(data) % item == 0) {
+            auto keep = file_;
+            raw = at::from_blob(data, e.shape, [keep](void*) {}, at::TensorOptions().dtype(type));
+        } else {
+            raw = at::empty(e.shape, at::TensorOptions().dtype(type));
+            std::memcpy(raw.data_ptr(), data, e.end - e.begin);
+        }
+        auto target = placement.resolved();
+        return raw.to(target.device, target.dtype);
+    }
+
+private:
+    std::filesystem::path path_;
+    std::shared_ptr<MappedFile> file_;
+    safetensors::Header header_;
+};
+
+// A Hugging Face folder's weights (model.safetensors, or an index and its shards) or one
+// .safetensors file. Shards open when one of their tensors is first asked for; the names of
+// every tensor materialised are recorded so tests and users can see what a slice cost.
+class Checkpoint {
+public:
+    static Checkpoint open(const std::filesystem::path& path) {
+        Checkpoint c;
+        if (std::filesystem::is_regular_file(path)) {
+            c.root_ = path.parent_path();
+            c.add_file(path);
+            return c;
+        }
+        require(std::filesystem::is_directory(path), path.string(), ": no such checkpoint file or folder");
+        c.root_ = path;
+        const auto single = path / "model.safetensors";
+        const auto index = path / "model.safetensors.index.json";
+        if (std::filesystem::exists(index)) {
+            nlohmann::json json;
+            try {
+                std::ifstream in(index);
+                json = nlohmann::json::parse(in);
+            } catch (const nlohmann::json::exception& e) {
+                fail(index.string(), ": not valid JSON (", e.what(), ")");
+            }
+            require(json.contains("weight_map") && json["weight_map"].is_object(), index.string(), ": no weight_map");
+            for (auto& [name, shard] : json["weight_map"].items()) {
+                require(shard.is_string(), index.string(), ": weight_map entry for \"", name, "\" is not a file name");
+                auto file = path / shard.get<std::string>();
+                require(std::filesystem::exists(file), index.string(), ": shard ", shard.get<std::string>(), " (holding \"",
+                        name, "\") is missing from ", path.string());
+                c.where_[name] = file;
+            }
+        } else if (std::filesystem::exists(single)) {
+            c.add_file(single);
+        } else {
+            fail(path.string(), ": neither model.safetensors nor model.safetensors.index.json found");
+        }
+        return c;
+    }
+
+    const std::filesystem::path& root() const { return root_; }
+    bool has(const std::string& name) const { return where_.contains(name); }
+    std::vector<std::string> names() const {
+        std::vector<std::string> out;
+        for (auto& [name, _] : where_) out.push_back(name);
+        return out;
+    }
+
+    at::Tensor load(const std::string& name, const Placement& placement) const {
+        auto it = where_.find(name);
+        if (it == where_.end()) fail(root_.string(), ": missing tensor \"", name, "\"");
+        auto t = shard(it->second).load(name, placement);
+        std::lock_guard lock(state_->mutex);
+        state_->loaded.insert(name);
+        return t;
+    }
+
+    // Load and check the shape the model's config implies.
+    at::Tensor load(const std::string& name, const Placement& placement, at::IntArrayRef expected) const {
+        auto t = load(name, placement);
+        require(t.sizes() == expected, root_.string(), ": tensor \"", name, "\" has shape ", shape_string(t.sizes()),
+                " but the config implies ", shape_string(expected));
+        return t;
+    }
+
+    std::set<std::string> loaded() const {
+        std::lock_guard lock(state_->mutex);
+        return state_->loaded;
+    }
+
+private:
+    void add_file(const std::filesystem::path& file) {
+        auto& f = shard(file);
+        for (auto& [name, _] : f.header().tensors) where_[name] = file;
+    }
+    const SafetensorsFile& shard(const std::filesystem::path& file) const {
+        std::lock_guard lock(state_->mutex);
+        auto& slot = state_->open[file];
+        if (!slot) slot = std::make_shared<SafetensorsFile>(file);
+        return *slot;
+    }
+
+    struct State {
+        std::mutex mutex;
+        std::map<std::filesystem::path, std::shared_ptr<SafetensorsFile>> open;
+        std::set<std::string> loaded;
+    };
+    std::filesystem::path root_;
+    std::map<std::string, std::filesystem::path> where_;
+    std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+}  // namespace inputrep

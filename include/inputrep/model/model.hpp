@@ -1,0 +1,124 @@
+#pragma once
+// What every model family provides, and the pieces families share: which blocks to materialise,
+// a static depth for compile-time slice checks, seeded initialisation and the activation cache.
+#include <concepts>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <inputrep/core/device.hpp>
+#include <inputrep/core/schedule.hpp>
+
+namespace inputrep {
+
+// Blocks [begin, end) of a model.
+struct BlockRange {
+    int begin = 0, end = 0;
+    constexpr bool contains(int i) const { return begin <= i && i < end; }
+    constexpr bool operator==(const BlockRange&) const = default;
+};
+
+// What a caller will run, so a loader reads nothing else: the blocks, the token embedding (for
+// targets and decoding), the final norm and unembedding (for logits).
+struct Needs {
+    BlockRange blocks;
+    bool embedding = true;
+    bool head = false;
+};
+
+inline constexpr int dynamic_depth = -1;
+
+// Layers<GPT2, 12>: a family whose depth is known at compile time, so `Blocks<0, 13>` on it is a
+// compile error rather than a run-time one. Loading checks the file agrees.
+template <class Family, int N>
+struct Layers : Family {
+    static_assert(N > 0, "Layers<Family, N>: a model needs at least one block");
+    static constexpr int static_depth = N;
+    using base = Family;
+    Layers() = default;
+    Layers(Family f) : Family(std::move(f)) {
+        require(Family::depth() == N, Family::family, " model has ", Family::depth(), " blocks, but its type says Layers<", Family::family, ", ", N, ">");
+    }
+};
+
+template <class M>
+constexpr int static_depth_of() {
+    if constexpr (requires { M::static_depth; }) return M::static_depth; else return dynamic_depth;
+}
+
+// Named activations of one forward pass, in the order they were produced. Names follow
+// TransformerLens: hook_embed, hook_pos_embed, blocks.N.hook_resid_pre, blocks.N.hook_resid_post, ...
+class ActivationCache {
+public:
+    void add(std::string name, at::Tensor value) { entries_.emplace_back(std::move(name), std::move(value)); }
+    const at::Tensor& operator[](std::string_view name) const {
+        for (auto& [n, t] : entries_)
+            if (n == name) return t;
+        fail("no hook point \"", name, "\" in the cache");
+    }
+    const std::vector<std::pair<std::string, at::Tensor>>& entries() const { return entries_; }
+
+private:
+    std::vector<std::pair<std::string, at::Tensor>> entries_;
+};
+
+// The contract between model families and the experiment machinery. Context carries what every
+// block call of one sequence length shares (masks, rotary tables), built once per run.
+template <class M>
+concept LanguageModel = requires(const M& m, const at::Tensor& t, int i, const typename M::Context& ctx) {
+    typename M::Config;
+    { M::family } -> std::convertible_to<std::string_view>;
+    { m.depth() } -> std::convertible_to<int>;
+    { m.context_length() } -> std::convertible_to<std::int64_t>;
+    { m.context(std::int64_t{}, true) } -> std::same_as<typename M::Context>;
+    { m.embed(t) } -> std::same_as<at::Tensor>;             // ids [B, T] -> block-0 input [B, T, d]
+    { m.position_offset(std::int64_t{}) } -> std::same_as<at::Tensor>;  // what embed adds beyond W_E
+    { m.token_embedding() } -> std::convertible_to<at::Tensor>;       // W_E [V, d]
+    { m.block(i, t, ctx) } -> std::same_as<at::Tensor>;
+    { m.unembed(t) } -> std::same_as<at::Tensor>;           // final norm + head -> logits
+    { m.placement() } -> std::same_as<Placement>;
+    { M::defaults() } -> std::same_as<InversionDefaults>;
+};
+
+// The family a model type belongs to: GPT2 for both GPT2 and Layers<GPT2, 12>.
+template <class M>
+struct family_of { using type = M; };
+template <class F, int N>
+struct family_of<Layers<F, N>> { using type = F; };
+template <class M>
+using family_of_t = typename family_of<M>::type;
+
+namespace init {
+
+// Seeds are per tensor name, so block 7 gets the same weights whether blocks 0-6 are built or not.
+inline std::uint64_t tensor_seed(std::uint64_t seed, std::string_view name) {
+    std::uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
+    for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+// N(0, std) drawn in f32 on the CPU, then placed: the same seed gives the same model on every device.
+inline at::Tensor normal(at::IntArrayRef shape, double std, std::uint64_t seed, std::string_view name, const Placement& p) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(tensor_seed(seed, name));
+    auto t = at::empty(shape, at::kFloat);
+    t.normal_(0.0, std, gen);
+    return t.to(p.device, p.resolved().dtype);
+}
+
+// U(-bound, bound), PyTorch's default for Linear/Conv weights and biases (bound = 1/sqrt(fan_in)).
+inline at::Tensor uniform(at::IntArrayRef shape, double bound, std::uint64_t seed, std::string_view name, const Placement& p) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(tensor_seed(seed, name));
+    auto t = at::empty(shape, at::kFloat);
+    t.uniform_(-bound, bound, gen);
+    return t.to(p.device, p.resolved().dtype);
+}
+
+inline at::Tensor constant(at::IntArrayRef shape, double value, const Placement& p) {
+    return at::full(shape, value, p.options());
+}
+
+}  // namespace init
+
+}  // namespace inputrep

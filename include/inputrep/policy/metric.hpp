@@ -1,0 +1,69 @@
+#pragma once
+// Metric axis: m(O(a_g), O(a)) per batch item. Reductions are sums, not means: the seed's learning
+// rates are tuned to sums.
+#include <concepts>
+#include <string_view>
+#include <variant>
+
+#include <inputrep/core/error.hpp>
+#include <inputrep/core/torch.hpp>
+
+namespace inputrep {
+
+// Σ|Δ|
+struct L1 {
+    static constexpr std::string_view name = "l1";
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        return (out - target).abs().flatten(1).sum(1);
+    }
+};
+
+// ‖Δ‖₂ (not squared; its gradient at Δ = 0 is defined as 0)
+struct L2 {
+    static constexpr std::string_view name = "l2";
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        return at::linalg_vector_norm((out - target).flatten(1), 2, at::IntArrayRef{1});
+    }
+};
+
+// 1 − |cos φ| between the flattened outputs (the author's form: anti-parallel counts as close),
+// or 1 − cos φ when Absolute is false.
+template <bool Absolute>
+struct CosineDistance {
+    static constexpr std::string_view name = Absolute ? "cosine" : "signed-cosine";
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        auto o = out.flatten(1), t = target.flatten(1);
+        auto norms = at::linalg_vector_norm(o, 2, at::IntArrayRef{1}) * at::linalg_vector_norm(t, 2, at::IntArrayRef{1});
+        auto cos = (o * t).sum(1) / norms.clamp_min(1e-12);
+        return 1.0 - (Absolute ? cos.abs() : cos);
+    }
+};
+using Cosine = CosineDistance<true>;
+using SignedCosine = CosineDistance<false>;
+
+template <class M>
+concept Metric = requires(const M& m, const at::Tensor& t) {
+    { m(t, t) } -> std::same_as<at::Tensor>;
+    { M::name } -> std::convertible_to<std::string_view>;
+};
+
+// Chosen at run time (the CLI): one visit per step, no allocation.
+struct AnyMetric {
+    static constexpr std::string_view name = "any";
+    std::variant<L1, L2, Cosine, SignedCosine> metric;
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        return std::visit([&](const auto& m) { return m(out, target); }, metric);
+    }
+    std::string_view chosen() const {
+        return std::visit([](const auto& m) { return std::string_view(std::decay_t<decltype(m)>::name); }, metric);
+    }
+    static AnyMetric parse(std::string_view s) {
+        if (s == L1::name) return {L1{}};
+        if (s == L2::name) return {L2{}};
+        if (s == Cosine::name) return {Cosine{}};
+        if (s == SignedCosine::name) return {SignedCosine{}};
+        fail("unknown metric \"", s, "\" (expected l1, l2, cosine or signed-cosine)");
+    }
+};
+
+}  // namespace inputrep

@@ -1,0 +1,97 @@
+#pragma once
+// Optimizer axis: how the input moves given the gradient of the summed distance. Both keep their
+// state in preallocated tensors and update in place, so a step allocates nothing of its own.
+#include <cmath>
+#include <concepts>
+#include <optional>
+#include <string_view>
+#include <variant>
+
+#include <inputrep/core/error.hpp>
+#include <inputrep/core/schedule.hpp>
+#include <inputrep/core/torch.hpp>
+
+namespace inputrep {
+
+// Rates fixed in the type: GradientDescent<Linear<2.0, 0.2>>.
+template <double Start, double Stop>
+struct Linear {
+    static constexpr std::optional<Schedule> rates() { return Schedule{Start, Stop}; }
+};
+// Rates from the run options, else the model family's defaults.
+struct DefaultRates {
+    static constexpr std::optional<Schedule> rates() { return std::nullopt; }
+};
+
+enum class OptimizerKind { gradient_descent, adam };
+
+// x ← x − lr·g: plain steps, no momentum, clipping or projection (the author's loop).
+template <class Rates = DefaultRates>
+struct GradientDescent {
+    static constexpr OptimizerKind kind = OptimizerKind::gradient_descent;
+    std::optional<Schedule> rates() const { return Rates::rates(); }
+    struct State {
+        void step(at::Tensor& x, const at::Tensor& g, double lr) { x.sub_(g, lr); }
+    };
+    State start(const at::Tensor&) const { return {}; }
+};
+
+// Adam (Kingma & Ba 2015), β = (0.9, 0.999), ε = 1e-8, as torch.optim.Adam computes it.
+template <class Rates = DefaultRates>
+struct Adam {
+    static constexpr OptimizerKind kind = OptimizerKind::adam;
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    std::optional<Schedule> rates() const { return Rates::rates(); }
+    struct State {
+        double beta1, beta2, eps;
+        at::Tensor m, v, denom;
+        int t = 0;
+        void step(at::Tensor& x, const at::Tensor& g, double lr) {
+            ++t;
+            m.mul_(beta1).add_(g, 1 - beta1);
+            v.mul_(beta2).addcmul_(g, g, 1 - beta2);
+            const double bias1 = 1 - std::pow(beta1, t), bias2 = 1 - std::pow(beta2, t);
+            at::sqrt_out(denom, v).div_(std::sqrt(bias2)).add_(eps);
+            x.addcdiv_(m, denom, -lr / bias1);
+        }
+    };
+    State start(const at::Tensor& x) const {
+        return {beta1, beta2, eps, at::zeros_like(x), at::zeros_like(x), at::empty_like(x)};
+    }
+};
+
+template <class O>
+concept Optimizer = requires(const O& o, const at::Tensor& x) {
+    { o.rates() } -> std::same_as<std::optional<Schedule>>;
+    { o.start(x) };
+};
+
+// Chosen at run time: "gd" or "adam", with the family's default rates unless the options set them.
+struct AnyOptimizer {
+    std::variant<GradientDescent<>, Adam<>> optimizer;
+    std::optional<Schedule> rates() const { return std::nullopt; }
+    OptimizerKind chosen() const {
+        return std::visit([](const auto& o) { return std::decay_t<decltype(o)>::kind; }, optimizer);
+    }
+    struct State {
+        std::variant<GradientDescent<>::State, Adam<>::State> state;
+        void step(at::Tensor& x, const at::Tensor& g, double lr) {
+            std::visit([&](auto& s) { s.step(x, g, lr); }, state);
+        }
+    };
+    State start(const at::Tensor& x) const {
+        return std::visit([&](const auto& o) { return State{o.start(x)}; }, optimizer);
+    }
+    static AnyOptimizer parse(std::string_view s) {
+        if (s == "gd") return {GradientDescent<>{}};
+        if (s == "adam") return {Adam<>{}};
+        fail("unknown optimizer \"", s, "\" (expected gd or adam)");
+    }
+};
+
+template <class O>
+inline OptimizerKind kind_of(const O& o) {
+    if constexpr (requires { o.chosen(); }) return o.chosen(); else return O::kind;
+}
+
+}  // namespace inputrep

@@ -1,0 +1,52 @@
+#pragma once
+// Any tokenizer the library reads, behind one value type. Tokenisation happens outside the
+// optimisation loop, so a virtual call here costs nothing that matters.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <inputrep/tokenizer/gpt2_bpe.hpp>
+
+namespace inputrep {
+
+class Tokenizer {
+public:
+    template <class T>
+        requires requires(const T& t, std::string_view s, std::span<const std::int64_t> ids) {
+            { t.encode(s) } -> std::same_as<std::vector<std::int64_t>>;
+            { t.decode(ids) } -> std::same_as<std::string>;
+            { t.vocab_size() } -> std::convertible_to<std::int64_t>;
+        }
+    Tokenizer(T tokenizer) : self_(std::make_shared<Impl<T>>(std::move(tokenizer))) {}
+
+    // A model folder's own tokenizer files, or a vocabulary folder (vocab.json + merges.txt,
+    // encoder.json + vocab.bpe, tokenizer.json).
+    static Tokenizer from_folder(const std::filesystem::path& dir) { return Gpt2Bpe::from_folder(dir); }
+
+    std::vector<std::int64_t> encode(std::string_view text) const { return self_->encode(text); }
+    std::string decode(std::span<const std::int64_t> ids) const { return self_->decode(ids); }
+    std::int64_t vocab_size() const { return self_->vocab_size(); }
+
+private:
+    struct Interface {
+        virtual ~Interface() = default;
+        virtual std::vector<std::int64_t> encode(std::string_view) const = 0;
+        virtual std::string decode(std::span<const std::int64_t>) const = 0;
+        virtual std::int64_t vocab_size() const = 0;
+    };
+    template <class T>
+    struct Impl final : Interface {
+        explicit Impl(T t) : tokenizer(std::move(t)) {}
+        std::vector<std::int64_t> encode(std::string_view s) const override { return tokenizer.encode(s); }
+        std::string decode(std::span<const std::int64_t> ids) const override { return tokenizer.decode(ids); }
+        std::int64_t vocab_size() const override { return tokenizer.vocab_size(); }
+        T tokenizer;
+    };
+    std::shared_ptr<const Interface> self_;
+};
+
+}  // namespace inputrep

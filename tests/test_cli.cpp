@@ -1,0 +1,121 @@
+// The command-line program, run as a user runs it.
+#include <boost/test/unit_test.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include <inputrep/inputrep.hpp>
+
+#include "common.hpp"
+
+using namespace inputrep;
+
+namespace {
+
+struct Run {
+    int status;
+    std::string out;
+};
+
+// Runs the CLI with `args` (shell-quoted by the caller); stderr is folded into out.
+Run cli(const std::string& args) {
+    std::string command = std::string("'") + INPUTREP_CLI + "' " + args + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    BOOST_REQUIRE(pipe);
+    std::string out;
+    std::array<char, 4096> buf;
+    while (auto n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+    int status = ::pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+Json cli_json(const std::string& args) {
+    auto r = cli(args + " --json");
+    BOOST_TEST_INFO(r.out);
+    BOOST_REQUIRE_EQUAL(r.status, 0);
+    return Json::parse(r.out);
+}
+
+std::string vocab() { return "--vocab '" + testing::gpt2_vocab_dir().string() + "'"; }
+
+bool one_line_error(const Run& r) { return r.status == 2 && std::count(r.out.begin(), r.out.end(), '\n') == 1; }
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cli)
+
+BOOST_AUTO_TEST_CASE(tokenize_matches_the_reference_tokenizer) {
+    auto ref = read_json(testing::shared("reference/gpt2_tokenizer.json"));
+    for (auto& entry : ref) {
+        auto text = entry["text"].get<std::string>();
+        if (text.find('\'') != std::string::npos) continue;  // keep the shell quoting trivial
+        auto out = cli_json("tokenize " + vocab() + " '" + text + "'");
+        BOOST_TEST(out["ids"] == entry["ids"]);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(hidden_reproduces_the_reference_layout) {
+    auto folder = testing::shared("models/gpt2-tiny-random");
+    auto ref = read_json(folder / "reference.json");
+    std::string ids;
+    for (auto& id : ref["tokens"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
+    auto out = cli_json("hidden --model '" + folder.string() + "' --ids " + ids + " --logits");
+    BOOST_TEST(out["tokens"] == ref["tokens"]);
+    BOOST_REQUIRE_EQUAL(out["hidden_states"].size(), ref["hidden_states"].size());
+    double worst = 0;
+    for (std::size_t l = 0; l < ref["hidden_states"].size(); ++l)
+        for (std::size_t t = 0; t < ref["tokens"].size(); ++t)
+            for (std::size_t d = 0; d < 64; ++d)
+                worst = std::max(worst, std::abs(out["hidden_states"][l][t][d].get<double>() - ref["hidden_states"][l][t][d].get<double>()));
+    BOOST_TEST(worst < 1e-4);
+    BOOST_TEST(out["logits"][0].size() == 50257u);
+    BOOST_TEST(std::abs(out["logits"][2][5].get<double>() - ref["logits_first8"][2][5].get<double>()) < 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(invert_small_untrained_model) {
+    auto out = cli_json("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab() +
+                        " --prompt 'The sky is blue.' --steps 300 --stats");
+    for (auto key : {"ids", "top_k", "decoded", "exact", "distance", "shifted_distance", "trace", "steps_per_second", "peak_rss_bytes"})
+        BOOST_TEST(out.contains(key), key);
+    BOOST_TEST(out["top_k"].size() == 5u);
+    BOOST_TEST(out["trace"].size() == 301u);
+    BOOST_TEST(out["exact"].get<bool>() == (out["ids"] == out["target"]));
+    BOOST_TEST(out["distance"].get<double>() < out["trace"][0].get<double>());
+}
+
+BOOST_AUTO_TEST_CASE(invalid_options_exit_2_with_one_line) {
+    for (auto args : {"invert --untrained gpt2 --prompt x --metric manhattan", "invert --untrained gpt2 --prompt x --blocks 3:1",
+                      "invert --untrained gpt2 --prompt x --steps many", "invert --untrained gpt2 --prompt x --bogus",
+                      "invert --prompt x", "hidden --untrained gpt2", "tokenize", "frobnicate", "invert --untrained gpt2 --prompt x --mask tokens:4:2"}) {
+        auto r = cli(args);
+        BOOST_TEST_INFO(args << " -> " << r.out);
+        BOOST_TEST(one_line_error(r));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(bad_input_is_a_clear_error) {
+    auto tiny = " --untrained gpt2:n_layer=1,n_embd=32,n_head=4,n_positions=4 " + vocab();
+    auto r = cli("invert" + tiny + " --prompt 'The sky is blue and wide.' --steps 2");
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.out.find("longer than the model's context of 4") != std::string::npos, r.out);
+    r = cli("invert" + tiny + " --prompt '' --steps 2");
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.out.find("empty prompt") != std::string::npos, r.out);
+    r = cli("invert" + tiny + " --prompt 'sky' --blocks 0:3");
+    BOOST_TEST(r.out.find("has 1 blocks") != std::string::npos, r.out);
+    r = cli("hidden --model /nonexistent --ids 1");
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.out.find("/nonexistent") != std::string::npos, r.out);
+}
+
+BOOST_AUTO_TEST_CASE(every_subcommand_has_help) {
+    for (auto cmd : {"tokenize", "hidden", "invert"}) {
+        auto r = cli(std::string(cmd) + " --help");
+        BOOST_TEST(r.status == 0);
+        BOOST_TEST(r.out.find("usage: inputrep " + std::string(cmd)) != std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,106 @@
+// End-to-end input representation on untrained GPT-2-small-shaped models with the library's defaults.
+#include <boost/test/unit_test.hpp>
+
+#include <inputrep/inputrep.hpp>
+
+#include "common.hpp"
+
+using namespace inputrep;
+
+namespace {
+
+const Tokenizer& gpt2_tokenizer() {
+    static const Tokenizer tok = Tokenizer::from_folder(testing::gpt2_vocab_dir());
+    return tok;
+}
+
+// GPT-2 small's shape (d = 768, 12 heads, 12 blocks), HF initialisation, seed 0; blocks built on demand.
+const GPT2& gpt2_small(int blocks) {
+    static std::map<int, GPT2> models;
+    auto it = models.find(blocks);
+    if (it == models.end()) it = models.emplace(blocks, untrained<GPT2>(GPT2Config{}, {}, 0, Needs{{0, blocks}, true, false})).first;
+    return it->second;
+}
+
+auto says(std::string part) {
+    return [part](const Error& e) {
+        bool ok = std::string(e.what()).find(part) != std::string::npos;
+        if (!ok) BOOST_TEST_MESSAGE("message was: " << e.what());
+        return ok;
+    };
+}
+
+const std::vector<std::string> prompts{"The sky is blue.", "This is a prompt sentence", "Mario, the Idea, versus Mario, the Man",
+                                       "The wipers on the bus go swish swish"};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(experiment)
+
+BOOST_AUTO_TEST_CASE(block_0_recovers_prompts_exactly_with_the_defaults) {
+    Experiment<GPT2, Blocks<0, 1>> exp{gpt2_small(1)};
+    exp.with_tokenizer(gpt2_tokenizer());
+    std::vector<std::vector<std::int64_t>> ids;
+    for (auto& p : prompts) ids.push_back(gpt2_tokenizer().encode(p));
+    auto results = exp.run(ids);
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+        const auto& r = results[i];
+        BOOST_TEST_MESSAGE(prompts[i] << " -> " << r.decoded() << " | distance " << r.distance() << " shifted " << r.shifted_distance()
+                                      << " | " << r.steps_per_second() << " steps/s");
+        BOOST_TEST_INFO(prompts[i]);
+        BOOST_TEST(r.target() == ids[i]);
+        BOOST_TEST(r.exact());
+        BOOST_TEST(r.decoded() == prompts[i]);
+        BOOST_TEST(r.distance() < r.shifted_distance());
+        BOOST_TEST(r.trace().size() == 501u);
+        BOOST_TEST(r.trace()(500) < r.trace()(0));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(all_twelve_blocks_get_close_in_distance_but_do_not_recover_the_prompt) {
+    Experiment<Layers<GPT2, 12>, Blocks<0, 12>> exp{Layers<GPT2, 12>(gpt2_small(12))};
+    exp.with_tokenizer(gpt2_tokenizer());
+    auto r = exp.run(gpt2_tokenizer().encode("The sky is blue."));
+    BOOST_TEST_MESSAGE("12 blocks: " << r.decoded() << " | " << r.exact_tokens() << "/5 exact | distance " << r.distance()
+                                     << " shifted " << r.shifted_distance());
+    BOOST_TEST(r.trace()(500) < 0.5 * r.trace()(0));
+    BOOST_TEST(!r.exact());
+}
+
+BOOST_AUTO_TEST_CASE(restarts_run_in_one_batch_and_keep_the_best) {
+    auto small = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,n_positions=32"), {}, 3, Blocks<0, 1>{});
+    Experiment<GPT2, Blocks<0, 1>, L1, GradientDescent<>> exp{small};
+    RunOptions o;
+    o.steps = 50;
+    o.restarts = 4;
+    auto r = exp.run(gpt2_tokenizer().encode("The sky is blue."), o);
+    BOOST_TEST(r.batch() == 4);
+    BOOST_REQUIRE(r.restart_distances().size() == 4u);
+    BOOST_TEST(r.distance() == *std::min_element(r.restart_distances().begin(), r.restart_distances().end()));
+    BOOST_TEST(r.restart_distances()[0] != r.restart_distances()[1]);  // different random starts
+}
+
+BOOST_AUTO_TEST_CASE(bad_input_gets_a_clear_error) {
+    auto config = config_with<GPT2>("n_layer=2,n_embd=32,n_head=4,n_positions=8");
+    auto small = untrained<GPT2>(config, {}, 0, Blocks<0, 1>{});
+    Experiment<GPT2, Blocks<0, 1>> exp{small};
+    BOOST_CHECK_EXCEPTION(exp.run(std::vector<std::int64_t>{}), Error, says("empty prompt"));
+    BOOST_CHECK_EXCEPTION(exp.run(std::vector<std::int64_t>(9, 11)), Error, says("longer than the model's context of 8"));
+    BOOST_CHECK_EXCEPTION(exp.run(std::vector<std::int64_t>{1, 50257}), Error, says("outside the vocabulary"));
+
+    RunOptions diverge;
+    diverge.steps = 5;
+    diverge.lr_start = diverge.lr_end = std::numeric_limits<double>::infinity();
+    Experiment<GPT2, Blocks<0, 1>, L1, GradientDescent<>> gd{small};
+    BOOST_CHECK_EXCEPTION(gd.run(std::vector<std::int64_t>{1, 2, 3}, diverge), Error, says("NaN or infinite at step"));
+
+    Experiment<GPT2, Blocks<0, 1>, L1, Adam<>, Tokens<4>> past_end{small};
+    BOOST_CHECK_EXCEPTION(past_end.run(std::vector<std::int64_t>{1, 2, 3}), Error, says("prompt has only 3 tokens"));
+
+    Experiment<GPT2, BlockSlice> too_deep{small, BlockSlice{{0, 3}}};
+    BOOST_CHECK_EXCEPTION(too_deep.run(std::vector<std::int64_t>{1, 2}), Error, says("the model has only 2 blocks"));
+    Experiment<GPT2, Blocks<1, 2>> unloaded{small};
+    BOOST_CHECK_EXCEPTION(unloaded.run(std::vector<std::int64_t>{1, 2}), Error, says("block 1 was not loaded"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

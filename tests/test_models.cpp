@@ -1,0 +1,145 @@
+// Checkpoint reading and the GPT-2 forward pass against an independent implementation.
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include <inputrep/inputrep.hpp>
+
+#include "common.hpp"
+#include "safetensors_files.hpp"
+
+using namespace inputrep;
+
+namespace {
+
+auto says(std::string part) {
+    return [part](const Error& e) {
+        bool ok = std::string(e.what()).find(part) != std::string::npos;
+        if (!ok) BOOST_TEST_MESSAGE("message was: " << e.what());
+        return ok;
+    };
+}
+
+at::Tensor json_tensor(const Json& j) {
+    std::vector<float> flat;
+    std::vector<std::int64_t> shape;
+    const Json* level = &j;
+    while (level->is_array()) {
+        shape.push_back(static_cast<std::int64_t>(level->size()));
+        level = &(*level)[0];
+    }
+    std::function<void(const Json&)> walk = [&](const Json& v) {
+        if (v.is_array()) for (auto& e : v) walk(e); else flat.push_back(v.get<float>());
+    };
+    walk(j);
+    return at::tensor(flat).view(shape);
+}
+
+std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(models)
+
+// reference.json: hidden_states[0] the embedding output, hidden_states[i] block i-1's output, all
+// before ln_f; logits_first8 the first 8 vocabulary logits at each position; argmax over all.
+BOOST_AUTO_TEST_CASE(gpt2_matches_the_independent_reference) {
+    auto folder = testing::shared("models/gpt2-tiny-random");
+    auto ref = read_json(folder / "reference.json");
+    auto model = load<GPT2>(folder);
+    auto ids = at::tensor(ref["tokens"].get<std::vector<std::int64_t>>(), at::kLong).unsqueeze(0);
+    ActivationCache cache;
+    auto logits = model.run_with_cache(ids, cache);
+    const auto& hs = ref["hidden_states"];
+    BOOST_REQUIRE_EQUAL(hs.size(), std::size_t(model.depth() + 1));
+    for (int i = 0; i <= model.depth(); ++i) {
+        auto mine = i == 0 ? cache["blocks.0.hook_resid_pre"] : cache["blocks." + std::to_string(i - 1) + ".hook_resid_post"];
+        auto diff = (mine[0] - json_tensor(hs[i])).abs().max().item<double>();
+        BOOST_TEST_INFO("hidden state " << i);
+        BOOST_TEST(diff < 1e-4);
+    }
+    auto first8 = json_tensor(ref["logits_first8"]);
+    BOOST_TEST((logits[0].narrow(1, 0, 8) - first8).abs().max().item<double>() < 1e-4);
+    auto argmax = logits[0].argmax(-1);
+    auto expected = ref["argmax"].get<std::vector<std::int64_t>>();
+    for (std::size_t t = 0; t < expected.size(); ++t) BOOST_TEST(argmax[t].item<std::int64_t>() == expected[t]);
+}
+
+BOOST_AUTO_TEST_CASE(a_slice_loads_only_its_blocks) {
+    auto folder = testing::shared("models/gpt2-tiny-random");
+    auto ckpt = Checkpoint::open(folder);
+    auto config = GPT2Config::from_json(read_config(folder));
+    auto model = GPT2::load(config, ckpt, {}, Needs{{1, 2}, true, false});
+    for (auto& name : ckpt.loaded()) {
+        BOOST_TEST_INFO(name);
+        BOOST_TEST((name.find(".h.1.") != std::string::npos || name.ends_with("wte.weight") || name.ends_with("wpe.weight")));
+    }
+    BOOST_TEST(ckpt.loaded().size() == 14u);  // 12 tensors of block 1, wte, wpe
+    BOOST_CHECK_EXCEPTION(model.block(0, at::zeros({1, 2, 64}), model.context(2, true)), Error, says("block 0 was not loaded"));
+}
+
+BOOST_AUTO_TEST_CASE(untrained_gpt2_is_seeded_and_independent_of_the_blocks_built) {
+    auto config = config_with<GPT2>("n_layer=3,n_embd=32,n_head=4,vocab_size=100,n_positions=16");
+    auto a = untrained<GPT2>(config, {}, 7, Needs{{0, 3}, true, true});
+    auto b = untrained<GPT2>(config, {}, 7, Needs{{2, 3}, true, false});
+    auto c = untrained<GPT2>(config, {}, 8, Needs{{2, 3}, true, false});
+    auto x = at::randn({1, 4, 32});
+    auto ctx = a.context(4, true);
+    BOOST_TEST(at::equal(a.block(2, x, ctx), b.block(2, x, ctx)));
+    BOOST_TEST(!at::equal(a.block(2, x, ctx), c.block(2, x, ctx)));
+    // HF's scheme: N(0, 0.02) embeddings, residual projections scaled by 1/sqrt(2·n_layer).
+    BOOST_TEST(std::abs(a.token_embedding().std().item<double>() - 0.02) < 0.002);
+}
+
+BOOST_AUTO_TEST_CASE(causal_attention_ignores_later_tokens) {
+    auto config = config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=16");
+    auto m = untrained<GPT2>(config, {}, 1, Blocks<0, 1>{});
+    auto x = at::randn({1, 6, 32});
+    auto y = x.clone();
+    y[0][5] += 1.0;
+    auto ctx = m.context(6, true);
+    auto ox = m.block(0, x, ctx), oy = m.block(0, y, ctx);
+    BOOST_TEST(at::allclose(ox.narrow(1, 0, 5), oy.narrow(1, 0, 5)));
+    BOOST_TEST(!at::allclose(ox.narrow(1, 5, 1), oy.narrow(1, 5, 1)));
+}
+
+BOOST_AUTO_TEST_CASE(missing_tensor_and_wrong_shape) {
+    auto dir = testing::temp_dir("missing");
+    std::filesystem::copy_file(testing::shared("models/gpt2-tiny-random/config.json"), dir / "config.json");
+    testing::write_file(dir / "model.safetensors", testing::valid_file({testing::f32_tensor("wte.weight", 4)}));
+    BOOST_CHECK_EXCEPTION(load<GPT2>(dir), Error, says("has shape [4] but the config implies [50257, 64]"));
+    auto ckpt = Checkpoint::open(dir);
+    BOOST_CHECK_EXCEPTION(ckpt.load("h.0.ln_1.weight", {}), Error, says("missing tensor \"h.0.ln_1.weight\""));
+    BOOST_CHECK_EXCEPTION(Checkpoint::open(dir / "nothing"), Error, says("no such checkpoint"));
+    std::filesystem::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(reading_never_modifies_the_file) {
+    auto dir = testing::temp_dir("readonly");
+    auto bytes = testing::valid_file({testing::f32_tensor("a", 16)});
+    testing::write_file(dir / "model.safetensors", bytes);
+    {
+        auto t = Checkpoint::open(dir / "model.safetensors").load("a", {});
+        BOOST_TEST(t[3].item<float>() == 3.0f);
+        t.mul_(2);  // an in-place change lands in a private copy of the page
+        BOOST_TEST(t[3].item<float>() == 6.0f);
+    }
+    BOOST_TEST(slurp(dir / "model.safetensors") == bytes);
+    std::filesystem::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(truncated_checkpoint_is_a_clear_error) {
+    auto dir = testing::temp_dir("truncated");
+    auto bytes = testing::valid_file({testing::f32_tensor("a", 16)});
+    testing::write_file(dir / "model.safetensors", bytes.substr(0, bytes.size() - 10));
+    BOOST_CHECK_EXCEPTION(Checkpoint::open(dir), Error, says("truncated file"));
+    std::filesystem::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
