@@ -20,7 +20,7 @@ struct Run {
 };
 
 // Runs the CLI with `args` (shell-quoted by the caller); stderr is folded into out.
-Run cli(const std::string& args) {
+Run run_cli(const std::string& args) {
     std::string command = std::string("'") + INPUTREP_CLI + "' " + args + " 2>&1";
     FILE* pipe = ::popen(command.c_str(), "r");
     BOOST_REQUIRE(pipe);
@@ -32,7 +32,7 @@ Run cli(const std::string& args) {
 }
 
 Json cli_json(const std::string& args) {
-    auto r = cli(args + " --json");
+    auto r = run_cli(args + " --json");
     BOOST_TEST_INFO(r.out);
     BOOST_REQUIRE_EQUAL(r.status, 0);
     return Json::parse(r.out);
@@ -60,7 +60,10 @@ BOOST_AUTO_TEST_CASE(hidden_reproduces_the_reference_layout) {
     auto folder = testing::shared("models/gpt2-tiny-random");
     auto ref = read_json(folder / "reference.json");
     std::string ids;
-    for (auto& id : ref["tokens"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
+    for (auto& id : ref["tokens"]) {
+        if (!ids.empty()) ids += ',';
+        ids += std::to_string(id.get<int>());
+    }
     auto out = cli_json("hidden --model '" + folder.string() + "' --ids " + ids + " --logits");
     BOOST_TEST(out["tokens"] == ref["tokens"]);
     BOOST_REQUIRE_EQUAL(out["hidden_states"].size(), ref["hidden_states"].size());
@@ -89,7 +92,7 @@ BOOST_AUTO_TEST_CASE(invalid_options_exit_2_with_one_line) {
     for (auto args : {"invert --untrained gpt2 --prompt x --metric manhattan", "invert --untrained gpt2 --prompt x --blocks 3:1",
                       "invert --untrained gpt2 --prompt x --steps many", "invert --untrained gpt2 --prompt x --bogus",
                       "invert --prompt x", "hidden --untrained gpt2", "tokenize", "frobnicate", "invert --untrained gpt2 --prompt x --mask tokens:4:2"}) {
-        auto r = cli(args);
+        auto r = run_cli(args);
         BOOST_TEST_INFO(args << " -> " << r.out);
         BOOST_TEST(one_line_error(r));
     }
@@ -97,22 +100,22 @@ BOOST_AUTO_TEST_CASE(invalid_options_exit_2_with_one_line) {
 
 BOOST_AUTO_TEST_CASE(bad_input_is_a_clear_error) {
     auto tiny = " --untrained gpt2:n_layer=1,n_embd=32,n_head=4,n_positions=4 " + vocab();
-    auto r = cli("invert" + tiny + " --prompt 'The sky is blue and wide.' --steps 2");
+    auto r = run_cli("invert" + tiny + " --prompt 'The sky is blue and wide.' --steps 2");
     BOOST_TEST(r.status == 1);
     BOOST_TEST(r.out.find("longer than the model's context of 4") != std::string::npos, r.out);
-    r = cli("invert" + tiny + " --prompt '' --steps 2");
+    r = run_cli("invert" + tiny + " --prompt '' --steps 2");
     BOOST_TEST(r.status == 1);
     BOOST_TEST(r.out.find("empty prompt") != std::string::npos, r.out);
-    r = cli("invert" + tiny + " --prompt 'sky' --blocks 0:3");
+    r = run_cli("invert" + tiny + " --prompt 'sky' --blocks 0:3");
     BOOST_TEST(r.out.find("has 1 blocks") != std::string::npos, r.out);
-    r = cli("hidden --model /nonexistent --ids 1");
+    r = run_cli("hidden --model /nonexistent --ids 1");
     BOOST_TEST(r.status == 1);
     BOOST_TEST(r.out.find("/nonexistent") != std::string::npos, r.out);
 }
 
 BOOST_AUTO_TEST_CASE(every_subcommand_has_help) {
     for (auto cmd : {"tokenize", "hidden", "invert"}) {
-        auto r = cli(std::string(cmd) + " --help");
+        auto r = run_cli(std::string(cmd) + " --help");
         BOOST_TEST(r.status == 0);
         BOOST_TEST(r.out.find("usage: inputrep " + std::string(cmd)) != std::string::npos);
     }

@@ -57,14 +57,16 @@ BOOST_AUTO_TEST_CASE(block_0_recovers_prompts_exactly_with_the_defaults) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(all_twelve_blocks_get_close_in_distance_but_do_not_recover_the_prompt) {
+// The seed found no exact recovery through all 12 blocks with plain descent from N(0, 1). Adam from
+// the embeddings' scale (the defaults) does recover this prompt exactly: measured, and asserted.
+BOOST_AUTO_TEST_CASE(all_twelve_blocks_recover_the_prompt_with_the_defaults) {
     Experiment<Layers<GPT2, 12>, Blocks<0, 12>> exp{Layers<GPT2, 12>(gpt2_small(12))};
     exp.with_tokenizer(gpt2_tokenizer());
     auto r = exp.run(gpt2_tokenizer().encode("The sky is blue."));
     BOOST_TEST_MESSAGE("12 blocks: " << r.decoded() << " | " << r.exact_tokens() << "/5 exact | distance " << r.distance()
                                      << " shifted " << r.shifted_distance());
-    BOOST_TEST(r.trace()(500) < 0.5 * r.trace()(0));
-    BOOST_TEST(!r.exact());
+    BOOST_TEST(r.exact());
+    BOOST_TEST(r.distance() < r.shifted_distance());
 }
 
 BOOST_AUTO_TEST_CASE(restarts_run_in_one_batch_and_keep_the_best) {

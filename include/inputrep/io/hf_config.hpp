@@ -26,6 +26,7 @@ inline Json read_json(const std::filesystem::path& file) {
 
 // The config.json of a model folder (or of the folder holding a checkpoint file).
 inline Json read_config(const std::filesystem::path& model) {
+    require(std::filesystem::exists(model), model.string(), ": no such model folder or file");
     auto folder = std::filesystem::is_directory(model) ? model : model.parent_path();
     auto file = folder / "config.json";
     require(std::filesystem::exists(file), folder.string(), ": no config.json (a Hugging Face model folder needs one)");
