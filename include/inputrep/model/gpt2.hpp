@@ -80,7 +80,7 @@ public:
 
     // Adam from the embeddings' own scale recovers prompts exactly where the seed's plain descent
     // from N(0, 1) does not (measured: docs/defaults.md).
-    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {1.0, 0.1}}; }
+    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.01, 1e-4}}; }
 
     const Config& config() const { return config_; }
     int depth() const { return static_cast<int>(config_.n_layer); }
