@@ -32,4 +32,9 @@ inline std::filesystem::path gpt2_vocab_dir() {
     return p;
 }
 
+// For BOOST_CHECK_EXCEPTION: the error's message contains `part`.
+inline auto says(std::string part) {
+    return [part](const inputrep::Error& e) { return std::string(e.what()).find(part) != std::string::npos; };
+}
+
 }  // namespace testing

@@ -6,6 +6,7 @@
 #include "common.hpp"
 
 using namespace inputrep;
+using testing::says;
 
 namespace {
 
@@ -22,13 +23,6 @@ const GPT2& gpt2_small(int blocks) {
     return it->second;
 }
 
-auto says(std::string part) {
-    return [part](const Error& e) {
-        bool ok = std::string(e.what()).find(part) != std::string::npos;
-        if (!ok) BOOST_TEST_MESSAGE("message was: " << e.what());
-        return ok;
-    };
-}
 
 const std::vector<std::string> prompts{"The sky is blue.", "This is a prompt sentence", "Mario, the Idea, versus Mario, the Man",
                                        "The wipers on the bus go swish swish"};

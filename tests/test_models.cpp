@@ -10,16 +10,10 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
+using testing::says;
 
 namespace {
 
-auto says(std::string part) {
-    return [part](const Error& e) {
-        bool ok = std::string(e.what()).find(part) != std::string::npos;
-        if (!ok) BOOST_TEST_MESSAGE("message was: " << e.what());
-        return ok;
-    };
-}
 
 at::Tensor json_tensor(const Json& j) {
     std::vector<float> flat;

@@ -5,9 +5,11 @@
 #include <span>
 #include <unistd.h>
 
+#include "common.hpp"
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
+using testing::says;
 using testing::f32_tensor;
 using testing::file_bytes;
 using testing::layout;
@@ -20,13 +22,6 @@ safetensors::Header parse(const std::string& bytes) {
 }
 
 // The exception's message contains `part`.
-auto says(std::string part) {
-    return [part](const Error& e) {
-        bool ok = std::string(e.what()).find(part) != std::string::npos;
-        if (!ok) BOOST_TEST_MESSAGE("message was: " << e.what());
-        return ok;
-    };
-}
 
 }  // namespace
 
