@@ -139,12 +139,136 @@ public:
         return results;
     }
 
-private:
+    // RunOptions with the family's defaults filled in.
     struct Resolved {
         int steps;
         double init_scale;
         Schedule rates;
     };
+
+    // One optimisation in progress: prompts of equal length and their restarts as one batch. run()
+    // drives it to the end; a caller can also step it by hand (benchmarks, custom stopping).
+    class Session {
+    public:
+        int steps() const { return cfg_.steps; }
+        int steps_done() const { return done_; }
+        bool done() const { return done_ == cfg_.steps; }
+
+        // x ← step(x, ∇ Σ_batch m(O(x), O(a))); the distances before the step go to the trace.
+        void step() {
+            require(!done(), "the session has run all its ", cfg_.steps, " steps");
+            if (done_ == 0) started_ = std::chrono::steady_clock::now();
+            at::Tensor d = exp_->metric_(forward(x_), target_out_);
+            at::Tensor g = torch::autograd::grad({d.sum()}, {x_})[0];
+            at::NoGradGuard no_grad;
+            trace_.select(0, done_).copy_(d);
+            state_->step(x_, g, cfg_.rates.at(done_, cfg_.steps));
+            ++done_;
+        }
+
+        // Final distances, the best restart of each prompt, decoded.
+        std::vector<Result> finish() {
+            const Experiment& e = *exp_;
+            if (done_ == 0) started_ = std::chrono::steady_clock::now();
+            {
+                at::NoGradGuard no_grad;
+                trace_.select(0, done_).copy_(e.metric_(forward(x_), target_out_));
+            }
+            const at::Tensor host_trace = trace_.narrow(0, 0, done_ + 1).to(at::kCPU).contiguous();  // synchronises the device
+            const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+            if (!at::isfinite(host_trace).all().item<bool>()) {
+                at::Tensor bad = at::logical_not(at::isfinite(host_trace)).any(1).nonzero();
+                fail("the optimisation diverged: the distance became NaN or infinite at step ", bad[0].item<std::int64_t>(),
+                     " (lower the learning rate or the initial scale)");
+            }
+            const auto P = static_cast<std::int64_t>(prompts_.size()), R = restarts_, T = length_;
+            const at::Tensor per_restart = host_trace.select(0, done_).view({P, R}).to(at::kDouble);
+            const at::Tensor best = per_restart.argmin(1);
+            at::Tensor chosen;
+            {
+                at::NoGradGuard no_grad;
+                chosen = x_.detach().index_select(0, (at::arange(P, at::kLong) * R + best).to(x_.device()));
+            }
+            const at::Tensor topk = std::get<1>(at::topk(e.space_.scores(e.model_, chosen, e.decoder_state()), top_k_, -1)).to(at::kCPU);
+
+            std::vector<Result> results;
+            for (std::int64_t p = 0; p < P; ++p) {
+                Result::Fields f;
+                f.target = prompts_[p];
+                const auto b = best[p].item<std::int64_t>();
+                for (std::int64_t k = 0; k < top_k_; ++k) {
+                    at::Tensor line = topk[p].select(1, k).contiguous();
+                    f.top_k_ids.emplace_back(line.data_ptr<std::int64_t>(), line.data_ptr<std::int64_t>() + T);
+                    if (e.tokenizer_) f.top_k_text.push_back(e.tokenizer_->decode(f.top_k_ids.back()));
+                }
+                f.ids = f.top_k_ids.front();
+                f.distance = per_restart[p][b].item<double>();
+                f.shifted_distance = shifted_distance_[p].item<double>();
+                at::Tensor column = host_trace.select(1, p * R + b).contiguous();
+                f.trace = xt::adapt(column.data_ptr<float>(), std::array<std::size_t, 1>{std::size_t(done_ + 1)});
+                at::Tensor row = per_restart[p].contiguous();
+                f.restart_distances.assign(row.data_ptr<double>(), row.data_ptr<double>() + R);
+                f.restart = static_cast<int>(b);
+                f.batch = static_cast<int>(P * R);
+                f.steps_per_second = done_ > 0 ? done_ / seconds : 0.0;
+                results.emplace_back(std::move(f));
+            }
+            return results;
+        }
+
+    private:
+        friend class Experiment;
+        using Context = typename Family::Context;
+        using OptimizerState = decltype(std::declval<const Op&>().start(std::declval<const at::Tensor&>()));
+
+        Session(const Experiment& e, std::vector<std::vector<std::int64_t>> prompts, const RunOptions& o)
+            : exp_(&e), prompts_(std::move(prompts)), cfg_(e.resolve(o)), restarts_(o.restarts),
+              length_(static_cast<std::int64_t>(prompts_.front().size())), top_k_(o.top_k),
+              ctx_(e.model_.context(length_, e.slice_.causal())) {
+            const auto P = static_cast<std::int64_t>(prompts_.size()), R = restarts_;
+            const at::Device device = e.model_.placement().device;
+            std::vector<std::int64_t> flat;
+            for (auto& p : prompts_) flat.insert(flat.end(), p.begin(), p.end());
+            const at::Tensor ids = at::tensor(flat, at::kLong).view({P, length_}).to(device);
+            at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+            at::Tensor target_in;
+            {
+                at::NoGradGuard no_grad;
+                target_in = e.space_.target(e.model_, ids);
+                target_out_ = forward(target_in);
+                at::Tensor noise = at::empty(target_in.sizes(), at::kFloat).normal_(0.0, 1.0, gen).to(device, target_in.scalar_type());
+                shifted_distance_ = e.metric_(forward(target_in + o.shift_sigma * noise), target_out_).to(at::kDouble).cpu();
+                if (R > 1) target_out_ = target_out_.repeat_interleave(R, 0);
+            }
+            x_ = e.space_.initial(e.model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg_.init_scale, gen);
+            x_.requires_grad_(true);
+            state_.emplace(e.optimizer_.start(x_));
+            trace_ = at::empty({cfg_.steps + 1, P * R}, at::TensorOptions().dtype(at::kFloat).device(device));
+        }
+
+        at::Tensor forward(const at::Tensor& x) const {
+            const Experiment& e = *exp_;
+            return e.mask_(apply_slice(e.slice_, e.model_, e.space_.slice_input(e.model_, x), ctx_));
+        }
+
+        const Experiment* exp_;
+        std::vector<std::vector<std::int64_t>> prompts_;
+        Resolved cfg_;
+        std::int64_t restarts_, length_, top_k_;
+        Context ctx_;
+        at::Tensor target_out_, shifted_distance_, x_, trace_;
+        std::optional<OptimizerState> state_;
+        int done_ = 0;
+        std::chrono::steady_clock::time_point started_;
+    };
+
+    // Validates the prompts (equal length) and options, computes targets and the shifted yard-stick.
+    Session start(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options = {}) const {
+        validate(prompts);
+        return Session(*this, prompts, options);
+    }
+
+private:
 
     Resolved resolve(const RunOptions& o) const {
         const InversionDefaults d = Family::defaults();
@@ -182,91 +306,12 @@ private:
     }
 
     std::vector<Result> run_batch(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
-        validate(prompts);
-        const Resolved cfg = resolve(o);
-        const auto P = static_cast<std::int64_t>(prompts.size()), R = static_cast<std::int64_t>(o.restarts);
-        const auto T = static_cast<std::int64_t>(prompts.front().size());
-        const at::Device device = model_.placement().device;
-
-        std::vector<std::int64_t> flat;
-        for (auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
-        const at::Tensor ids = at::tensor(flat, at::kLong).view({P, T}).to(device);
-        const auto ctx = model_.context(T, slice_.causal());
-        auto forward = [&](const at::Tensor& x) { return mask_(apply_slice(slice_, model_, space_.slice_input(model_, x), ctx)); };
-        at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-
-        at::Tensor target_in, target_out, shifted_distance;
-        {
-            at::NoGradGuard no_grad;
-            target_in = space_.target(model_, ids);
-            target_out = forward(target_in);
-            auto noise = at::empty(target_in.sizes(), at::kFloat).normal_(0.0, 1.0, gen).to(device, target_in.scalar_type());
-            shifted_distance = metric_(forward(target_in + o.shift_sigma * noise), target_out).to(at::kDouble).cpu();
-            if (R > 1) target_out = target_out.repeat_interleave(R, 0);
+        Session session = start(prompts, o);
+        while (!session.done()) {
+            session.step();
+            if (o.progress && session.steps_done() % o.progress_every == 0) o.progress(session.steps_done(), session.steps());
         }
-
-        at::Tensor x = space_.initial(model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg.init_scale, gen);
-        x.requires_grad_(true);
-        auto state = optimizer_.start(x);
-        at::Tensor trace = at::empty({cfg.steps + 1, P * R}, at::TensorOptions().dtype(at::kFloat).device(device));
-
-        const auto start = std::chrono::steady_clock::now();
-        for (int i = 0; i < cfg.steps; ++i) {
-            at::Tensor d = metric_(forward(x), target_out);
-            at::Tensor g = torch::autograd::grad({d.sum()}, {x})[0];
-            at::NoGradGuard no_grad;
-            trace.select(0, i).copy_(d);
-            state.step(x, g, cfg.rates.at(i, cfg.steps));
-            if (o.progress && (i + 1) % o.progress_every == 0) o.progress(i + 1, cfg.steps);
-        }
-        at::Tensor final_distance;
-        {
-            at::NoGradGuard no_grad;
-            final_distance = metric_(forward(x), target_out);
-            trace.select(0, cfg.steps).copy_(final_distance);
-        }
-        const at::Tensor host_trace = trace.to(at::kCPU).contiguous();  // synchronises the device, so the clock is honest
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (!at::isfinite(host_trace).all().item<bool>()) {
-            at::Tensor bad = at::logical_not(at::isfinite(host_trace)).any(1).nonzero();
-            fail("the optimisation diverged: the distance became NaN or infinite at step ", bad[0].item<std::int64_t>(),
-                 " (lower the learning rate or the initial scale)");
-        }
-
-        // Keep the best restart of each prompt, then decode.
-        const at::Tensor per_restart = host_trace.select(0, cfg.steps).view({P, R}).to(at::kDouble);
-        const at::Tensor best = per_restart.argmin(1);
-        at::Tensor chosen;
-        {
-            at::NoGradGuard no_grad;
-            at::Tensor rows = (at::arange(P, at::kLong) * R + best).to(device);
-            chosen = x.detach().index_select(0, rows);
-        }
-        const at::Tensor topk = std::get<1>(at::topk(space_.scores(model_, chosen, decoder_state()), o.top_k, -1)).to(at::kCPU);
-
-        std::vector<Result> results;
-        for (std::int64_t p = 0; p < P; ++p) {
-            Result::Fields f;
-            f.target = prompts[p];
-            const auto b = best[p].item<std::int64_t>();
-            for (std::int64_t k = 0; k < o.top_k; ++k) {
-                at::Tensor line = topk[p].select(1, k).contiguous();
-                f.top_k_ids.emplace_back(line.data_ptr<std::int64_t>(), line.data_ptr<std::int64_t>() + T);
-                if (tokenizer_) f.top_k_text.push_back(tokenizer_->decode(f.top_k_ids.back()));
-            }
-            f.ids = f.top_k_ids.front();
-            f.distance = per_restart[p][b].item<double>();
-            f.shifted_distance = shifted_distance[p].item<double>();
-            at::Tensor column = host_trace.select(1, p * R + b).contiguous();
-            f.trace = xt::adapt(column.data_ptr<float>(), std::array<std::size_t, 1>{std::size_t(cfg.steps + 1)});
-            at::Tensor row = per_restart[p].contiguous();
-            f.restart_distances.assign(row.data_ptr<double>(), row.data_ptr<double>() + R);
-            f.restart = static_cast<int>(b);
-            f.batch = static_cast<int>(P * R);
-            f.steps_per_second = cfg.steps / seconds;
-            results.emplace_back(std::move(f));
-        }
-        return results;
+        return session.finish();
     }
 
     struct DecoderCache {
