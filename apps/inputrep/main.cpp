@@ -299,7 +299,7 @@ int invert(const std::vector<std::string>& argv) {
          {{"prompt", true, "text to recover (repeat for a batch of prompts)"},
           {"ids", true, "token ids I,J,... instead of --prompt"},
           {"blocks", true, "slice B:E, blocks B..E-1 (default 0:1)"},
-          {"metric", true, "l1 (default), l2, cosine or signed-cosine"},
+          {"metric", true, "l1 (default), l2, cosine (1-|cos|), signed-cosine or combined:ALPHA:BETA"},
           {"optimizer", true, "adam (default) or gd (plain gradient descent)"},
           {"steps", true, "optimisation steps (default: the family's)"},
           {"lr", true, "learning rate START:END, decaying linearly (default: the family's)"},

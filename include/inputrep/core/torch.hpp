@@ -4,5 +4,6 @@
 // seconds of parsing to every translation unit and nothing here needs it.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>

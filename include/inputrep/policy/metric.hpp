@@ -2,6 +2,7 @@
 // Metric axis: m(O(a_g), O(a)) per batch item. Reductions are sums, not means: the seed's learning
 // rates are tuned to sums.
 #include <concepts>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -41,6 +42,19 @@ struct CosineDistance {
 using Cosine = CosineDistance<true>;
 using SignedCosine = CosineDistance<false>;
 
+// α·(1 − |cos φ|) + β·Σ|Δ| (the seed's α/β variant; it gives no values, so both default to 1).
+struct WeightedCombination {
+    static constexpr std::string_view name = "combined";
+    double alpha = 1.0, beta = 1.0;
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        return alpha * Cosine{}(out, target) + beta * L1{}(out, target);
+    }
+};
+template <double Alpha = 1.0, double Beta = 1.0>
+struct Combined : WeightedCombination {
+    constexpr Combined() : WeightedCombination{Alpha, Beta} {}
+};
+
 template <class M>
 concept Metric = requires(const M& m, const at::Tensor& t) {
     { m(t, t) } -> std::same_as<at::Tensor>;
@@ -50,7 +64,7 @@ concept Metric = requires(const M& m, const at::Tensor& t) {
 // Chosen at run time (the CLI): one visit per step, no allocation.
 struct AnyMetric {
     static constexpr std::string_view name = "any";
-    std::variant<L1, L2, Cosine, SignedCosine> metric;
+    std::variant<L1, L2, Cosine, SignedCosine, WeightedCombination> metric;
     at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
         return std::visit([&](const auto& m) { return m(out, target); }, metric);
     }
@@ -62,7 +76,18 @@ struct AnyMetric {
         if (s == L2::name) return {L2{}};
         if (s == Cosine::name) return {Cosine{}};
         if (s == SignedCosine::name) return {SignedCosine{}};
-        fail("unknown metric \"", s, "\" (expected l1, l2, cosine or signed-cosine)");
+        if (s == "combined") return {WeightedCombination{}};
+        if (s.starts_with("combined:")) {
+            auto rest = std::string(s.substr(9));
+            auto colon = rest.find(':');
+            try {
+                require(colon != std::string::npos, "");
+                return {WeightedCombination{std::stod(rest.substr(0, colon)), std::stod(rest.substr(colon + 1))}};
+            } catch (const std::exception&) {
+                fail("metric \"", s, "\" is not combined:ALPHA:BETA");
+            }
+        }
+        fail("unknown metric \"", s, "\" (expected l1, l2, cosine, signed-cosine or combined[:ALPHA:BETA])");
     }
 };
 

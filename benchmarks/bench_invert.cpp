@@ -1,0 +1,92 @@
+// One inversion step (forward through the slice, gradient to the input, optimizer step), per case:
+//   FAMILY-D-bBATCH-tTOKENS[-lLAYERS][-METRIC][-any]
+// named as in benchmarks/python/loops.py, which runs the same loop in PyTorch eager. "-any" runs the
+// CLI's runtime-dispatched policies instead of the typed ones. Counter "steps/s" is batch steps per
+// second; "prompt-steps/s" multiplies by the batch.
+#include <benchmark/benchmark.h>
+
+#include <inputrep/inputrep.hpp>
+
+using namespace inputrep;
+
+namespace {
+
+struct Case {
+    std::string family;
+    int d = 64, batch = 1, tokens = 5, layers = 1;
+    std::string metric = "l1";
+    bool any = false;
+};
+
+Case parse(const std::string& name) {
+    Case c;
+    std::vector<std::string> parts;
+    for (std::size_t start = 0, dash; start <= name.size(); start = dash + 1) {
+        dash = name.find('-', start);
+        if (dash == std::string::npos) dash = name.size();
+        parts.push_back(name.substr(start, dash - start));
+    }
+    c.family = parts[0];
+    c.d = std::stoi(parts[1]);
+    for (std::size_t i = 2; i < parts.size(); ++i) {
+        const auto& p = parts[i];
+        auto digits = p.size() > 1 && std::all_of(p.begin() + 1, p.end(), ::isdigit);
+        if (digits && p[0] == 'b') c.batch = std::stoi(p.substr(1));
+        else if (digits && p[0] == 't') c.tokens = std::stoi(p.substr(1));
+        else if (digits && p[0] == 'l') c.layers = std::stoi(p.substr(1));
+        else if (p == "any") c.any = true;
+        else c.metric = p;
+    }
+    return c;
+}
+
+template <class Model, class Metric, class Optimizer>
+void run_steps(benchmark::State& state, const Model& model, const Case& c, Metric metric, Optimizer optimizer) {
+    Experiment exp(model, BlockSlice{{0, c.layers}}, metric, optimizer, AllTokens{}, EmbeddingSpace{}, PseudoInverse{});
+    std::vector<std::vector<std::int64_t>> prompts(c.batch);
+    for (int p = 0; p < c.batch; ++p)
+        for (int t = 0; t < c.tokens; ++t) prompts[p].push_back((p * 7919 + t * 104729) % model.vocab_size());
+    RunOptions o;
+    o.steps = 1 << 20;  // never reached: the benchmark decides how many steps to time
+    auto session = exp.start(prompts, o);
+    for (int i = 0; i < 3; ++i) session.step();  // warm-up: first-touch allocations
+    for (auto _ : state) session.step();
+    state.counters["steps/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["prompt-steps/s"] = benchmark::Counter(double(state.iterations()) * c.batch, benchmark::Counter::kIsRate);
+}
+
+template <class Model>
+void dispatch(benchmark::State& state, const Model& model, const Case& c) {
+    if (c.any) return run_steps(state, model, c, AnyMetric::parse(c.metric), AnyOptimizer::parse("gd"));
+    if (c.metric == "l1") return run_steps(state, model, c, L1{}, GradientDescent<>{});
+    if (c.metric == "l2") return run_steps(state, model, c, L2{}, GradientDescent<>{});
+    if (c.metric == "cosine") return run_steps(state, model, c, Cosine{}, GradientDescent<>{});
+    if (c.metric == "combined") return run_steps(state, model, c, Combined<>{}, GradientDescent<>{});
+    state.SkipWithError(("unknown metric " + c.metric).c_str());
+}
+
+void invert_step(benchmark::State& state, const std::string& name) {
+    const Case c = parse(name);
+    at::set_num_threads(static_cast<int>(state.range(0)));
+    if (c.family == "gpt2") {
+        auto config = config_with<GPT2>("n_embd=" + std::to_string(c.d) + ",n_head=" + std::to_string(std::max(1, c.d / 64)) +
+                                        ",n_layer=" + std::to_string(c.layers));
+        return dispatch(state, untrained<GPT2>(config, {}, 0, Needs{{0, c.layers}, true, false}), c);
+    }
+    state.SkipWithError(("unknown family " + c.family).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::vector<std::string> cases{
+        "gpt2-64-b1-t8",           "gpt2-64-b1-t8-any",        "gpt2-64-b1-t8-l2",         "gpt2-64-b1-t8-cosine",
+        "gpt2-64-b1-t8-combined",  "gpt2-768-b1-t5",           "gpt2-768-b1-t5-any",       "gpt2-768-b1-t5-l2",
+        "gpt2-768-b1-t5-cosine",   "gpt2-768-b1-t5-combined",  "gpt2-768-b1-t5-l12",       "gpt2-768-b32-t5"};
+    for (const auto& name : cases)
+        benchmark::RegisterBenchmark(("invert/" + name).c_str(), [name](benchmark::State& s) { invert_step(s, name); })
+            ->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->MinTime(1.0);
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+}
