@@ -63,6 +63,25 @@ BOOST_AUTO_TEST_CASE(all_twelve_blocks_recover_the_prompt_with_the_defaults) {
     BOOST_TEST(r.distance() < r.shifted_distance());
 }
 
+// Each metric's written-out gradient equals autograd's on its own forward.
+BOOST_AUTO_TEST_CASE(metric_gradients_match_autograd) {
+    auto out = at::randn({3, 4, 5}, at::kDouble), target = at::randn({3, 4, 5}, at::kDouble);
+    auto check = [&](const auto& metric, std::string_view name) {
+        auto o = out.clone().requires_grad_(true);
+        auto expected = torch::autograd::grad({metric(o, target).sum()}, {o})[0];
+        auto [value, grad] = metric.value_and_grad(out, target);
+        BOOST_TEST_INFO(name);
+        BOOST_TEST(at::allclose(value, metric(out, target)));
+        BOOST_TEST(at::allclose(grad, expected, 1e-9, 1e-12));
+    };
+    check(L1{}, "l1");
+    check(L2{}, "l2");
+    check(Cosine{}, "cosine");
+    check(SignedCosine{}, "signed-cosine");
+    check(Combined<0.5, 2.0>{}, "combined");
+    check(AnyMetric::parse("combined:0.3:0.7"), "any combined");
+}
+
 BOOST_AUTO_TEST_CASE(restarts_run_in_one_batch_and_keep_the_best) {
     auto small = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,n_positions=32"), {}, 3, Blocks<0, 1>{});
     Experiment<GPT2, Blocks<0, 1>, L1, GradientDescent<>> exp{small};

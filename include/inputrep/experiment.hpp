@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <xtensor/xadapt.hpp>
@@ -158,11 +159,31 @@ public:
         void step() {
             require(!done(), "the session has run all its ", cfg_.steps, " steps");
             if (done_ == 0) started_ = std::chrono::steady_clock::now();
-            at::Tensor d = exp_->metric_(forward(x_), target_out_);
-            at::Tensor g = torch::autograd::grad({d.sum()}, {x_})[0];
+            const Experiment& e = *exp_;
+            at::Tensor distance, gradient;
+            if constexpr (analytic) {
+                // The model's own input gradient through the blocks: no graph is recorded.
+                at::NoGradGuard no_grad;
+                const auto r = e.slice_.range();
+                at::Tensor y = x_;
+                for (int i = r.begin; i < r.end; ++i) y = e.model_.block(i, y, ctx_, tapes_[i - r.begin]);
+                auto [d, dm] = e.metric_.value_and_grad(e.mask_(y), target_out_);
+                at::Tensor dy = dm;
+                if (!dm.sizes().equals(y.sizes())) {
+                    dy = at::zeros_like(y);
+                    e.mask_(dy).copy_(dm);  // masks are views, so this scatters into the compared part
+                }
+                for (int i = r.end - 1; i >= r.begin; --i) dy = e.model_.block_input_grad(i, dy, ctx_, tapes_[i - r.begin]);
+                distance = d, gradient = dy;
+            } else {
+                at::Tensor out = forward(x_);
+                auto [d, dm] = e.metric_.value_and_grad(out.detach(), target_out_);
+                gradient = torch::autograd::grad({out}, {x_}, {dm})[0];
+                distance = d;
+            }
             at::NoGradGuard no_grad;
-            trace_.select(0, done_).copy_(d);
-            state_->step(x_, g, cfg_.rates.at(done_, cfg_.steps));
+            trace_.select(0, done_).copy_(distance);
+            state_->step(x_, gradient, cfg_.rates.at(done_, cfg_.steps));
             ++done_;
         }
 
@@ -219,6 +240,8 @@ public:
     private:
         friend class Experiment;
         using Context = typename Family::Context;
+        static constexpr bool analytic = std::same_as<Sp, EmbeddingSpace> && is_block_chain<S> && InputGradientModel<Family>;
+        using Tapes = std::conditional_t<analytic, std::vector<tape_of_t<Family>>, std::monostate>;
         using OptimizerState = decltype(std::declval<const Op&>().start(std::declval<const at::Tensor&>()));
 
         Session(const Experiment& e, std::vector<std::vector<std::int64_t>> prompts, const RunOptions& o)
@@ -241,7 +264,8 @@ public:
                 if (R > 1) target_out_ = target_out_.repeat_interleave(R, 0);
             }
             x_ = e.space_.initial(e.model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg_.init_scale, gen);
-            x_.requires_grad_(true);
+            if constexpr (analytic) tapes_.resize(e.slice_.range().end - e.slice_.range().begin);
+            else x_.requires_grad_(true);
             state_.emplace(e.optimizer_.start(x_));
             trace_ = at::empty({cfg_.steps + 1, P * R}, at::TensorOptions().dtype(at::kFloat).device(device));
         }
@@ -258,6 +282,7 @@ public:
         Context ctx_;
         at::Tensor target_out_, shifted_distance_, x_, trace_;
         std::optional<OptimizerState> state_;
+        Tapes tapes_;
         int done_ = 0;
         std::chrono::steady_clock::time_point started_;
     };

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <inputrep/io/hf_config.hpp>
@@ -105,12 +106,8 @@ public:
     }
 
     at::Tensor block(int i, const at::Tensor& x, const Context& ctx) const {
-        const Block& b = layer(i);
-        x_check(x);
-        auto h = at::layer_norm(x, {config_.n_embd}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
-        auto y = x + attention(b, h, ctx);
-        h = at::layer_norm(y, {config_.n_embd}, b.ln_2_w, b.ln_2_b, config_.layer_norm_epsilon);
-        return y + mlp(b, h);
+        Tape unused;
+        return block(i, x, ctx, unused);
     }
 
     at::Tensor unembed(const at::Tensor& x) const {
@@ -133,6 +130,71 @@ public:
             cache.add("blocks." + std::to_string(i) + ".hook_resid_post", x);
         }
         return ln_f_w_.defined() ? unembed(x) : at::Tensor();
+    }
+
+    // Every materialised tensor under its name in hub GPT-2 files (no "transformer." prefix), in model order.
+    std::vector<std::pair<std::string, at::Tensor>> named_tensors() const {
+        std::vector<std::pair<std::string, at::Tensor>> out;
+        auto add = [&](std::string name, const at::Tensor& t) { if (t.defined()) out.emplace_back(std::move(name), t); };
+        add("wte.weight", wte_), add("wpe.weight", wpe_);
+        for (int i = 0; i < depth(); ++i) {
+            if (!h_[i]) continue;
+            const Block& b = *h_[i];
+            auto n = "h." + std::to_string(i) + ".";
+            add(n + "ln_1.weight", b.ln_1_w), add(n + "ln_1.bias", b.ln_1_b);
+            add(n + "attn.c_attn.weight", b.c_attn_w), add(n + "attn.c_attn.bias", b.c_attn_b);
+            add(n + "attn.c_proj.weight", b.attn_proj_w), add(n + "attn.c_proj.bias", b.attn_proj_b);
+            add(n + "ln_2.weight", b.ln_2_w), add(n + "ln_2.bias", b.ln_2_b);
+            add(n + "mlp.c_fc.weight", b.c_fc_w), add(n + "mlp.c_fc.bias", b.c_fc_b);
+            add(n + "mlp.c_proj.weight", b.mlp_proj_w), add(n + "mlp.c_proj.bias", b.mlp_proj_b);
+        }
+        add("ln_f.weight", ln_f_w_), add("ln_f.bias", ln_f_b_), add("lm_head.weight", lm_head_);
+        return out;
+    }
+
+    // What the input gradient of one block needs from its forward pass.
+    struct Tape {
+        at::Tensor x, mean_1, rstd_1, q, k, v, p, x_mid, mean_2, rstd_2, u;
+    };
+
+    // The block, recording its tape; the same arithmetic as block(), without autograd.
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const {
+        const Block& b = layer(i);
+        x_check(x);
+        const auto B = x.size(0), T = x.size(1), D = config_.n_embd, H = config_.n_head, hd = D / H;
+        at::Tensor h;
+        std::tie(h, tape.mean_1, tape.rstd_1) = at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
+        auto qkv = conv1d(h, b.c_attn_w, b.c_attn_b);
+        auto heads = [&](int k) { return qkv.narrow(2, k * D, D).view({B, T, H, hd}).transpose(1, 2); };
+        tape.x = x, tape.q = heads(0), tape.k = heads(1), tape.v = heads(2);
+        auto scores = at::matmul(tape.q, tape.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
+        if (ctx.mask.defined()) scores.add_(ctx.mask);
+        tape.p = at::softmax(scores, -1);
+        auto y = at::matmul(tape.p, tape.v).transpose(1, 2).reshape({B, T, D});
+        tape.x_mid = x + conv1d(y, b.attn_proj_w, b.attn_proj_b);
+        std::tie(h, tape.mean_2, tape.rstd_2) = at::native_layer_norm(tape.x_mid, {D}, b.ln_2_w, b.ln_2_b, config_.layer_norm_epsilon);
+        tape.u = conv1d(h, b.c_fc_w, b.c_fc_b);
+        return tape.x_mid + conv1d(at::gelu(tape.u, gelu()), b.mlp_proj_w, b.mlp_proj_b);
+    }
+
+    // ∂(Σ dy·block(x))/∂x from the tape: the chain rule written out, input gradients only.
+    at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context&, const Tape& tape) const {
+        const Block& b = layer(i);
+        const auto B = dy.size(0), T = dy.size(1), D = config_.n_embd, H = config_.n_head, hd = D / H;
+        // MLP: out = x_mid + gelu(u)·W_proj, u = LN_2(x_mid)·W_fc
+        auto du = at::gelu_backward(conv1d_input_grad(dy, b.mlp_proj_w), tape.u, gelu());
+        auto dx_mid = dy + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(du, b.c_fc_w), tape.x_mid, {D}, tape.mean_2,
+                                                                     tape.rstd_2, b.ln_2_w, b.ln_2_b, {true, false, false}));
+        // attention: x_mid = x + merge(P·V)·W_proj, P = softmax(Q·Kᵀ/√hd + mask)
+        auto dy_heads = conv1d_input_grad(dx_mid, b.attn_proj_w).view({B, T, H, hd}).transpose(1, 2);
+        auto dp = at::matmul(dy_heads, tape.v.transpose(-2, -1));
+        auto dv = at::matmul(tape.p.transpose(-2, -1), dy_heads);
+        auto ds = at::_softmax_backward_data(dp, tape.p, -1, tape.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
+        auto dq = at::matmul(ds, tape.k), dk = at::matmul(ds.transpose(-2, -1), tape.q);
+        auto merge = [&](const at::Tensor& t) { return t.transpose(1, 2).reshape({B, T, D}); };
+        auto dqkv = at::cat({merge(dq), merge(dk), merge(dv)}, 2);
+        return dx_mid + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(dqkv, b.c_attn_w), tape.x, {D}, tape.mean_1,
+                                                                  tape.rstd_1, b.ln_1_w, b.ln_1_b, {true, false, false}));
     }
 
     // Hugging Face initialisation: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2·n_layer)),
@@ -217,20 +279,14 @@ private:
         return at::addmm(b, x.reshape({-1, x.size(-1)}), w).view(sizes);
     }
 
-    at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx) const {
-        const auto B = h.size(0), T = h.size(1), D = config_.n_embd, H = config_.n_head, hd = D / H;
-        auto qkv = conv1d(h, b.c_attn_w, b.c_attn_b);
-        auto heads = [&](int k) { return qkv.narrow(2, k * D, D).view({B, T, H, hd}).transpose(1, 2); };
-        auto scores = at::matmul(heads(0), heads(1).transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
-        if (ctx.mask.defined()) scores.add_(ctx.mask);
-        auto y = at::matmul(at::softmax(scores, -1), heads(2)).transpose(1, 2).reshape({B, T, D});
-        return conv1d(y, b.attn_proj_w, b.attn_proj_b);
+    // ∂(x·W + b)/∂x applied to dy: dy·Wᵀ.
+    static at::Tensor conv1d_input_grad(const at::Tensor& dy, const at::Tensor& w) {
+        auto sizes = dy.sizes().vec();
+        sizes.back() = w.size(0);
+        return at::mm(dy.reshape({-1, dy.size(-1)}), w.t()).view(sizes);
     }
 
-    at::Tensor mlp(const Block& b, const at::Tensor& h) const {
-        auto u = conv1d(h, b.c_fc_w, b.c_fc_b);
-        return conv1d(at::gelu(u, config_.gelu_tanh ? "tanh" : "none"), b.mlp_proj_w, b.mlp_proj_b);
-    }
+    c10::string_view gelu() const { return config_.gelu_tanh ? "tanh" : "none"; }
 
     Config config_;
     Placement placement_;

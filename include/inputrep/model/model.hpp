@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <inputrep/core/device.hpp>
@@ -89,6 +90,21 @@ template <class F, int N>
 struct family_of<Layers<F, N>> { using type = F; };
 template <class M>
 using family_of_t = typename family_of<M>::type;
+
+// A family that can run a block recording a Tape, then return the gradient with respect to the
+// block's input from it — the chain rule written out, no autograd graph, no weight gradients.
+template <class M>
+concept InputGradientModel = requires(const M& m, const at::Tensor& t, const typename M::Context& ctx, typename M::Tape& tape) {
+    { m.block(0, t, ctx, tape) } -> std::same_as<at::Tensor>;
+    { m.block_input_grad(0, t, ctx, tape) } -> std::same_as<at::Tensor>;
+};
+
+template <class M>
+struct tape_of { using type = std::monostate; };
+template <InputGradientModel M>
+struct tape_of<M> { using type = typename M::Tape; };
+template <class M>
+using tape_of_t = typename tape_of<M>::type;
 
 namespace init {
 

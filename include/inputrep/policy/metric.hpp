@@ -2,6 +2,8 @@
 // Metric axis: m(O(a_g), O(a)) per batch item. Reductions are sums, not means: the seed's learning
 // rates are tuned to sums.
 #include <concepts>
+#include <utility>
+#include <vector>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -11,11 +13,25 @@
 
 namespace inputrep {
 
+namespace detail {
+// A per-item [B] tensor shaped to broadcast against a [B, ...] one.
+inline at::Tensor per_item(const at::Tensor& v, const at::Tensor& like) {
+    std::vector<std::int64_t> shape(like.dim(), 1);
+    shape[0] = v.size(0);
+    return v.view(shape);
+}
+}  // namespace detail
+
 // Σ|Δ|
 struct L1 {
     static constexpr std::string_view name = "l1";
     at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
         return (out - target).abs().flatten(1).sum(1);
+    }
+    // The distances and ∂(Σ distances)/∂out, written out so no autograd graph is recorded.
+    std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        auto d = out - target;
+        return {d.abs().flatten(1).sum(1), d.sign()};
     }
 };
 
@@ -25,6 +41,11 @@ struct L2 {
     at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
         return at::linalg_vector_norm((out - target).flatten(1), 2, at::IntArrayRef{1});
     }
+    std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        auto d = out - target;
+        auto n = at::linalg_vector_norm(d.flatten(1), 2, at::IntArrayRef{1});
+        return {n, d / detail::per_item(n.clamp_min(1e-30), d)};
+    }
 };
 
 // 1 − |cos φ| between the flattened outputs (the author's form: anti-parallel counts as close),
@@ -32,11 +53,17 @@ struct L2 {
 template <bool Absolute>
 struct CosineDistance {
     static constexpr std::string_view name = Absolute ? "cosine" : "signed-cosine";
-    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const { return value_and_grad(out, target).first; }
+
+    // ∂cos/∂o = t/(|o||t|) − cos·o/|o|²
+    std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
         auto o = out.flatten(1), t = target.flatten(1);
-        auto norms = at::linalg_vector_norm(o, 2, at::IntArrayRef{1}) * at::linalg_vector_norm(t, 2, at::IntArrayRef{1});
-        auto cos = (o * t).sum(1) / norms.clamp_min(1e-12);
-        return 1.0 - (Absolute ? cos.abs() : cos);
+        auto no = at::linalg_vector_norm(o, 2, at::IntArrayRef{1}).clamp_min(1e-12);
+        auto nt = at::linalg_vector_norm(t, 2, at::IntArrayRef{1}).clamp_min(1e-12);
+        auto cos = (o * t).sum(1) / (no * nt);
+        auto dcos = t / (no * nt).unsqueeze(1) - o * (cos / (no * no)).unsqueeze(1);
+        if (Absolute) return {1.0 - cos.abs(), ((-cos.sign()).unsqueeze(1) * dcos).reshape(out.sizes())};
+        return {1.0 - cos, (-dcos).reshape(out.sizes())};
     }
 };
 using Cosine = CosineDistance<true>;
@@ -46,8 +73,11 @@ using SignedCosine = CosineDistance<false>;
 struct WeightedCombination {
     static constexpr std::string_view name = "combined";
     double alpha = 1.0, beta = 1.0;
-    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
-        return alpha * Cosine{}(out, target) + beta * L1{}(out, target);
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const { return value_and_grad(out, target).first; }
+    std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        auto [c, gc] = Cosine{}.value_and_grad(out, target);
+        auto [l, gl] = L1{}.value_and_grad(out, target);
+        return {alpha * c + beta * l, alpha * gc + beta * gl};
     }
 };
 template <double Alpha = 1.0, double Beta = 1.0>
@@ -58,6 +88,7 @@ struct Combined : WeightedCombination {
 template <class M>
 concept Metric = requires(const M& m, const at::Tensor& t) {
     { m(t, t) } -> std::same_as<at::Tensor>;
+    { m.value_and_grad(t, t) } -> std::same_as<std::pair<at::Tensor, at::Tensor>>;
     { M::name } -> std::convertible_to<std::string_view>;
 };
 
@@ -67,6 +98,9 @@ struct AnyMetric {
     std::variant<L1, L2, Cosine, SignedCosine, WeightedCombination> metric;
     at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
         return std::visit([&](const auto& m) { return m(out, target); }, metric);
+    }
+    std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        return std::visit([&](const auto& m) { return m.value_and_grad(out, target); }, metric);
     }
     std::string_view chosen() const {
         return std::visit([](const auto& m) { return std::string_view(std::decay_t<decltype(m)>::name); }, metric);

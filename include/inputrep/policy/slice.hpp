@@ -23,6 +23,14 @@ struct BlockSlice {
     constexpr bool causal() const { return true; }
 };
 
+// Slices that are a plain run of whole blocks, so the model's own input gradient can replace autograd.
+template <class S>
+inline constexpr bool is_block_chain = false;
+template <int B, int E>
+inline constexpr bool is_block_chain<Blocks<B, E>> = true;
+template <>
+inline constexpr bool is_block_chain<BlockSlice> = true;
+
 template <class S>
 concept Slice = requires(const S& s) {
     { s.range() } -> std::same_as<BlockRange>;
