@@ -47,6 +47,8 @@ struct RunOptions {
     double shift_sigma = 0.05;            // a′ = a + shift_sigma·N(0, 1)
     std::function<void(int step, int steps)> progress;  // called every progress_every steps
     int progress_every = 100;
+    bool early_stop = false;              // stop once every prompt is closer than its shifted input
+    int early_stop_every = 10;            // how often to check (each check synchronises the device)
 };
 
 class Result {
@@ -100,12 +102,14 @@ struct slice_fits_model {
     static constexpr bool value = true;
 };
 
-template <class Model, Slice S = Blocks<0, 1>, Metric Mt = L1, Optimizer Op = Adam<>, Mask Mk = AllTokens,
+template <class Model, Slice S = Blocks<0, 1>, Metric Mt = L1, Optimizer Op = Adam<>, OutputMask Mk = AllTokens,
           class Sp = EmbeddingSpace, Decoder De = PseudoInverse>
 class Experiment {
     using Family = family_of_t<Model>;
     static_assert(LanguageModel<Family>, "Experiment<Model, ...>: Model must be a model family (GPT2, ...) or Layers<Family, N>");
     static_assert(slice_fits_model<static_end_of<S>(), static_depth_of<Model>()>::value);
+    static_assert(!is_sequential<Op> || std::same_as<Mk, AllTokens> || std::derived_from<Mk, NeuronRange>,
+                  "Sequential<...> compares one output position per phase: use AllTokens or a Neurons<B, E> mask");
 
 public:
     explicit Experiment(Model model, S slice = {}, Mt metric = {}, Op optimizer = {}, Mk mask = {}, Sp space = {}, De decoder = {})
@@ -160,31 +164,47 @@ public:
             require(!done(), "the session has run all its ", cfg_.steps, " steps");
             if (done_ == 0) started_ = std::chrono::steady_clock::now();
             const Experiment& e = *exp_;
+            const int p = position();
+            // What is compared: the mask's part of the output, or of output position p alone.
+            auto compared = [&](const at::Tensor& y) { return p < 0 ? e.mask_(y) : e.mask_(y.narrow(1, p, 1)); };
+            const at::Tensor target = p < 0 ? target_out_ : compared(target_full_);
             at::Tensor distance, gradient;
             if constexpr (analytic) {
                 // The model's own input gradient through the blocks: no graph is recorded.
                 at::NoGradGuard no_grad;
                 const auto r = e.slice_.range();
-                at::Tensor y = x_;
+                at::Tensor y = e.space_.slice_input(e.model_, x_);
                 for (int i = r.begin; i < r.end; ++i) y = e.model_.block(i, y, ctx_, tapes_[i - r.begin]);
-                auto [d, dm] = e.metric_.value_and_grad(e.mask_(y), target_out_);
+                auto [d, dm] = e.metric_.value_and_grad(compared(y), target);
                 at::Tensor dy = dm;
                 if (!dm.sizes().equals(y.sizes())) {
                     dy = at::zeros_like(y);
-                    e.mask_(dy).copy_(dm);  // masks are views, so this scatters into the compared part
+                    compared(dy).copy_(dm);  // masks are views, so this scatters into the compared part
                 }
                 for (int i = r.end - 1; i >= r.begin; --i) dy = e.model_.block_input_grad(i, dy, ctx_, tapes_[i - r.begin]);
-                distance = d, gradient = dy;
+                distance = d, gradient = e.space_.input_grad(e.model_, dy);
             } else {
-                at::Tensor out = forward(x_);
-                auto [d, dm] = e.metric_.value_and_grad(out.detach(), target_out_);
+                at::Tensor out = compared(slice_output(x_));
+                auto [d, dm] = e.metric_.value_and_grad(out.detach(), target);
                 gradient = torch::autograd::grad({out}, {x_}, {dm})[0];
                 distance = d;
             }
             at::NoGradGuard no_grad;
             trace_.select(0, done_).copy_(distance);
-            state_->step(x_, gradient, cfg_.rates.at(done_, cfg_.steps));
+            if constexpr (is_sequential<Op>) {
+                const int phase = (cfg_.steps + length_ - 1) / length_, first = p * phase;
+                state_->step_at(x_, gradient, cfg_.rates.at(done_ - first, std::min(phase, cfg_.steps - first)), p);
+            } else {
+                state_->step(x_, gradient, cfg_.rates.at(done_, cfg_.steps));
+            }
             ++done_;
+        }
+
+        // Whether every prompt is already closer to its target than the shifted input (some restart).
+        bool closer_than_shifted() const {
+            if (done_ == 0) return false;
+            auto last = trace_.select(0, done_ - 1).to(at::kCPU, at::kDouble).view({-1, restarts_}).amin(1);
+            return (last < shifted_distance_).all().item<bool>();
         }
 
         // Final distances, the best restart of each prompt, decoded.
@@ -193,7 +213,7 @@ public:
             if (done_ == 0) started_ = std::chrono::steady_clock::now();
             {
                 at::NoGradGuard no_grad;
-                trace_.select(0, done_).copy_(e.metric_(forward(x_), target_out_));
+                trace_.select(0, done_).copy_(e.metric_(e.mask_(slice_output(x_)), target_out_));
             }
             const at::Tensor host_trace = trace_.narrow(0, 0, done_ + 1).to(at::kCPU).contiguous();  // synchronises the device
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
@@ -240,7 +260,7 @@ public:
     private:
         friend class Experiment;
         using Context = typename Family::Context;
-        static constexpr bool analytic = std::same_as<Sp, EmbeddingSpace> && is_block_chain<S> && InputGradientModel<Family>;
+        static constexpr bool analytic = is_block_chain<S> && InputGradientModel<Family>;
         using Tapes = std::conditional_t<analytic, std::vector<tape_of_t<Family>>, std::monostate>;
         using OptimizerState = decltype(std::declval<const Op&>().start(std::declval<const at::Tensor&>()));
 
@@ -258,10 +278,11 @@ public:
             {
                 at::NoGradGuard no_grad;
                 target_in = e.space_.target(e.model_, ids);
-                target_out_ = forward(target_in);
+                target_full_ = slice_output(target_in);
+                target_out_ = e.mask_(target_full_);
                 at::Tensor noise = at::empty(target_in.sizes(), at::kFloat).normal_(0.0, 1.0, gen).to(device, target_in.scalar_type());
-                shifted_distance_ = e.metric_(forward(target_in + o.shift_sigma * noise), target_out_).to(at::kDouble).cpu();
-                if (R > 1) target_out_ = target_out_.repeat_interleave(R, 0);
+                shifted_distance_ = e.metric_(e.mask_(slice_output(target_in + o.shift_sigma * noise)), target_out_).to(at::kDouble).cpu();
+                if (R > 1) target_out_ = target_out_.repeat_interleave(R, 0), target_full_ = target_full_.repeat_interleave(R, 0);
             }
             x_ = e.space_.initial(e.model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg_.init_scale, gen);
             if constexpr (analytic) tapes_.resize(e.slice_.range().end - e.slice_.range().begin);
@@ -270,9 +291,19 @@ public:
             trace_ = at::empty({cfg_.steps + 1, P * R}, at::TensorOptions().dtype(at::kFloat).device(device));
         }
 
-        at::Tensor forward(const at::Tensor& x) const {
+        at::Tensor slice_output(const at::Tensor& x) const {
             const Experiment& e = *exp_;
-            return e.mask_(apply_slice(e.slice_, e.model_, e.space_.slice_input(e.model_, x), ctx_));
+            return apply_slice(e.slice_, e.model_, e.space_.slice_input(e.model_, x), ctx_);
+        }
+
+        // The position the current step optimises (Sequential), or -1 for all.
+        int position() const {
+            if constexpr (is_sequential<Op>) {
+                const int phase = (cfg_.steps + length_ - 1) / length_;
+                return std::min<int>(done_ / phase, length_ - 1);
+            } else {
+                return -1;
+            }
         }
 
         const Experiment* exp_;
@@ -280,7 +311,7 @@ public:
         Resolved cfg_;
         std::int64_t restarts_, length_, top_k_;
         Context ctx_;
-        at::Tensor target_out_, shifted_distance_, x_, trace_;
+        at::Tensor target_full_, target_out_, shifted_distance_, x_, trace_;
         std::optional<OptimizerState> state_;
         Tapes tapes_;
         int done_ = 0;
@@ -334,7 +365,9 @@ private:
         Session session = start(prompts, o);
         while (!session.done()) {
             session.step();
-            if (o.progress && session.steps_done() % o.progress_every == 0) o.progress(session.steps_done(), session.steps());
+            const int n = session.steps_done();
+            if (o.progress && n % o.progress_every == 0) o.progress(n, session.steps());
+            if (o.early_stop && n % o.early_stop_every == 0 && session.closer_than_shifted()) break;
         }
         return session.finish();
     }

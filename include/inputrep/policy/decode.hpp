@@ -1,7 +1,11 @@
 #pragma once
-// Decoder axis: scores over the vocabulary for each optimised input embedding; top-k is taken on them.
+// Decoder axis: scores over the vocabulary for each optimised input; top-k is taken on them. Input
+// spaces call scores() on embeddings (indirect) or restrict() on vocabulary vectors (direct).
 #include <concepts>
+#include <cstdint>
+#include <vector>
 
+#include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
 
 namespace inputrep {
@@ -12,6 +16,7 @@ struct PseudoInverse {
     struct State {
         at::Tensor w, gram_inverse;
         at::Tensor scores(const at::Tensor& e) const { return at::matmul(at::matmul(e.to(at::kFloat), gram_inverse), w.t()); }
+        at::Tensor restrict(const at::Tensor& s) const { return s; }
     };
     State prepare(const at::Tensor& token_embedding) const {
         auto w = token_embedding.to(at::kFloat);
@@ -20,9 +25,49 @@ struct PseudoInverse {
     }
 };
 
+// The nearest token embedding in Euclidean distance: score_v = −‖e − W_v‖².
+struct Nearest {
+    struct State {
+        at::Tensor w, norms;
+        at::Tensor scores(const at::Tensor& e) const { return 2 * at::matmul(e.to(at::kFloat), w.t()) - norms; }
+        at::Tensor restrict(const at::Tensor& s) const { return s; }
+    };
+    State prepare(const at::Tensor& token_embedding) const {
+        auto w = token_embedding.to(at::kFloat);
+        return {w, (w * w).sum(1)};
+    }
+};
+
+// Only `allowed` tokens can be decoded (e.g. the tokens of a sentence). Disallowed scores become
+// −inf; the author's masked_decode multiplied them by 0 instead, so a position whose allowed
+// scores were all negative decoded to token 0 ("!") — not copied.
+template <class Inner = PseudoInverse>
+struct Restricted {
+    std::vector<std::int64_t> allowed;
+    Inner inner{};
+
+    struct State {
+        typename Inner::State inner;
+        at::Tensor penalty;  // [V]: 0 for allowed tokens, −inf elsewhere
+        at::Tensor restrict(const at::Tensor& s) const { return s + penalty.to(s.device()); }
+        at::Tensor scores(const at::Tensor& e) const { return restrict(inner.scores(e)); }
+    };
+    State prepare(const at::Tensor& token_embedding) const {
+        const auto vocab = token_embedding.size(0);
+        require(!allowed.empty(), "Restricted decoding needs at least one allowed token");
+        auto penalty = at::full({vocab}, -std::numeric_limits<float>::infinity(), at::kFloat);
+        for (auto id : allowed) {
+            require(id >= 0 && id < vocab, "allowed token ", id, " is outside the vocabulary of ", vocab);
+            penalty[id] = 0.0f;
+        }
+        return {inner.prepare(token_embedding), penalty.to(token_embedding.device())};
+    }
+};
+
 template <class D>
 concept Decoder = requires(const D& d, const at::Tensor& t) {
     { d.prepare(t).scores(t) } -> std::same_as<at::Tensor>;
+    { d.prepare(t).restrict(t) } -> std::same_as<at::Tensor>;
 };
 
 }  // namespace inputrep

@@ -60,6 +60,33 @@ struct Adam {
     }
 };
 
+// One position at a time (the seed's sequential representation): the steps are split into one
+// phase per token; phase p optimises position p alone with a fresh Inner optimizer (its rate
+// schedule restarting), comparing output position p. Earlier positions keep what their phase
+// found; in a causal slice later positions cannot affect output p.
+template <class Inner = Adam<>>
+struct Sequential {
+    static constexpr OptimizerKind kind = Inner::kind;
+    Inner inner{};
+    std::optional<Schedule> rates() const { return inner.rates(); }
+    struct State {
+        Inner inner;
+        int position = -1;
+        std::optional<typename Inner::State> current;
+        void step_at(at::Tensor& x, const at::Tensor& g, double lr, int p) {
+            at::Tensor xp = x.narrow(1, p, 1), gp = g.narrow(1, p, 1);
+            if (p != position) position = p, current.emplace(inner.start(xp));
+            current->step(xp, gp, lr);
+        }
+    };
+    State start(const at::Tensor&) const { return {inner, -1, std::nullopt}; }
+};
+
+template <class O>
+inline constexpr bool is_sequential = false;
+template <class I>
+inline constexpr bool is_sequential<Sequential<I>> = true;
+
 template <class O>
 concept Optimizer = requires(const O& o, const at::Tensor& x) {
     { o.rates() } -> std::same_as<std::optional<Schedule>>;

@@ -1,6 +1,9 @@
 #pragma once
 // Slice axis: which part of the model the input passes through before outputs are compared.
+#include <algorithm>
 #include <concepts>
+#include <limits>
+#include <tuple>
 
 #include <inputrep/model/model.hpp>
 
@@ -23,11 +26,40 @@ struct BlockSlice {
     constexpr bool causal() const { return true; }
 };
 
+// The same blocks with attention over every position, earlier and later (the seed's Llama runs
+// called blocks without a causal mask).
+template <class S>
+struct Bidirectional : S {
+    constexpr bool causal() const { return false; }
+};
+
+// Several slices compared together: their outputs joined along the feature axis, so a token mask
+// still selects positions. Concat<Blocks<0, 1>, Blocks<0, 2>, Blocks<0, 3>> is the output after 1, 2
+// and 3 blocks (the author's script applied block 0 three times; not copied).
+template <class... Parts>
+struct Concat {
+    static_assert(sizeof...(Parts) >= 1, "Concat<...> needs at least one slice");
+    std::tuple<Parts...> parts{};
+    static constexpr int static_end = std::max({Parts::static_end...});
+    constexpr BlockRange range() const {
+        BlockRange r{std::numeric_limits<int>::max(), 0};
+        std::apply([&](const auto&... p) { ((r.begin = std::min(r.begin, p.range().begin), r.end = std::max(r.end, p.range().end)), ...); },
+                   parts);
+        return r;
+    }
+    constexpr bool causal() const { return std::get<0>(parts).causal(); }
+
+    template <class M, class Context>
+    at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const;
+};
+
 // Slices that are a plain run of whole blocks, so the model's own input gradient can replace autograd.
 template <class S>
 inline constexpr bool is_block_chain = false;
 template <int B, int E>
 inline constexpr bool is_block_chain<Blocks<B, E>> = true;
+template <class S>
+inline constexpr bool is_block_chain<Bidirectional<S>> = is_block_chain<S>;
 template <>
 inline constexpr bool is_block_chain<BlockSlice> = true;
 
@@ -44,9 +76,19 @@ constexpr int static_end_of() {
 
 template <Slice S, class M>
 at::Tensor apply_slice(const S& slice, const M& model, at::Tensor x, const typename M::Context& ctx) {
-    const auto r = slice.range();
-    for (int i = r.begin; i < r.end; ++i) x = model.block(i, x, ctx);
-    return x;
+    if constexpr (requires { slice.apply(model, x, ctx); }) {
+        return slice.apply(model, x, ctx);
+    } else {
+        const auto r = slice.range();
+        for (int i = r.begin; i < r.end; ++i) x = model.block(i, x, ctx);
+        return x;
+    }
+}
+
+template <class... Parts>
+template <class M, class Context>
+at::Tensor Concat<Parts...>::apply(const M& model, const at::Tensor& x, const Context& ctx) const {
+    return std::apply([&](const auto&... p) { return at::cat({apply_slice(p, model, x, ctx)...}, -1); }, parts);
 }
 
 }  // namespace inputrep
