@@ -1,5 +1,7 @@
 #pragma once
 // inputrep: input representation for language models. One include for everything.
+#include <inputrep/attribution/attribution.hpp>
+#include <inputrep/attribution/html.hpp>
 #include <inputrep/core/device.hpp>
 #include <inputrep/core/error.hpp>
 #include <inputrep/experiment.hpp>
