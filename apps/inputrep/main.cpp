@@ -7,86 +7,23 @@
 // Every subcommand takes --json (one JSON object on stdout) and --help. Options are parsed into
 // runtime policies (AnyMetric, AnyOptimizer, AnyMask, BlockSlice): one instantiation per model
 // family rather than the product of every axis.
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <inputrep/inputrep.hpp>
+#include "cli.hpp"
+#include "commands.hpp"
 
 using namespace inputrep;
+using namespace cli;
 
 namespace {
-
-// A mistake in the command line itself: one line on stderr, exit code 2.
-struct UsageError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-struct Option {
-    std::string name;
-    bool takes_value;
-    std::string help;
-};
-
-class Args {
-public:
-    Args(std::vector<std::string> argv, const std::vector<Option>& spec) {
-        for (std::size_t i = 0; i < argv.size(); ++i) {
-            const auto& a = argv[i];
-            if (!a.starts_with("--") || a == "--") {
-                positional.push_back(a);
-                continue;
-            }
-            auto name = a.substr(2);
-            std::optional<std::string> inline_value;
-            if (auto eq = name.find('='); eq != std::string::npos) inline_value = name.substr(eq + 1), name = name.substr(0, eq);
-            auto it = std::find_if(spec.begin(), spec.end(), [&](const Option& o) { return o.name == name; });
-            if (it == spec.end()) throw UsageError("unknown option --" + name);
-            if (!it->takes_value) {
-                if (inline_value) throw UsageError("option --" + name + " takes no value");
-                values[name].push_back("");
-                continue;
-            }
-            if (inline_value) values[name].push_back(*inline_value);
-            else if (i + 1 < argv.size()) values[name].push_back(argv[++i]);
-            else throw UsageError("option --" + name + " needs a value");
-        }
-    }
-    bool has(const std::string& name) const { return values.contains(name); }
-    std::string get(const std::string& name, const std::string& fallback = "") const {
-        auto it = values.find(name);
-        return it == values.end() ? fallback : it->second.back();
-    }
-    std::vector<std::string> all(const std::string& name) const {
-        auto it = values.find(name);
-        return it == values.end() ? std::vector<std::string>{} : it->second;
-    }
-    template <class T>
-    std::optional<T> number(const std::string& name) const {
-        if (!has(name)) return std::nullopt;
-        auto text = get(name);
-        try {
-            std::size_t used = 0;
-            T v;
-            if constexpr (std::is_floating_point_v<T>) v = static_cast<T>(std::stod(text, &used));
-            else v = static_cast<T>(std::stoll(text, &used));
-            if (used != text.size()) throw std::invalid_argument(text);
-            return v;
-        } catch (const std::logic_error&) {
-            throw UsageError("option --" + name + " expects a number, got \"" + text + "\"");
-        }
-    }
-    std::vector<std::string> positional;
-
-private:
-    std::map<std::string, std::vector<std::string>> values;
-};
 
 const std::vector<Option> common_options{
     {"json", false, "print one JSON object"},
@@ -100,20 +37,6 @@ const std::vector<Option> model_options{
     {"dtype", true, "f32 (default), bf16 or f16 (f16 computes as f32 on the CPU)"},
     {"vocab", true, "tokenizer folder (default: the model folder's, else the data directory from scripts/setup)"},
 };
-
-std::vector<Option> options_of(std::initializer_list<std::vector<Option>> groups) {
-    std::vector<Option> all;
-    for (auto& g : groups) all.insert(all.end(), g.begin(), g.end());
-    return all;
-}
-
-void print_help(const std::string& usage, const std::vector<Option>& spec) {
-    std::cout << "usage: " << usage << "\n\noptions:\n";
-    for (auto& o : spec) {
-        auto flag = "--" + o.name + (o.takes_value ? " VALUE" : "");
-        std::cout << "  " << flag << std::string(flag.size() < 22 ? 22 - flag.size() : 1, ' ') << o.help << "\n";
-    }
-}
 
 std::filesystem::path default_vocab() {
     const char* env = std::getenv("INPUTREP_DATA");
@@ -229,12 +152,6 @@ Policy parse_policy(const std::string& option, const std::string& text) {
     }
 }
 
-std::int64_t peak_rss_bytes() {
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;
-}
-
 int tokenize(const std::vector<std::string>& argv) {
     auto spec = options_of({common_options, {{"vocab", true, "tokenizer folder (default: the data directory from scripts/setup)"}}});
     Args args(argv, spec);
@@ -293,97 +210,203 @@ int hidden(const std::vector<std::string>& argv) {
     return 0;
 }
 
+const std::vector<Option> policy_options{
+    {"blocks", true, "slice B:E, blocks B..E-1 (default 0:1)"},
+    {"slice", true, "modifiers, comma-separated: bidirectional, no-residual, no-norm, attention (attention sub-layers alone), "
+                    "attention:I (block I's alone), concat:E1:E2:... (outputs after blocks B..E1-1, B..E2-1, ... joined)"},
+    {"metric", true, "l1 (default), l2, cosine (1-|cos|), signed-cosine or combined:ALPHA:BETA"},
+    {"optimizer", true, "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time)"},
+    {"steps", true, "optimisation steps (default: the family's)"},
+    {"lr", true, "learning rate START:END, decaying linearly (default: the family's)"},
+    {"init-scale", true, "sigma of the N(0, sigma) initial input (default: the family's)"},
+};
+
+SliceSpec parse_slice(const Args& args, bool& plain) {
+    SliceSpec spec;
+    spec.parts = {args.has("blocks") ? parse_blocks(args.get("blocks")) : BlockRange{0, 1}};
+    plain = !args.has("slice");
+    std::string list = args.get("slice");
+    for (std::size_t start = 0; start < list.size();) {
+        auto comma = list.find(',', start);
+        auto item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        start = comma == std::string::npos ? list.size() : comma + 1;
+        if (item == "bidirectional") spec.is_causal = false;
+        else if (item == "no-residual") spec.block_variant.attention_residual = false;
+        else if (item == "no-norm") spec.block_variant.norms = false;
+        else if (item == "attention") spec.block_variant = {false, false, false};
+        else if (item.starts_with("attention:")) {
+            try {
+                int i = std::stoi(item.substr(10));
+                if (i < 0) throw std::invalid_argument(item);
+                spec.parts = {{i, i + 1}}, spec.block_variant = {false, false, false};
+            } catch (const std::logic_error&) {
+                throw UsageError("--slice attention:I needs a block index, got \"" + item + "\"");
+            }
+        } else if (item.starts_with("concat:")) {
+            const int begin = spec.parts.front().begin;
+            spec.parts.clear();
+            std::string ends = item.substr(7);
+            for (std::size_t s = 0; s <= ends.size();) {
+                auto colon = ends.find(':', s);
+                auto e = ends.substr(s, colon == std::string::npos ? std::string::npos : colon - s);
+                try {
+                    int end = std::stoi(e);
+                    if (end <= begin) throw std::invalid_argument(e);
+                    spec.parts.push_back({begin, end});
+                } catch (const std::logic_error&) {
+                    throw UsageError("--slice concat:E1:E2:... needs block ends after " + std::to_string(begin) + ", got \"" + e + "\"");
+                }
+                if (colon == std::string::npos) break;
+                s = colon + 1;
+            }
+        } else {
+            throw UsageError("unknown --slice modifier \"" + item + "\"");
+        }
+    }
+    return spec;
+}
+
+void parse_run_options(const Args& args, RunOptions& o) {
+    o.steps = args.number<int>("steps").value_or(0);
+    if (o.steps < 0 || (args.has("steps") && o.steps == 0)) throw UsageError("--steps must be positive");
+    if (auto rates = parse_rates(args)) o.lr_start = rates->first, o.lr_end = rates->second;
+    o.init_scale = args.number<double>("init-scale");
+    if (o.init_scale && *o.init_scale <= 0) throw UsageError("--init-scale must be positive");
+    o.seed = args.number<std::uint64_t>("seed").value_or(0);
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw UsageError("--batch: cannot read " + path);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty()) lines.push_back(line);
+    return lines;
+}
+
 int invert(const std::vector<std::string>& argv) {
     auto spec = options_of(
-        {common_options, model_options,
+        {common_options, model_options, policy_options,
          {{"prompt", true, "text to recover (repeat for a batch of prompts)"},
-          {"ids", true, "token ids I,J,... instead of --prompt"},
-          {"blocks", true, "slice B:E, blocks B..E-1 (default 0:1)"},
-          {"metric", true, "l1 (default), l2, cosine (1-|cos|), signed-cosine or combined:ALPHA:BETA"},
-          {"optimizer", true, "adam (default) or gd (plain gradient descent)"},
-          {"steps", true, "optimisation steps (default: the family's)"},
-          {"lr", true, "learning rate START:END, decaying linearly (default: the family's)"},
-          {"init-scale", true, "sigma of the N(0, sigma) initial input (default: the family's)"},
-          {"mask", true, "compared outputs: all (default), last or tokens:B:E"},
+          {"ids", true, "token ids I,J,... instead of --prompt (repeatable)"},
+          {"batch", true, "a file of prompts, one per line, all in one batch"},
+          {"mask", true, "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','"},
+          {"space", true, "embedding (default: optimise the block-0 input) or vocabulary (optimise a vocabulary-sized vector)"},
+          {"decode", true, "pinv (default), nearest, or restricted:TEXT (only the tokens of TEXT)"},
           {"restarts", true, "random restarts per prompt in one batch, best kept (default 1)"},
           {"top-k", true, "decoded lines (default 5)"},
+          {"early-stop", false, "stop once every prompt is closer than its shifted input"},
+          {"report", true, "write an HTML report with the distance per step to this file"},
           {"stats", false, "add loop steps per second and peak resident memory"}}});
     Args args(argv, spec);
     if (args.has("help"))
         return print_help("inputrep invert (--model DIR | --untrained FAMILY[:k=v,...]) --prompt TEXT [options] [--json]", spec), 0;
     if (!args.positional.empty()) throw UsageError("unexpected argument \"" + args.positional[0] + "\"");
-    if (args.has("ids") == args.has("prompt")) throw UsageError("give --prompt TEXT (or --ids I,J,...)");
+    if (!args.has("ids") && !args.has("prompt") && !args.has("batch")) throw UsageError("give --prompt TEXT (or --ids I,J,... or --batch FILE)");
 
-    const auto slice = BlockSlice{args.has("blocks") ? parse_blocks(args.get("blocks")) : BlockRange{0, 1}};
-    const auto metric = parse_policy<AnyMetric>("metric", args.get("metric", "l1"));
-    const auto optimizer = parse_policy<AnyOptimizer>("optimizer", args.get("optimizer", "adam"));
-    const auto mask = parse_policy<AnyMask>("mask", args.get("mask", "all"));
-    RunOptions options;
-    options.steps = args.number<int>("steps").value_or(0);
-    if (options.steps < 0 || (args.has("steps") && options.steps == 0)) throw UsageError("--steps must be positive");
-    if (auto rates = parse_rates(args)) options.lr_start = rates->first, options.lr_end = rates->second;
-    options.init_scale = args.number<double>("init-scale");
-    if (options.init_scale && *options.init_scale <= 0) throw UsageError("--init-scale must be positive");
-    options.seed = args.number<std::uint64_t>("seed").value_or(0);
-    options.restarts = args.number<int>("restarts").value_or(1);
-    if (options.restarts < 1) throw UsageError("--restarts must be at least 1");
-    options.top_k = args.number<int>("top-k").value_or(5);
-    if (options.top_k < 1) throw UsageError("--top-k must be at least 1");
-    const bool json = args.has("json");
-    if (!json && isatty(STDERR_FILENO))
-        options.progress = [](int step, int steps) { std::cerr << "\rstep " << step << "/" << steps << std::flush; };
+    InvertRequest q{.tokenizer = tokenizer_for(args)};
+    q.slice = parse_slice(args, q.plain_blocks);
+    q.metric = parse_policy<AnyMetric>("metric", args.get("metric", "l1"));
+    auto optimizer = args.get("optimizer", "adam");
+    if (optimizer.starts_with("sequential")) {
+        q.sequential = true;
+        optimizer = optimizer == "sequential" ? "adam" : optimizer.substr(optimizer.find(':') + 1);
+    }
+    q.optimizer = parse_policy<AnyOptimizer>("optimizer", optimizer);
+    q.mask = parse_policy<AnyMask>("mask", args.get("mask", "all"));
+    auto space = args.get("space", "embedding");
+    if (space != "embedding" && space != "vocabulary") throw UsageError("--space expects embedding or vocabulary, got \"" + space + "\"");
+    q.vocabulary_space = space == "vocabulary";
+    auto decode = args.get("decode", "pinv");
+    if (decode == "pinv") q.decoder = {PseudoInverse{}};
+    else if (decode == "nearest") q.decoder = {Nearest{}};
+    else if (decode.starts_with("restricted:")) q.decoder = {Restricted<PseudoInverse>{q.tokenizer.encode(decode.substr(11))}};
+    else throw UsageError("--decode expects pinv, nearest or restricted:TEXT, got \"" + decode + "\"");
+    parse_run_options(args, q.options);
+    q.options.restarts = args.number<int>("restarts").value_or(1);
+    if (q.options.restarts < 1) throw UsageError("--restarts must be at least 1");
+    q.options.top_k = args.number<int>("top-k").value_or(5);
+    if (q.options.top_k < 1) throw UsageError("--top-k must be at least 1");
+    q.options.early_stop = args.has("early-stop");
+    q.json = args.has("json"), q.stats = args.has("stats");
+    if (args.has("report")) q.report = args.get("report");
+    if (!q.json && isatty(STDERR_FILENO))
+        q.options.progress = [](int step, int steps) { std::cerr << "\rstep " << step << "/" << steps << std::flush; };
 
+    for (auto& text : args.all("prompt")) q.prompts.push_back(q.tokenizer.encode(text));
+    for (auto& file : args.all("batch"))
+        for (auto& text : read_lines(file)) q.prompts.push_back(q.tokenizer.encode(text));
+    for (auto& ids : args.all("ids")) q.prompts.push_back(parse_ids(ids));
+
+    with_model(args, Needs{q.slice.range(), true, false}, [&](const auto& model) { run_invert(model, q); });
+    return 0;
+}
+
+int attribute(const std::vector<std::string>& argv) {
+    auto spec = options_of({common_options, model_options,
+                            {{"prompt", true, "text whose next-token prediction is attributed"},
+                             {"ids", true, "token ids I,J,... instead of --prompt"},
+                             {"method", true, "gradxinput, occlusion or combined (default: combined)"},
+                             {"target", true, "what the gradient explains: logit-sum (default, the seed's) or predicted"},
+                             {"position", true, "attribute the prediction made at this position (default: the last)"},
+                             {"neutral", true, "token id that replaces an occluded token (default: the family's end-of-text)"},
+                             {"html", true, "write the coloured HTML report to this file"}}});
+    Args args(argv, spec);
+    if (args.has("help"))
+        return print_help("inputrep attribute (--model DIR | --untrained FAMILY[:k=v,...]) --prompt TEXT [--method M] [--html FILE] [--json]",
+                          spec), 0;
+    if (!args.positional.empty()) throw UsageError("unexpected argument \"" + args.positional[0] + "\"");
+    if (args.has("ids") == args.has("prompt")) throw UsageError("give exactly one of --prompt and --ids");
+    AttributeRequest q{.tokenizer = tokenizer_for(args)};
+    q.ids = args.has("ids") ? parse_ids(args.get("ids")) : q.tokenizer.encode(args.get("prompt"));
+    auto method = args.get("method", "combined");
+    if (method == "gradxinput") method = "gradient_x_input";
+    try {
+        q.method = parse_attribution_method(method);
+    } catch (const Error& e) {
+        throw UsageError(std::string("--method: ") + e.what());
+    }
+    auto target = args.get("target", "logit-sum");
+    if (target != "logit-sum" && target != "predicted") throw UsageError("--target expects logit-sum or predicted");
+    q.options.target = target == "predicted" ? AttributionTarget::predicted_logit : AttributionTarget::logit_sum;
+    if (auto p = args.number<std::int64_t>("position")) q.options.position = *p;
+    if (auto n = args.number<std::int64_t>("neutral")) q.options.neutral_id = *n;
+    if (args.has("html")) q.html = args.get("html");
+    q.json = args.has("json");
+    with_model(args, Needs{{0, -1}, true, true}, [&](const auto& model) { run_attribute(model, q); });
+    return 0;
+}
+
+int bandwidth(const std::vector<std::string>& argv) {
+    auto spec = options_of({common_options, model_options, policy_options,
+                            {{"prompt", true, "text to recover"},
+                             {"ids", true, "token ids I,J,... instead of --prompt"},
+                             {"report", true, "write an HTML report with the bandwidth curve to this file"}}});
+    Args args(argv, spec);
+    if (args.has("help"))
+        return print_help("inputrep bandwidth (--model DIR | --untrained FAMILY[:k=v,...]) --prompt TEXT [--blocks B:E] [--json]", spec), 0;
+    if (!args.positional.empty()) throw UsageError("unexpected argument \"" + args.positional[0] + "\"");
+    if (args.has("ids") == args.has("prompt")) throw UsageError("give exactly one of --prompt and --ids");
+    if (args.has("slice")) throw UsageError("bandwidth sweeps whole blocks: --slice is not supported here");
+    BandwidthRequest q;
     auto tokenizer = tokenizer_for(args);
-    std::vector<std::vector<std::int64_t>> prompts;
-    for (auto& text : args.all("prompt")) prompts.push_back(tokenizer.encode(text));
-    for (auto& ids : args.all("ids")) prompts.push_back(parse_ids(ids));
-
-    with_model(args, Needs{slice.range(), true, false}, [&](const auto& model) {
-        Experiment exp(model, slice, metric, optimizer, mask, EmbeddingSpace{}, PseudoInverse{});
-        exp.with_tokenizer(tokenizer);
-        auto results = exp.run(prompts, options);
-        if (options.progress) std::cerr << "\n";
-        auto describe = [&](const Result& r) {
-            Json top_k = Json::array();
-            for (auto& line : r.top_k_ids()) top_k.push_back(line);
-            Json out{{"target", r.target()}, {"ids", r.ids()},
-                     {"top_k", top_k},       {"top_k_text", r.top_k(r.top_k_ids().size())},
-                     {"decoded", r.decoded()}, {"exact", r.exact()},
-                     {"distance", r.distance()}, {"shifted_distance", r.shifted_distance()},
-                     {"trace", std::vector<float>(r.trace().begin(), r.trace().end())},
-                     {"steps_per_second", r.steps_per_second()}, {"restart", r.restart()}, {"batch", r.batch()}};
-            if (args.has("stats")) out["peak_rss_bytes"] = peak_rss_bytes();
-            return out;
-        };
-        if (json) {
-            if (results.size() == 1) {
-                std::cout << describe(results[0]).dump() << "\n";
-            } else {
-                Json all = Json::array();
-                for (auto& r : results) all.push_back(describe(r));
-                std::cout << Json{{"results", all}}.dump() << "\n";
-            }
-            return;
-        }
-        for (auto& r : results) {
-            std::cout << "target:   " << Json(tokenizer.decode(r.target())).dump() << "\n";
-            auto lines = r.top_k(r.top_k_ids().size());
-            for (std::size_t k = 0; k < lines.size(); ++k) std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
-            std::cout << "distance: " << r.distance() << " (shifted input: " << r.shifted_distance() << ", "
-                      << (r.succeeded_in_distance() ? "closer" : "not closer") << ")\n"
-                      << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size() << " tokens)\n";
-            if (args.has("stats"))
-                std::cout << "speed:    " << r.steps_per_second() << " steps/s (batch " << r.batch() << "), peak RSS "
-                          << peak_rss_bytes() / (1 << 20) << " MiB\n";
-        }
-    });
+    q.prompt = args.has("ids") ? parse_ids(args.get("ids")) : tokenizer.encode(args.get("prompt"));
+    q.blocks = args.has("blocks") ? parse_blocks(args.get("blocks")) : BlockRange{0, 1};
+    q.metric = parse_policy<AnyMetric>("metric", args.get("metric", "l1"));
+    q.optimizer = parse_policy<AnyOptimizer>("optimizer", args.get("optimizer", "adam"));
+    parse_run_options(args, q.options.run);
+    q.json = args.has("json");
+    if (args.has("report")) q.report = args.get("report");
+    if (!q.json && isatty(STDERR_FILENO))
+        q.options.progress = [](std::int64_t k, double f) { std::cerr << "k=" << k << ": " << f << " exact\n"; };
+    with_model(args, Needs{{0, q.blocks.end}, true, false}, [&](const auto& model) { run_bandwidth(model, q); });
     return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::string usage = "usage: inputrep (tokenize | hidden | invert) [options]; inputrep COMMAND --help";
+    const std::string usage = "usage: inputrep (tokenize | hidden | invert | attribute | bandwidth) [options]; inputrep COMMAND --help";
     if (argc < 2) {
         std::cerr << usage << "\n";
         return 2;
@@ -394,6 +417,8 @@ int main(int argc, char** argv) {
         if (command == "tokenize") return tokenize(rest);
         if (command == "hidden") return hidden(rest);
         if (command == "invert") return invert(rest);
+        if (command == "attribute") return attribute(rest);
+        if (command == "bandwidth") return bandwidth(rest);
         if (command == "--help" || command == "help") return std::cout << usage << "\n", 0;
         throw UsageError("unknown command \"" + command + "\"");
     } catch (const UsageError& e) {

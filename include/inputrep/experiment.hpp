@@ -108,7 +108,7 @@ class Experiment {
     using Family = family_of_t<Model>;
     static_assert(LanguageModel<Family>, "Experiment<Model, ...>: Model must be a model family (GPT2, ...) or Layers<Family, N>");
     static_assert(slice_fits_model<static_end_of<S>(), static_depth_of<Model>()>::value);
-    static_assert(!is_sequential<Op> || std::same_as<Mk, AllTokens> || std::derived_from<Mk, NeuronRange>,
+    static_assert(!is_sequential<Op> || !(std::derived_from<Mk, TokenRange> || std::same_as<Mk, LastToken>),
                   "Sequential<...> compares one output position per phase: use AllTokens or a Neurons<B, E> mask");
 
 public:
@@ -267,7 +267,7 @@ public:
         Session(const Experiment& e, std::vector<std::vector<std::int64_t>> prompts, const RunOptions& o)
             : exp_(&e), prompts_(std::move(prompts)), cfg_(e.resolve(o)), restarts_(o.restarts),
               length_(static_cast<std::int64_t>(prompts_.front().size())), top_k_(o.top_k),
-              ctx_(e.model_.context(length_, e.slice_.causal())) {
+              ctx_(e.model_.context(length_, e.slice_.causal(), e.slice_.variant())) {
             const auto P = static_cast<std::int64_t>(prompts_.size()), R = restarts_;
             const at::Device device = e.model_.placement().device;
             std::vector<std::int64_t> flat;
@@ -354,6 +354,13 @@ private:
             require(p.size() == prompts.front().size(), "prompts of one batch must have equal length");
         }
         mask_.check(static_cast<std::int64_t>(prompts.front().size()));
+        if constexpr (is_sequential<Op>) {
+            try {
+                mask_.check(1);
+            } catch (const Error&) {
+                fail("Sequential optimisation compares one output position at a time: use a mask without a token range");
+            }
+        }
     }
 
     const typename De::State& decoder_state() const {

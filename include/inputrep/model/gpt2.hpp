@@ -77,6 +77,7 @@ public:
     struct Context {
         std::int64_t length = 0;
         at::Tensor mask;  // [T, T], -inf above the diagonal; undefined when attention is bidirectional
+        BlockVariant variant;
     };
 
     // Adam from the embeddings' own scale recovers prompts exactly where the seed's plain descent
@@ -91,8 +92,8 @@ public:
     Placement placement() const { return placement_; }
     const at::Tensor& token_embedding() const { return need(wte_, "the token embedding wte"); }
 
-    Context context(std::int64_t length, bool causal) const {
-        Context c{length, {}};
+    Context context(std::int64_t length, bool causal, BlockVariant variant = {}) const {
+        Context c{length, {}, variant};
         if (causal)
             c.mask = at::full({length, length}, -std::numeric_limits<double>::infinity(), placement_.options()).triu(1);
         return c;
@@ -162,8 +163,9 @@ public:
         const Block& b = layer(i);
         x_check(x);
         const auto B = x.size(0), T = x.size(1), D = config_.n_embd, H = config_.n_head, hd = D / H;
-        at::Tensor h;
-        std::tie(h, tape.mean_1, tape.rstd_1) = at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
+        const BlockVariant& v = ctx.variant;
+        at::Tensor h = x;
+        if (v.norms) std::tie(h, tape.mean_1, tape.rstd_1) = at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
         auto qkv = conv1d(h, b.c_attn_w, b.c_attn_b);
         auto heads = [&](int k) { return qkv.narrow(2, k * D, D).view({B, T, H, hd}).transpose(1, 2); };
         tape.x = x, tape.q = heads(0), tape.k = heads(1), tape.v = heads(2);
@@ -171,14 +173,18 @@ public:
         if (ctx.mask.defined()) scores.add_(ctx.mask);
         tape.p = at::softmax(scores, -1);
         auto y = at::matmul(tape.p, tape.v).transpose(1, 2).reshape({B, T, D});
-        tape.x_mid = x + conv1d(y, b.attn_proj_w, b.attn_proj_b);
-        std::tie(h, tape.mean_2, tape.rstd_2) = at::native_layer_norm(tape.x_mid, {D}, b.ln_2_w, b.ln_2_b, config_.layer_norm_epsilon);
+        auto attended = conv1d(y, b.attn_proj_w, b.attn_proj_b);
+        tape.x_mid = v.attention_residual ? x + attended : attended;
+        if (!v.mlp) return tape.x_mid;
+        h = tape.x_mid;
+        if (v.norms) std::tie(h, tape.mean_2, tape.rstd_2) = at::native_layer_norm(tape.x_mid, {D}, b.ln_2_w, b.ln_2_b, config_.layer_norm_epsilon);
         tape.u = conv1d(h, b.c_fc_w, b.c_fc_b);
         return tape.x_mid + conv1d(at::gelu(tape.u, gelu()), b.mlp_proj_w, b.mlp_proj_b);
     }
 
     // ∂(Σ dy·block(x))/∂x from the tape: the chain rule written out, input gradients only.
-    at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context&, const Tape& tape) const {
+    at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context& ctx, const Tape& tape) const {
+        require(ctx.variant == BlockVariant{}, "gpt2: the written-out input gradient covers whole blocks only");
         const Block& b = layer(i);
         const auto B = dy.size(0), T = dy.size(1), D = config_.n_embd, H = config_.n_head, hd = D / H;
         // MLP: out = x_mid + gelu(u)·W_proj, u = LN_2(x_mid)·W_fc

@@ -31,6 +31,16 @@ struct Needs {
 
 inline constexpr int dynamic_depth = -1;
 
+// How each block of a slice runs: the seed's ablations. attention_residual = false drops the "+ x"
+// around attention; norms = false drops the block's normalisations; mlp = false drops the MLP
+// sub-layer (with all three off, a block is its attention sub-layer alone).
+struct BlockVariant {
+    bool attention_residual = true;
+    bool norms = true;
+    bool mlp = true;
+    constexpr bool operator==(const BlockVariant&) const = default;
+};
+
 // Layers<GPT2, 12>: a family whose depth is known at compile time, so `Blocks<0, 13>` on it is a
 // compile error rather than a run-time one. Loading checks the file agrees.
 template <class Family, int N>
@@ -73,7 +83,7 @@ concept LanguageModel = requires(const M& m, const at::Tensor& t, int i, const t
     { M::family } -> std::convertible_to<std::string_view>;
     { m.depth() } -> std::convertible_to<int>;
     { m.context_length() } -> std::convertible_to<std::int64_t>;
-    { m.context(std::int64_t{}, true) } -> std::same_as<typename M::Context>;
+    { m.context(std::int64_t{}, true, BlockVariant{}) } -> std::same_as<typename M::Context>;
     { m.embed(t) } -> std::same_as<at::Tensor>;             // ids [B, T] -> block-0 input [B, T, d]
     { m.position_offset(std::int64_t{}) } -> std::same_as<at::Tensor>;  // what embed adds beyond W_E
     { m.token_embedding() } -> std::convertible_to<at::Tensor>;       // W_E [V, d]

@@ -3,6 +3,8 @@
 // spaces call scores() on embeddings (indirect) or restrict() on vocabulary vectors (direct).
 #include <concepts>
 #include <cstdint>
+#include <limits>
+#include <variant>
 #include <vector>
 
 #include <inputrep/core/error.hpp>
@@ -61,6 +63,20 @@ struct Restricted {
             penalty[id] = 0.0f;
         }
         return {inner.prepare(token_embedding), penalty.to(token_embedding.device())};
+    }
+};
+
+// Chosen at run time (the CLI's --decode pinv|nearest|restricted:TEXT). Decoding runs once per
+// run, so the visit costs nothing that matters.
+struct AnyDecoder {
+    std::variant<PseudoInverse, Nearest, Restricted<PseudoInverse>> decoder;
+    struct State {
+        std::variant<PseudoInverse::State, Nearest::State, Restricted<PseudoInverse>::State> state;
+        at::Tensor scores(const at::Tensor& e) const { return std::visit([&](const auto& s) { return s.scores(e); }, state); }
+        at::Tensor restrict(const at::Tensor& x) const { return std::visit([&](const auto& s) { return s.restrict(x); }, state); }
+    };
+    State prepare(const at::Tensor& token_embedding) const {
+        return std::visit([&](const auto& d) { return State{d.prepare(token_embedding)}; }, decoder);
     }
 };
 

@@ -60,14 +60,19 @@ struct Adam {
     }
 };
 
+template <class O>
+inline OptimizerKind kind_of(const O& o) {
+    if constexpr (requires { o.chosen(); }) return o.chosen(); else return O::kind;
+}
+
 // One position at a time (the seed's sequential representation): the steps are split into one
 // phase per token; phase p optimises position p alone with a fresh Inner optimizer (its rate
 // schedule restarting), comparing output position p. Earlier positions keep what their phase
 // found; in a causal slice later positions cannot affect output p.
 template <class Inner = Adam<>>
 struct Sequential {
-    static constexpr OptimizerKind kind = Inner::kind;
     Inner inner{};
+    OptimizerKind chosen() const { return kind_of(inner); }
     std::optional<Schedule> rates() const { return inner.rates(); }
     struct State {
         Inner inner;
@@ -116,9 +121,5 @@ struct AnyOptimizer {
     }
 };
 
-template <class O>
-inline OptimizerKind kind_of(const O& o) {
-    if constexpr (requires { o.chosen(); }) return o.chosen(); else return O::kind;
-}
 
 }  // namespace inputrep

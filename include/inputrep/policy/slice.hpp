@@ -4,6 +4,7 @@
 #include <concepts>
 #include <limits>
 #include <tuple>
+#include <vector>
 
 #include <inputrep/model/model.hpp>
 
@@ -17,6 +18,7 @@ struct Blocks {
     static constexpr int static_end = E;
     constexpr BlockRange range() const { return {B, E}; }
     constexpr bool causal() const { return true; }
+    constexpr BlockVariant variant() const { return {}; }
 };
 
 // The same, chosen at run time (the CLI's --blocks B:E).
@@ -24,6 +26,7 @@ struct BlockSlice {
     BlockRange blocks;
     constexpr BlockRange range() const { return blocks; }
     constexpr bool causal() const { return true; }
+    constexpr BlockVariant variant() const { return {}; }
 };
 
 // The same blocks with attention over every position, earlier and later (the seed's Llama runs
@@ -32,6 +35,24 @@ template <class S>
 struct Bidirectional : S {
     constexpr bool causal() const { return false; }
 };
+
+// The seed's ablations of a slice's blocks (notes §4.4): without the residual around attention,
+// without the normalisations, or the attention sub-layers alone.
+template <class S>
+struct NoResidual : S {
+    constexpr BlockVariant variant() const { auto v = S::variant(); v.attention_residual = false; return v; }
+};
+template <class S>
+struct NoNorm : S {
+    constexpr BlockVariant variant() const { auto v = S::variant(); v.norms = false; return v; }
+};
+template <class S>
+struct AttentionOnly : S {
+    constexpr BlockVariant variant() const { return {false, false, false}; }
+};
+// The attention sub-layer of block i alone: no norm, no residual, no MLP.
+template <int I>
+using Attention = AttentionOnly<Blocks<I, I + 1>>;
 
 // Several slices compared together: their outputs joined along the feature axis, so a token mask
 // still selects positions. Concat<Blocks<0, 1>, Blocks<0, 2>, Blocks<0, 3>> is the output after 1, 2
@@ -48,6 +69,7 @@ struct Concat {
         return r;
     }
     constexpr bool causal() const { return std::get<0>(parts).causal(); }
+    constexpr BlockVariant variant() const { return std::get<0>(parts).variant(); }
 
     template <class M, class Context>
     at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const;
@@ -67,6 +89,7 @@ template <class S>
 concept Slice = requires(const S& s) {
     { s.range() } -> std::same_as<BlockRange>;
     { s.causal() } -> std::convertible_to<bool>;
+    { s.variant() } -> std::same_as<BlockVariant>;
 };
 
 template <class S>
@@ -90,5 +113,28 @@ template <class M, class Context>
 at::Tensor Concat<Parts...>::apply(const M& model, const at::Tensor& x, const Context& ctx) const {
     return std::apply([&](const auto&... p) { return at::cat({apply_slice(p, model, x, ctx)...}, -1); }, parts);
 }
+
+// Any of the above, chosen at run time (the CLI's --blocks and --slice): one or more block ranges
+// from a common input, joined along features when there are several.
+struct SliceSpec {
+    std::vector<BlockRange> parts{{0, 1}};
+    bool is_causal = true;
+    BlockVariant block_variant{};
+
+    BlockRange range() const {
+        BlockRange r{std::numeric_limits<int>::max(), 0};
+        for (auto& p : parts) r.begin = std::min(r.begin, p.begin), r.end = std::max(r.end, p.end);
+        return r;
+    }
+    bool causal() const { return is_causal; }
+    BlockVariant variant() const { return block_variant; }
+
+    template <class M, class Context>
+    at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const {
+        std::vector<at::Tensor> outputs;
+        for (auto& p : parts) outputs.push_back(apply_slice(BlockSlice{p}, model, x, ctx));
+        return outputs.size() == 1 ? outputs.front() : at::cat(outputs, -1);
+    }
+};
 
 }  // namespace inputrep
