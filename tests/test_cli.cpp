@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
 
 #include <inputrep/inputrep.hpp>
 
@@ -39,6 +40,14 @@ Json cli_json(const std::string& args) {
 }
 
 std::string vocab() { return "--vocab '" + testing::gpt2_vocab_dir().string() + "'"; }
+
+}  // namespace
+
+namespace testing {
+std::vector<std::int64_t> gpt2_tokenizer_ids(const std::string& text) { return Tokenizer::from_folder(gpt2_vocab_dir()).encode(text); }
+}  // namespace testing
+
+namespace {
 
 bool one_line_error(const Run& r) { return r.status == 2 && std::count(r.out.begin(), r.out.end(), '\n') == 1; }
 
@@ -113,8 +122,53 @@ BOOST_AUTO_TEST_CASE(bad_input_is_a_clear_error) {
     BOOST_TEST(r.out.find("/nonexistent") != std::string::npos, r.out);
 }
 
+BOOST_AUTO_TEST_CASE(invert_takes_every_policy_axis) {
+    const std::string tiny = "invert --untrained gpt2:n_layer=2,n_embd=64,n_head=4,n_positions=32 " + vocab() + " --steps 60";
+    auto dir = std::filesystem::temp_directory_path() / ("inputrep-cli-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    auto report = (dir / "run.html").string();
+    for (std::string extra : {"--space vocabulary --init-scale 1", "--decode nearest", "--metric combined:0.5:1 --optimizer gd",
+                              "--slice no-norm,bidirectional --mask tokens:1:end,neurons:0:32", "--slice attention:1",
+                              "--blocks 0:1 --slice concat:1:2", "--optimizer sequential:adam --restarts 2", "--early-stop"}) {
+        auto out = cli_json(tiny + " --prompt 'The sky is blue.' " + extra);
+        BOOST_TEST_INFO(extra);
+        BOOST_TEST(out["trace"].size() >= 2u);
+        BOOST_TEST(out["distance"].get<double>() < out["trace"][0].get<double>());
+    }
+    auto allowed = testing::gpt2_tokenizer_ids("red blue sky");
+    auto out = cli_json(tiny + " --prompt 'The sky is blue.' --decode 'restricted:red blue sky' --top-k 2");
+    for (auto& line : out["top_k"])
+        for (auto& id : line) BOOST_TEST((std::find(allowed.begin(), allowed.end(), id.get<std::int64_t>()) != allowed.end()));
+    auto batch = dir / "prompts.txt";
+    std::ofstream(batch) << "The sky is blue.\nThis is a prompt sentence\nMario, the Idea\n";
+    out = cli_json(tiny + " --batch '" + batch.string() + "' --report '" + report + "'");
+    BOOST_TEST(out["results"].size() == 3u);
+    std::ifstream page(report);
+    std::string html((std::istreambuf_iterator<char>(page)), {});
+    BOOST_TEST(html.find("<svg") != std::string::npos);
+    BOOST_TEST(std::count(html.begin(), html.end(), '\n') > 1);
+    std::filesystem::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(attribute_and_bandwidth) {
+    const std::string tiny = " --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab();
+    auto out = cli_json("attribute" + tiny + " --prompt 'The wipers on the bus go swish swish' --method occlusion");
+    BOOST_TEST(out["scores"].size() == 11u);
+    BOOST_TEST(*std::max_element(out["scores"].begin(), out["scores"].end()) == 1.0);
+    out = cli_json("bandwidth" + tiny + " --prompt 'The sky is blue.' --steps 150");
+    BOOST_TEST(out["d_model"] == 64);
+    BOOST_TEST(out["k"].get<int>() <= 64);
+    BOOST_TEST(out["curve"].size() >= 8u);
+    for (auto args : {"attribute --untrained gpt2 --prompt x --method shapley", "bandwidth --untrained gpt2 --prompt x --slice no-norm",
+                      "attribute --untrained gpt2"}) {
+        auto r = run_cli(args);
+        BOOST_TEST_INFO(args << " -> " << r.out);
+        BOOST_TEST(one_line_error(r));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(every_subcommand_has_help) {
-    for (auto cmd : {"tokenize", "hidden", "invert"}) {
+    for (auto cmd : {"tokenize", "hidden", "invert", "attribute", "bandwidth"}) {
         auto r = run_cli(std::string(cmd) + " --help");
         BOOST_TEST(r.status == 0);
         BOOST_TEST(r.out.find("usage: inputrep " + std::string(cmd)) != std::string::npos);
