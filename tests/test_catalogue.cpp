@@ -153,3 +153,23 @@ BOOST_AUTO_TEST_CASE(early_stop_ends_once_closer_than_the_shifted_input) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(catalogue_swap)
+
+// The seed's embedding swap: trained (here: seeded) blocks behind an untrained embedding. Targets
+// and decoding use the swapped matrix, the blocks are untouched.
+BOOST_AUTO_TEST_CASE(embedding_swap_changes_targets_not_blocks) {
+    const auto& m = gpt2_tiny();
+    auto swapped = with_untrained_embedding(m, 123);
+    auto ids = at::tensor(std::vector<std::int64_t>{5, 6, 7}, at::kLong).unsqueeze(0);
+    BOOST_TEST(!at::allclose(swapped.embed(ids), m.embed(ids)));
+    auto x = at::randn({1, 3, 64});
+    BOOST_TEST(at::equal(swapped.block(0, x, m.context(3, true)), m.block(0, x, m.context(3, true))));
+    Experiment<WithEmbedding<GPT2>, Blocks<0, 1>> exp{swapped};
+    RunOptions o;
+    o.steps = 200;
+    auto r = exp.run(gpt2_tokenizer().encode("This is a prompt sentence"), o);
+    BOOST_TEST(r.exact());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -9,4 +9,5 @@
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/model/gpt2.hpp>
 #include <inputrep/model/load.hpp>
+#include <inputrep/model/swap.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
