@@ -114,7 +114,9 @@ void with_model(const Args& args, Needs needs, Body&& body) {
         return untrained<M>(cfg, placement, seed, needs);
     };
     if (family == "gpt2") return body(build.template operator()<GPT2>());
-    fail("unknown model_type \"", family, "\" (supported: gpt2)");
+    if (family == "gptj") return body(build.template operator()<GPTJ>());
+    if (family == "mixer") return body(build.template operator()<Mixer>());
+    fail("unknown model_type \"", family, "\" (supported: gpt2, gptj, mixer)");
 }
 
 BlockRange parse_blocks(const std::string& text) {
