@@ -173,3 +173,23 @@ BOOST_AUTO_TEST_CASE(embedding_swap_changes_targets_not_blocks) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(catalogue_mixer)
+
+// Seed §"Mixer Information Transfer". An untrained flat masked mixer (d 64, 1 block, context 16)
+// recovers the prompt from all its outputs. Comparing outputs 1.. only, token 0 must come through
+// the triangular token mixing alone: measured, it is not recovered (the seed: "Cario", "Marario").
+BOOST_AUTO_TEST_CASE(flat_mixer_recovers_all_tokens_but_not_the_masked_first) {
+    auto config = config_with<Mixer>("hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=50257,token_mixing=\"flat\"");
+    auto mixer = untrained<Mixer>(config, {}, 0, Blocks<0, 1>{});
+    const auto ids = gpt2_tokenizer().encode("Mario, the Idea, versus Mario, the Man");
+    auto all = Experiment<Mixer, Blocks<0, 1>>{mixer}.run(ids);
+    BOOST_TEST(all.exact());
+    auto later = Experiment<Mixer, Blocks<0, 1>, L1, Adam<>, Tokens<1, End>>{mixer}.run(ids);
+    BOOST_TEST_MESSAGE("Tokens<1, End>: " << later.exact_tokens() << "/" << ids.size() << " exact, first token "
+                                          << (later.ids()[0] == ids[0] ? "recovered" : "not recovered"));
+    BOOST_TEST(later.ids()[0] != ids[0]);
+    BOOST_TEST(std::equal(later.ids().begin() + 1, later.ids().end(), ids.begin() + 1));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
