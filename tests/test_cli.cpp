@@ -167,8 +167,26 @@ BOOST_AUTO_TEST_CASE(attribute_and_bandwidth) {
     }
 }
 
+// llama2.c's own C forward pass wrote the reference: the CLI reproduces its greedy continuation
+// from both files of stories260K.
+BOOST_AUTO_TEST_CASE(generate_reproduces_llama2c_from_both_loaders) {
+    auto ref = read_json(testing::shared("reference/stories260K_logits.json"));
+    auto greedy = ref["greedy_from_bos"].get<std::vector<std::int64_t>>();
+    const int steps = 20;
+    for (auto model : {testing::shared("models/stories260K/stories260K.bin"), testing::shared("models/stories260K/hf")}) {
+        auto out = cli_json("generate --model '" + model.string() + "' --ids 1 --steps " + std::to_string(steps));
+        BOOST_TEST_INFO(model);
+        BOOST_TEST(out["ids"].get<std::vector<std::int64_t>>() == std::vector<std::int64_t>(greedy.begin(), greedy.begin() + steps + 1));
+    }
+    auto r = run_cli("generate --untrained llama --ids 1 --steps 0");
+    BOOST_TEST(one_line_error(r));
+    r = run_cli("hidden --untrained falcon --ids 1");
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.out.find("unknown model_type \"falcon\"") != std::string::npos, r.out);
+}
+
 BOOST_AUTO_TEST_CASE(every_subcommand_has_help) {
-    for (auto cmd : {"tokenize", "hidden", "invert", "attribute", "bandwidth"}) {
+    for (auto cmd : {"tokenize", "hidden", "generate", "invert", "attribute", "bandwidth"}) {
         auto r = run_cli(std::string(cmd) + " --help");
         BOOST_TEST(r.status == 0);
         BOOST_TEST(r.out.find("usage: inputrep " + std::string(cmd)) != std::string::npos);

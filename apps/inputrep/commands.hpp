@@ -170,6 +170,7 @@ void bandwidth(const M& model, const BandwidthRequest& q) {
     void run_bandwidth(const Family& m, const BandwidthRequest& q) { bandwidth(m, q); }
 
 INPUTREP_CLI_DECLARE(GPT2)
+INPUTREP_CLI_DECLARE(Llama)
 INPUTREP_CLI_DECLARE(GPTJ)
 INPUTREP_CLI_DECLARE(Mixer)
 

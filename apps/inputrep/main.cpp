@@ -30,7 +30,7 @@ const std::vector<Option> common_options{
     {"help", false, "show this help"},
 };
 const std::vector<Option> model_options{
-    {"model", true, "Hugging Face model folder (config.json + safetensors)"},
+    {"model", true, "Hugging Face model folder (config.json + safetensors, sharded or not) or a llama2.c .bin file"},
     {"untrained", true, "untrained model FAMILY[:key=value,...] with config.json keys, e.g. gpt2:n_layer=1"},
     {"seed", true, "seed for untrained weights and the optimisation (default 0)"},
     {"device", true, "cpu (default), cuda or cuda:N"},
@@ -93,7 +93,7 @@ void with_model(const Args& args, Needs needs, Body&& body) {
     std::string family, overrides;
     std::optional<Json> config;
     if (args.has("model")) {
-        config = read_config(args.get("model"));
+        config = model_config(args.get("model"));
         family = config_value<std::string>(*config, "model_type", "");
     } else {
         auto spec = args.get("untrained");
@@ -108,15 +108,18 @@ void with_model(const Args& args, Needs needs, Body&& body) {
             require(needs.blocks.end <= depth, family, " model has ", depth, " blocks; --blocks asks for block ", needs.blocks.end - 1);
             return load<M>(args.get("model"), placement, needs);
         }
-        auto cfg = config_with<M>(overrides);
+        auto cfg = config_with<M>(family == "mistral" && overrides.find("model_type") == std::string::npos
+                                      ? "model_type=mistral" + (overrides.empty() ? "" : "," + overrides)
+                                      : overrides);
         if (needs.blocks.end < 0) needs.blocks = {0, cfg.layers()};
         require(needs.blocks.end <= cfg.layers(), family, " model has ", cfg.layers(), " blocks; --blocks asks for block ", needs.blocks.end - 1);
         return untrained<M>(cfg, placement, seed, needs);
     };
     if (family == "gpt2") return body(build.template operator()<GPT2>());
+    if (family == "llama" || family == "mistral") return body(build.template operator()<Llama>());
     if (family == "gptj") return body(build.template operator()<GPTJ>());
     if (family == "mixer") return body(build.template operator()<Mixer>());
-    fail("unknown model_type \"", family, "\" (supported: gpt2, gptj, mixer)");
+    fail("unknown model_type \"", family, "\" (supported: gpt2, llama, mistral, gptj, mixer)");
 }
 
 BlockRange parse_blocks(const std::string& text) {
@@ -286,6 +289,31 @@ std::vector<std::string> read_lines(const std::string& path) {
     return lines;
 }
 
+int generate(const std::vector<std::string>& argv) {
+    auto spec = options_of({common_options, model_options,
+                            {{"ids", true, "prompt token ids I,J,..."}, {"prompt", true, "text to tokenize instead of --ids"},
+                             {"steps", true, "tokens to generate (default 16)"}}});
+    Args args(argv, spec);
+    if (args.has("help"))
+        return print_help("inputrep generate (--model PATH | --untrained FAMILY[:k=v,...]) (--ids I,J,... | --prompt TEXT) [--steps N] [--json]", spec), 0;
+    if (!args.positional.empty()) throw UsageError("unexpected argument \"" + args.positional[0] + "\"");
+    if (args.has("ids") == args.has("prompt")) throw UsageError("give exactly one of --ids and --prompt");
+    const int steps = args.number<int>("steps").value_or(16);
+    if (steps < 1) throw UsageError("--steps must be positive");
+    auto ids = args.has("ids") ? parse_ids(args.get("ids")) : tokenizer_for(args).encode(args.get("prompt"));
+    require(!ids.empty(), "empty prompt: generation needs at least one token");
+    with_model(args, Needs{{0, -1}, true, true}, [&](const auto& model) {
+        auto out = inputrep::generate(model, ids, steps);
+        if (args.has("json")) {
+            std::cout << Json{{"ids", out}}.dump() << "\n";
+        } else {
+            for (auto id : out) std::cout << id << " ";
+            std::cout << "\n";
+        }
+    });
+    return 0;
+}
+
 int invert(const std::vector<std::string>& argv) {
     auto spec = options_of(
         {common_options, model_options, policy_options,
@@ -408,7 +436,7 @@ int bandwidth(const std::vector<std::string>& argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::string usage = "usage: inputrep (tokenize | hidden | invert | attribute | bandwidth) [options]; inputrep COMMAND --help";
+    const std::string usage = "usage: inputrep (tokenize | hidden | generate | invert | attribute | bandwidth) [options]; inputrep COMMAND --help";
     if (argc < 2) {
         std::cerr << usage << "\n";
         return 2;
@@ -419,6 +447,7 @@ int main(int argc, char** argv) {
         if (command == "tokenize") return tokenize(rest);
         if (command == "hidden") return hidden(rest);
         if (command == "invert") return invert(rest);
+        if (command == "generate") return generate(rest);
         if (command == "attribute") return attribute(rest);
         if (command == "bandwidth") return bandwidth(rest);
         if (command == "--help" || command == "help") return std::cout << usage << "\n", 0;

@@ -5,10 +5,18 @@
 //   auto u = untrained<GPT2>(GPT2Config{}, {}, /*seed*/ 0, Blocks<0, 1>{});
 #include <filesystem>
 
+#include <inputrep/io/hf_config.hpp>
+#include <inputrep/io/llama2c.hpp>
 #include <inputrep/model/model.hpp>
 #include <inputrep/policy/slice.hpp>
 
 namespace inputrep {
+
+// The config.json a model path amounts to: a Hugging Face folder's, or a llama2.c checkpoint's header.
+inline Json model_config(const std::filesystem::path& path) {
+    if (path.extension() == ".bin" && std::filesystem::is_regular_file(path)) return Llama2cCheckpoint::open(path).config();
+    return read_config(path);
+}
 
 namespace detail {
 template <class M, class Build>
@@ -45,7 +53,7 @@ M load(const std::filesystem::path& folder, const Placement& placement, const S&
 // Every block, the embedding and the head.
 template <class M>
 M load(const std::filesystem::path& folder, const Placement& placement = {}) {
-    auto depth = family_of_t<M>::Config::from_json(read_config(folder)).layers();
+    auto depth = family_of_t<M>::Config::from_json(model_config(folder)).layers();
     return load<M>(folder, placement, Needs{{0, depth}, true, true});
 }
 

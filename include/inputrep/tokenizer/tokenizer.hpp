@@ -9,7 +9,10 @@
 #include <string_view>
 #include <vector>
 
+#include <inputrep/io/hf_config.hpp>
 #include <inputrep/tokenizer/gpt2_bpe.hpp>
+#include <inputrep/tokenizer/llama2c.hpp>
+#include <inputrep/tokenizer/sentencepiece.hpp>
 
 namespace inputrep {
 
@@ -23,9 +26,23 @@ public:
         }
     Tokenizer(T tokenizer) : self_(std::make_shared<Impl<T>>(std::move(tokenizer))) {}
 
-    // A model folder's own tokenizer files, or a vocabulary folder (vocab.json + merges.txt,
-    // encoder.json + vocab.bpe, tokenizer.json).
-    static Tokenizer from_folder(const std::filesystem::path& dir) { return Gpt2Bpe::from_folder(dir); }
+    // A model folder's own tokenizer files, or a vocabulary folder: tokenizer.model (SentencePiece,
+    // Llama 1/2, Mistral; Llama 3 ships a tiktoken file under that name, so tokenizer.json then),
+    // tokenizer.bin (llama2.c, its size from config.json), else byte-level BPE (vocab.json +
+    // merges.txt, encoder.json + vocab.bpe, tokenizer.json).
+    static Tokenizer from_folder(const std::filesystem::path& dir) {
+        require(std::filesystem::is_directory(dir), dir.string(), ": no such tokenizer folder");
+        if (std::filesystem::exists(dir / "tokenizer.model")) {
+            try {
+                return SentencePiece::from_file(dir / "tokenizer.model");
+            } catch (const Error&) {
+                if (!std::filesystem::exists(dir / "tokenizer.json")) throw;
+            }
+        }
+        if (std::filesystem::exists(dir / "tokenizer.bin"))
+            return Llama2cTokenizer::from_file(dir / "tokenizer.bin", config_required<std::int64_t>(read_config(dir), "vocab_size"));
+        return Gpt2Bpe::from_folder(dir);
+    }
 
     std::vector<std::int64_t> encode(std::string_view text) const { return self_->encode(text); }
     std::string decode(std::span<const std::int64_t> ids) const { return self_->decode(ids); }

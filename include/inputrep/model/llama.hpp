@@ -1,0 +1,383 @@
+#pragma once
+// Llama 1/2/3 (Touvron et al. 2023; Meta 2024) and Mistral (Jiang et al. 2023) with Hugging Face
+// names and layouts. Mistral is this model with model_type "mistral" and a sliding window.
+//   x_0 = W_E[ids]                                                  (no absolute positions)
+//   h   = RMSNorm(x);  x = x + o(attn(RoPE(q(h)), RoPE(k(h)), v(h)))
+//   h   = RMSNorm(x);  x = x + down(silu(gate(h)) ⊙ up(h))           (SwiGLU)
+//   logits = RMSNorm(x) · W_Uᵀ                                       (W_U = W_E when tied)
+//   RMSNorm(x) = w · x / sqrt(mean(x²) + eps), computed in f32
+//   RoPE: position p turns the pair (x_i, x_{i+hd/2}) by p·θ^(−2i/hd) (HF's rotate-half layout;
+//   Meta/llama2.c weights are permuted into it on load, so there is one attention code path)
+//   GQA: kv head j serves query heads j·g .. j·g+g−1, g = heads / kv_heads
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <numbers>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <inputrep/io/hf_config.hpp>
+#include <inputrep/io/llama2c.hpp>
+#include <inputrep/io/safetensors.hpp>
+#include <inputrep/model/model.hpp>
+
+namespace inputrep {
+
+// Where a family's weights come from: a safetensors Checkpoint, a llama2.c file, or anything else
+// that serves a tensor by Hugging Face name, checking the shape the config implies.
+template <class S>
+concept TensorSource = requires(const S& s, const std::string& name, const Placement& p, at::IntArrayRef shape) {
+    { s.load(name, p, shape) } -> std::same_as<at::Tensor>;
+};
+
+// Llama 3.1's long-context rewrite of the rotary frequencies (rope_scaling.rope_type "llama3"):
+// wavelengths below original/high_freq_factor are kept, those above original/low_freq_factor are
+// stretched by `factor`, and the band between is blended.
+struct Llama3RopeScaling {
+    double factor = 8.0;
+    double low_freq_factor = 1.0;
+    double high_freq_factor = 4.0;
+    std::int64_t original_max_position_embeddings = 8192;
+};
+
+// The default shape is the seed's small comparison Llama (hidden 256, intermediate 4·256, 8 layers,
+// LlamaConfig's eps 1e-6, θ 1e4, 2048 positions, untied) with 8 heads of 32 instead of the 32
+// heads of 8 it got by accident, and Llama-2's vocabulary of 32000 so its tokenizer fits.
+struct LlamaConfig {
+    std::string model_type = "llama";  // "llama" or "mistral"
+    std::int64_t vocab_size = 32000;
+    std::int64_t hidden_size = 256;
+    std::int64_t intermediate_size = 1024;
+    std::int64_t num_hidden_layers = 8;
+    std::int64_t num_attention_heads = 8;
+    std::int64_t num_key_value_heads = 0;  // 0: num_attention_heads (no GQA)
+    std::int64_t head_dim = 0;             // 0: hidden_size / num_attention_heads
+    double rms_norm_eps = 1e-6;
+    double rope_theta = 10000.0;
+    std::optional<Llama3RopeScaling> rope_scaling;
+    std::int64_t max_position_embeddings = 2048;
+    bool tie_word_embeddings = false;
+    std::optional<std::int64_t> sliding_window;  // Mistral: a query sees at most this many keys
+
+    int layers() const { return static_cast<int>(num_hidden_layers); }
+    std::int64_t kv_heads() const { return num_key_value_heads > 0 ? num_key_value_heads : num_attention_heads; }
+    std::int64_t head_size() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
+
+    // inv_freq_i = θ^(−2i/hd) for i < hd/2, rescaled by rope_scaling (HF's _compute_llama3_parameters).
+    std::vector<double> rope_frequencies() const {
+        const auto hd = head_size();
+        std::vector<double> inv(hd / 2);
+        for (std::int64_t i = 0; i < hd / 2; ++i) inv[i] = std::pow(rope_theta, -2.0 * double(i) / double(hd));
+        if (!rope_scaling) return inv;
+        const auto& s = *rope_scaling;
+        const double original = double(s.original_max_position_embeddings);
+        for (auto& f : inv) {
+            const double wavelength = 2 * std::numbers::pi / f;
+            if (wavelength < original / s.high_freq_factor) continue;
+            if (wavelength > original / s.low_freq_factor) {
+                f /= s.factor;
+                continue;
+            }
+            const double smooth = (original / wavelength - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+            f = (1 - smooth) * f / s.factor + smooth * f;
+        }
+        return inv;
+    }
+
+    static LlamaConfig from_json(const Json& j) {
+        LlamaConfig c;
+        c.model_type = config_value<std::string>(j, "model_type", c.model_type);
+        require(c.model_type == "llama" || c.model_type == "mistral", "llama: model_type \"", c.model_type,
+                "\" is not a Llama-family model (expected \"llama\" or \"mistral\")");
+        c.vocab_size = config_value<std::int64_t>(j, "vocab_size", c.vocab_size);
+        c.hidden_size = config_value<std::int64_t>(j, "hidden_size", c.hidden_size);
+        c.intermediate_size = config_value<std::int64_t>(j, "intermediate_size", c.intermediate_size);
+        c.num_hidden_layers = config_value<std::int64_t>(j, "num_hidden_layers", c.num_hidden_layers);
+        c.num_attention_heads = config_value<std::int64_t>(j, "num_attention_heads", c.num_attention_heads);
+        c.num_key_value_heads = config_value<std::int64_t>(j, "num_key_value_heads", 0);
+        c.head_dim = config_value<std::int64_t>(j, "head_dim", 0);
+        c.rms_norm_eps = config_value<double>(j, "rms_norm_eps", c.rms_norm_eps);
+        c.rope_theta = config_value<double>(j, "rope_theta", c.rope_theta);
+        c.max_position_embeddings = config_value<std::int64_t>(j, "max_position_embeddings", c.max_position_embeddings);
+        c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", c.tie_word_embeddings);
+        c.rope_scaling = rope_scaling_from_json(j);
+        // MistralConfig defaults to a 4096 window when the key is absent; null means none.
+        const auto window = j.find("sliding_window");
+        const bool windowed = window != j.end() && !window->is_null();
+        require(!windowed || c.model_type == "mistral", "llama: sliding_window is a Mistral setting; set model_type to \"mistral\" to use it");
+        if (windowed) c.sliding_window = config_value<std::int64_t>(j, "sliding_window", 0);
+        else if (c.model_type == "mistral" && window == j.end()) c.sliding_window = 4096;
+        const auto act = config_value<std::string>(j, "hidden_act", "silu");
+        require(act == "silu", "llama: hidden_act \"", act, "\" is not supported (only silu)");
+        require(!config_value<bool>(j, "attention_bias", false) && !config_value<bool>(j, "mlp_bias", false),
+                "llama: attention_bias / mlp_bias are not supported");
+
+        require(c.hidden_size > 0 && c.num_attention_heads > 0 && c.intermediate_size > 0 && c.num_hidden_layers > 0 &&
+                    c.vocab_size > 0 && c.max_position_embeddings > 0,
+                "llama: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, vocab_size and "
+                "max_position_embeddings must be positive");
+        require(c.head_dim > 0 || c.hidden_size % c.num_attention_heads == 0, "llama: hidden_size (", c.hidden_size,
+                ") must be a multiple of num_attention_heads (", c.num_attention_heads, ") unless head_dim is given");
+        require(c.head_size() % 2 == 0, "llama: the head size (", c.head_size(), ") must be even for rotary embeddings");
+        require(c.num_attention_heads % c.kv_heads() == 0, "llama: num_attention_heads (", c.num_attention_heads,
+                ") must be a multiple of num_key_value_heads (", c.kv_heads(), ")");
+        require(!c.sliding_window || *c.sliding_window > 0, "llama: sliding_window must be positive or null");
+        return c;
+    }
+
+    Json to_json() const {
+        Json scaling = nullptr;
+        if (rope_scaling)
+            scaling = {{"rope_type", "llama3"},
+                       {"factor", rope_scaling->factor},
+                       {"low_freq_factor", rope_scaling->low_freq_factor},
+                       {"high_freq_factor", rope_scaling->high_freq_factor},
+                       {"original_max_position_embeddings", rope_scaling->original_max_position_embeddings}};
+        auto optional = [](std::int64_t v) { return v > 0 ? Json(v) : Json(nullptr); };
+        return {{"model_type", model_type},
+                {"architectures", {model_type == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"}},
+                {"vocab_size", vocab_size},
+                {"hidden_size", hidden_size},
+                {"intermediate_size", intermediate_size},
+                {"num_hidden_layers", num_hidden_layers},
+                {"num_attention_heads", num_attention_heads},
+                {"num_key_value_heads", optional(num_key_value_heads)},
+                {"head_dim", optional(head_dim)},
+                {"hidden_act", "silu"},
+                {"rms_norm_eps", rms_norm_eps},
+                {"rope_theta", rope_theta},
+                {"rope_scaling", scaling},
+                {"max_position_embeddings", max_position_embeddings},
+                {"tie_word_embeddings", tie_word_embeddings},
+                {"sliding_window", sliding_window ? Json(*sliding_window) : Json(nullptr)}};
+    }
+
+private:
+    static std::optional<Llama3RopeScaling> rope_scaling_from_json(const Json& j) {
+        auto it = j.find("rope_scaling");
+        if (it == j.end() || it->is_null()) return std::nullopt;
+        require(it->is_object(), "llama: rope_scaling must be an object or null (", it->dump(), ")");
+        // Older configs name the kind "type", newer ones "rope_type".
+        const auto type = config_value<std::string>(*it, "rope_type", config_value<std::string>(*it, "type", "default"));
+        if (type == "default") return std::nullopt;
+        require(type == "llama3", "llama: rope_scaling type \"", type, "\" is not supported (only \"llama3\" and \"default\")");
+        Llama3RopeScaling s;
+        s.factor = config_value<double>(*it, "factor", s.factor);
+        s.low_freq_factor = config_value<double>(*it, "low_freq_factor", s.low_freq_factor);
+        s.high_freq_factor = config_value<double>(*it, "high_freq_factor", s.high_freq_factor);
+        s.original_max_position_embeddings =
+            config_value<std::int64_t>(*it, "original_max_position_embeddings", s.original_max_position_embeddings);
+        require(s.factor > 0 && s.high_freq_factor > s.low_freq_factor && s.low_freq_factor > 0 && s.original_max_position_embeddings > 0,
+                "llama: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor > 0 and original_max_position_embeddings > 0");
+        return s;
+    }
+};
+
+class Llama {
+public:
+    using Config = LlamaConfig;
+    static constexpr std::string_view family = "llama";
+
+    struct Block {
+        at::Tensor input_layernorm, q_proj, k_proj, v_proj, o_proj;
+        at::Tensor post_attention_layernorm, gate_proj, up_proj, down_proj;
+    };
+
+    // Shared by every block call on sequences of one length: the rotary tables and the mask.
+    struct Context {
+        std::int64_t length = 0;
+        at::Tensor cos, sin;  // [T, head_size], cos/sin of position·inv_freq, each frequency twice
+        at::Tensor mask;      // [T, T] additive, −inf where a query may not see a key; undefined when it sees all
+        BlockVariant variant;
+    };
+
+    // The seed's rates for its Llama runs (plain descent 0.02 → 0.002 on L1 sums); Adam and the
+    // initial scale as for GPT-2, whose embeddings have the same N(0, 0.02) scale untrained.
+    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.02, 0.002}}; }
+
+    const Config& config() const { return config_; }
+    int depth() const { return config_.layers(); }
+    std::int64_t context_length() const { return config_.max_position_embeddings; }
+    std::int64_t d_model() const { return config_.hidden_size; }
+    std::int64_t vocab_size() const { return config_.vocab_size; }
+    Placement placement() const { return placement_; }
+    const at::Tensor& token_embedding() const { return need(embed_tokens_, "the token embedding model.embed_tokens"); }
+
+    // Positions 0..T−1. Causal: a query sees keys up to itself. A sliding window W additionally
+    // hides keys more than W−1 positions back (q−W < k ≤ q). Bidirectional drops only the causal
+    // part: with a window, a query still sees at most W−1 earlier keys, and every later one.
+    Context context(std::int64_t length, bool causal, BlockVariant variant = {}) const {
+        const auto inv = at::tensor(config_.rope_frequencies(), at::kDouble);
+        auto angles = at::outer(at::arange(length, at::kDouble), inv);
+        angles = at::cat({angles, angles}, -1);
+        Context c{length, angles.cos().to(placement_.options()), angles.sin().to(placement_.options()), {}, variant};
+        const auto q = at::arange(length, at::kLong).unsqueeze(1), k = at::arange(length, at::kLong).unsqueeze(0);
+        auto hidden = causal ? k > q : at::zeros({length, length}, at::kBool);
+        if (config_.sliding_window) hidden = hidden.logical_or(k <= q - *config_.sliding_window);
+        if (hidden.any().item<bool>())
+            c.mask = at::zeros({length, length}, at::kFloat).masked_fill(hidden, -std::numeric_limits<double>::infinity()).to(placement_.options());
+        return c;
+    }
+
+    // Rotary models add nothing to the token embedding.
+    at::Tensor position_offset(std::int64_t) const { return {}; }
+
+    at::Tensor embed(const at::Tensor& ids) const { return at::embedding(token_embedding(), ids); }
+
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx) const { return forward_block(i, x, ctx, nullptr); }
+
+    at::Tensor unembed(const at::Tensor& x) const {
+        auto h = rms_norm(x, need(norm_, "the final norm model.norm"));
+        return at::linear(h, lm_head_.defined() ? lm_head_ : token_embedding());
+    }
+
+    // The whole forward pass with every hook point recorded; logits when the head was loaded.
+    at::Tensor run_with_cache(const at::Tensor& ids, ActivationCache& cache) const {
+        auto x = embed(ids);
+        cache.add("hook_embed", x);
+        const auto ctx = context(ids.size(-1), true);
+        for (int i = 0; i < depth(); ++i) {
+            cache.add("blocks." + std::to_string(i) + ".hook_resid_pre", x);
+            x = forward_block(i, x, ctx, &cache);
+            cache.add("blocks." + std::to_string(i) + ".hook_resid_post", x);
+        }
+        return norm_.defined() ? unembed(x) : at::Tensor();
+    }
+
+    // Every materialised tensor under its Hugging Face name.
+    std::vector<std::pair<std::string, at::Tensor>> named_tensors() const {
+        std::vector<std::pair<std::string, at::Tensor>> out;
+        each_tensor(*this, Needs{{0, depth()}, true, true}, [&](const std::string& name, const at::Tensor& t, const Shape&) {
+            if (t.defined()) out.emplace_back(name, t);
+        });
+        return out;
+    }
+
+    // Hugging Face initialisation: Linear and Embedding weights N(0, 0.02), RMSNorm weights 1.
+    static Llama untrained(const Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
+        Llama m(config, placement, needs);
+        each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape) {
+            slot = name.ends_with("norm.weight") ? init::constant(shape, 1.0, placement) : init::normal(shape, 0.02, seed, name, placement);
+        });
+        return m;
+    }
+
+    // A Hugging Face folder (config.json + safetensors) or a llama2.c .bin checkpoint.
+    static Llama load(const std::filesystem::path& path, const Placement& placement, const Needs& needs) {
+        if (path.extension() == ".bin" && std::filesystem::is_regular_file(path)) {
+            auto file = Llama2cCheckpoint::open(path);
+            return load(Config::from_json(file.config()), file, placement, needs);
+        }
+        auto config = Config::from_json(read_config(path));
+        return load(config, Checkpoint::open(path), placement, needs);
+    }
+
+    template <TensorSource Source>
+    static Llama load(const Config& config, const Source& source, const Placement& placement, const Needs& needs) {
+        Llama m(config, placement, needs);
+        each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape) { slot = source.load(name, placement, shape); });
+        return m;
+    }
+
+private:
+    using Shape = std::vector<std::int64_t>;
+
+    Llama(const Config& config, const Placement& placement, const Needs& needs)
+        : config_(config), placement_(placement.resolved()), layers_(config.num_hidden_layers) {
+        require(needs.blocks.begin >= 0 && needs.blocks.begin <= needs.blocks.end && needs.blocks.end <= config.num_hidden_layers,
+                "llama: blocks [", needs.blocks.begin, ", ", needs.blocks.end, ") are outside the model's ", config.num_hidden_layers, " blocks");
+        for (int i = needs.blocks.begin; i < needs.blocks.end; ++i) layers_[i].emplace();
+    }
+
+    // Every tensor `needs` asks for, with its Hugging Face name and the shape the config implies:
+    // the one list that untrained(), load() and named_tensors() walk. Blocks not built are skipped.
+    template <class Self, class F>
+    static void each_tensor(Self& m, const Needs& needs, F&& f) {
+        const Config& c = m.config_;
+        const auto d = c.hidden_size, ff = c.intermediate_size, q = c.num_attention_heads * c.head_size(), kv = c.kv_heads() * c.head_size();
+        if (needs.embedding || (needs.head && c.tie_word_embeddings)) f("model.embed_tokens.weight", m.embed_tokens_, Shape{c.vocab_size, d});
+        for (int i = needs.blocks.begin; i < needs.blocks.end; ++i) {
+            if (!m.layers_[i]) continue;
+            auto& b = *m.layers_[i];
+            const auto n = "model.layers." + std::to_string(i) + ".";
+            f(n + "input_layernorm.weight", b.input_layernorm, Shape{d});
+            f(n + "self_attn.q_proj.weight", b.q_proj, Shape{q, d});
+            f(n + "self_attn.k_proj.weight", b.k_proj, Shape{kv, d});
+            f(n + "self_attn.v_proj.weight", b.v_proj, Shape{kv, d});
+            f(n + "self_attn.o_proj.weight", b.o_proj, Shape{d, q});
+            f(n + "post_attention_layernorm.weight", b.post_attention_layernorm, Shape{d});
+            f(n + "mlp.gate_proj.weight", b.gate_proj, Shape{ff, d});
+            f(n + "mlp.up_proj.weight", b.up_proj, Shape{ff, d});
+            f(n + "mlp.down_proj.weight", b.down_proj, Shape{d, ff});
+        }
+        if (needs.head) {
+            f("model.norm.weight", m.norm_, Shape{d});
+            if (!c.tie_word_embeddings) f("lm_head.weight", m.lm_head_, Shape{c.vocab_size, d});
+        }
+    }
+
+    const at::Tensor& need(const at::Tensor& t, std::string_view what) const {
+        if (!t.defined()) fail("llama: ", what, " was not loaded (load the model with the Needs that include it)");
+        return t;
+    }
+    const Block& layer(int i) const {
+        require(i >= 0 && i < depth(), "llama: block ", i, " does not exist (the model has ", depth(), " blocks)");
+        require(layers_[i].has_value(), "llama: block ", i, " was not loaded (load the model for a slice that includes it)");
+        return *layers_[i];
+    }
+
+    // The block as the context's variant asks (the seed's ablations drop the norms, the residual
+    // around attention, or the MLP). With a cache, sub-layer outputs are recorded under
+    // TransformerLens names.
+    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, ActivationCache* cache) const {
+        const Block& b = layer(i);
+        const BlockVariant& v = ctx.variant;
+        require(x.dim() == 3 && x.size(2) == config_.hidden_size, "llama: block input must be [batch, tokens, ", config_.hidden_size, "]");
+        require(x.size(1) == ctx.length, "llama: the context was built for ", ctx.length, " tokens but the input has ", x.size(1));
+        const auto n = "blocks." + std::to_string(i) + ".";
+        auto attn_out = attention(b, v.norms ? rms_norm(x, b.input_layernorm) : x, ctx);
+        auto mid = v.attention_residual ? x + attn_out : attn_out;
+        if (cache) cache->add(n + "hook_attn_out", attn_out), cache->add(n + "hook_resid_mid", mid);
+        if (!v.mlp) return mid;
+        auto h = v.norms ? rms_norm(mid, b.post_attention_layernorm) : mid;
+        auto mlp_out = at::linear(at::silu(at::linear(h, b.gate_proj)) * at::linear(h, b.up_proj), b.down_proj);
+        if (cache) cache->add(n + "hook_mlp_out", mlp_out);
+        return mid + mlp_out;
+    }
+
+    // In f32 whatever the compute dtype, as HF does: bf16 squares lose the small components.
+    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+        auto x32 = x.to(at::kFloat);
+        return (x32 * at::rsqrt(x32.pow(2).mean(-1, true) + config_.rms_norm_eps)).to(x.scalar_type()) * w;
+    }
+
+    // Rotate-half: dimension i pairs with i + hd/2.
+    static at::Tensor rotate(const at::Tensor& x, const Context& ctx) {
+        const auto half = x.size(-1) / 2;
+        return x * ctx.cos + at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1) * ctx.sin;
+    }
+
+    // Heads as [B, kv_heads, group, T, hd] for queries and [B, kv_heads, 1, T, hd] for keys and
+    // values, so each kv head broadcasts over the query heads it serves without being copied.
+    at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx) const {
+        const auto B = h.size(0), T = h.size(1), H = config_.num_attention_heads, KV = config_.kv_heads(), hd = config_.head_size();
+        auto heads = [&](const at::Tensor& w, std::int64_t group) { return at::linear(h, w).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4}); };
+        auto q = rotate(heads(b.q_proj, H / KV), ctx), k = rotate(heads(b.k_proj, 1), ctx), v = heads(b.v_proj, 1);
+        auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
+        if (ctx.mask.defined()) scores.add_(ctx.mask);
+        auto y = at::matmul(at::softmax(scores, -1, at::kFloat).to(h.scalar_type()), v);
+        return at::linear(y.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd}), b.o_proj);
+    }
+
+    Config config_;
+    Placement placement_;
+    at::Tensor embed_tokens_, norm_, lm_head_;
+    std::vector<std::optional<Block>> layers_;
+};
+
+}  // namespace inputrep
