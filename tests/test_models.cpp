@@ -91,25 +91,36 @@ BOOST_AUTO_TEST_CASE(untrained_gpt2_is_seeded_and_independent_of_the_blocks_buil
     BOOST_TEST(std::abs(a.token_embedding().std().item<double>() - 0.02) < 0.002);
 }
 
-// The hand-written input gradient must be autograd's, to rounding.
-BOOST_AUTO_TEST_CASE(gpt2_input_gradient_matches_autograd) {
-    auto config = config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=16,activation_function=\"gelu\"");
-    for (auto gelu : {"gelu", "gelu_new"}) {
-        config.gelu_tanh = std::string(gelu) == "gelu_new";
-        auto m = untrained<GPT2>(config, {}, 5, Blocks<0, 1>{});
-        for (bool causal : {true, false}) {
-            auto ctx = m.context(6, causal);
-            auto x = at::randn({2, 6, 32}, at::kDouble).to(at::kFloat).requires_grad_(true);
-            auto dy = at::randn({2, 6, 32});
-            auto expected = torch::autograd::grad({m.block(0, x, ctx)}, {x}, {dy})[0];
-            at::NoGradGuard no_grad;
-            GPT2::Tape tape;
-            auto y = m.block(0, x.detach(), ctx, tape);
-            BOOST_TEST(at::allclose(y, m.block(0, x.detach(), ctx)));
-            auto got = m.block_input_grad(0, dy, ctx, tape);
-            BOOST_TEST_INFO(gelu << (causal ? " causal" : " bidirectional"));
-            BOOST_TEST((got - expected).abs().max().item<double>() < 1e-5 * (1 + expected.abs().max().item<double>()));
-        }
+// The hand-written input gradient must be autograd's, to rounding: every family that has one,
+// causal and bidirectional, with grouped-query attention and a sliding window for Llama.
+template <class M>
+void check_input_gradient(const M& m, std::int64_t d, const std::string& what) {
+    for (bool causal : {true, false}) {
+        auto ctx = m.context(6, causal);
+        auto x = at::randn({2, 6, d}).requires_grad_(true);
+        auto dy = at::randn({2, 6, d});
+        at::Tensor expected = torch::autograd::grad({m.block(0, x, ctx)}, {x}, {dy})[0];
+        at::NoGradGuard no_grad;
+        typename M::Tape tape;
+        at::Tensor y = m.block(0, x.detach(), ctx, tape);
+        BOOST_TEST(at::allclose(y, m.block(0, x.detach(), ctx)));
+        at::Tensor got = m.block_input_grad(0, dy, ctx, tape);
+        BOOST_TEST_INFO(what << (causal ? " causal" : " bidirectional"));
+        BOOST_TEST((got - expected).abs().max().item<double>() < 1e-5 * (1 + expected.abs().max().item<double>()));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(written_out_input_gradients_match_autograd) {
+    auto config = config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=16");
+    for (bool tanh : {false, true}) {
+        config.gelu_tanh = tanh;
+        check_input_gradient(untrained<GPT2>(config, {}, 5, Blocks<0, 1>{}), 32, tanh ? "gpt2 gelu_new" : "gpt2 gelu");
+    }
+    for (std::string extra : {"", ",model_type=\"mistral\",sliding_window=3"}) {
+        auto llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+                                        "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16" + extra);
+        auto m = untrained<Llama>(llama, {}, 5, Blocks<0, 1>{});
+        check_input_gradient(m, 32, "llama" + extra);
     }
 }
 

@@ -229,7 +229,39 @@ public:
 
     at::Tensor embed(const at::Tensor& ids) const { return at::embedding(token_embedding(), ids); }
 
-    at::Tensor block(int i, const at::Tensor& x, const Context& ctx) const { return forward_block(i, x, ctx, nullptr); }
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx) const { return forward_block(i, x, ctx, nullptr, nullptr); }
+
+    // What the input gradient of one block needs from its forward pass.
+    struct Tape {
+        at::Tensor x, r_1, q, k, v, p, mid, r_2, gate, up;
+    };
+
+    // The block, recording its tape; the same code path as block().
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const { return forward_block(i, x, ctx, nullptr, &tape); }
+
+    // ∂(Σ dy·block(x))/∂x from the tape: the chain rule written out, input gradients only.
+    at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context& ctx, const Tape& t) const {
+        require(ctx.variant == BlockVariant{}, "llama: the written-out input gradient covers whole blocks only");
+        const Block& b = layer(i);
+        const auto B = dy.size(0), T = dy.size(1), H = config_.num_attention_heads, KV = config_.kv_heads(), hd = config_.head_size();
+        // MLP: out = mid + down(silu(gate) ⊙ up), gate/up = W·RMSNorm(mid)
+        auto dm = at::matmul(dy, b.down_proj);
+        auto sig = at::sigmoid(t.gate);
+        auto dgate = dm * t.up * sig * (1 + t.gate * (1 - sig));
+        auto dup = dm * t.gate * sig;
+        auto dmid = dy + rms_norm_input_grad(at::matmul(dgate, b.gate_proj) + at::matmul(dup, b.up_proj), t.mid, t.r_2, b.post_attention_layernorm);
+        // attention: mid = x + o(merge(P·V)), P = softmax(QKᵀ/√hd + mask), Q, K rotated
+        auto heads = [&](const at::Tensor& flat, std::int64_t group) { return flat.view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4}); };
+        auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
+        auto dyh = heads(at::matmul(dmid, b.o_proj), H / KV);
+        auto dp = at::matmul(dyh, t.v.transpose(-2, -1));
+        auto dv = at::matmul(t.p.transpose(-2, -1), dyh).sum(2, true);
+        auto ds = at::_softmax_backward_data(dp, t.p, -1, t.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
+        auto dq = rotate_input_grad(at::matmul(ds, t.k), ctx);
+        auto dk = rotate_input_grad(at::matmul(ds.transpose(-2, -1), t.q).sum(2, true), ctx);
+        auto dh = at::matmul(merge(dq), b.q_proj) + at::matmul(merge(dk), b.k_proj) + at::matmul(merge(dv), b.v_proj);
+        return dmid + rms_norm_input_grad(dh, t.x, t.r_1, b.input_layernorm);
+    }
 
     at::Tensor unembed(const at::Tensor& x) const {
         auto h = rms_norm(x, need(norm_, "the final norm model.norm"));
@@ -243,7 +275,7 @@ public:
         const auto ctx = context(ids.size(-1), true);
         for (int i = 0; i < depth(); ++i) {
             cache.add("blocks." + std::to_string(i) + ".hook_resid_pre", x);
-            x = forward_block(i, x, ctx, &cache);
+            x = forward_block(i, x, ctx, &cache, nullptr);
             cache.add("blocks." + std::to_string(i) + ".hook_resid_post", x);
         }
         return norm_.defined() ? unembed(x) : at::Tensor();
@@ -334,26 +366,41 @@ private:
     // The block as the context's variant asks (the seed's ablations drop the norms, the residual
     // around attention, or the MLP). With a cache, sub-layer outputs are recorded under
     // TransformerLens names.
-    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, ActivationCache* cache) const {
+    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, ActivationCache* cache, Tape* tape) const {
         const Block& b = layer(i);
         const BlockVariant& v = ctx.variant;
         require(x.dim() == 3 && x.size(2) == config_.hidden_size, "llama: block input must be [batch, tokens, ", config_.hidden_size, "]");
         require(x.size(1) == ctx.length, "llama: the context was built for ", ctx.length, " tokens but the input has ", x.size(1));
+        Tape unused;
+        Tape& t = tape ? *tape : unused;
         const auto n = "blocks." + std::to_string(i) + ".";
-        auto attn_out = attention(b, v.norms ? rms_norm(x, b.input_layernorm) : x, ctx);
-        auto mid = v.attention_residual ? x + attn_out : attn_out;
-        if (cache) cache->add(n + "hook_attn_out", attn_out), cache->add(n + "hook_resid_mid", mid);
-        if (!v.mlp) return mid;
-        auto h = v.norms ? rms_norm(mid, b.post_attention_layernorm) : mid;
-        auto mlp_out = at::linear(at::silu(at::linear(h, b.gate_proj)) * at::linear(h, b.up_proj), b.down_proj);
+        t.x = x;
+        auto attn_out = attention(b, v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x, ctx, t);
+        t.mid = v.attention_residual ? x + attn_out : attn_out;
+        if (cache) cache->add(n + "hook_attn_out", attn_out), cache->add(n + "hook_resid_mid", t.mid);
+        if (!v.mlp) return t.mid;
+        auto h = v.norms ? rms_norm(t.mid, b.post_attention_layernorm, t.r_2) : t.mid;
+        t.gate = at::linear(h, b.gate_proj), t.up = at::linear(h, b.up_proj);
+        auto mlp_out = at::linear(at::silu(t.gate) * t.up, b.down_proj);
         if (cache) cache->add(n + "hook_mlp_out", mlp_out);
-        return mid + mlp_out;
+        return t.mid + mlp_out;
     }
 
     // In f32 whatever the compute dtype, as HF does: bf16 squares lose the small components.
-    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+    // r = 1/sqrt(mean(x²) + eps) is kept for the input gradient.
+    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, at::Tensor& r) const {
         auto x32 = x.to(at::kFloat);
-        return (x32 * at::rsqrt(x32.pow(2).mean(-1, true) + config_.rms_norm_eps)).to(x.scalar_type()) * w;
+        r = at::rsqrt(x32.pow(2).mean(-1, true) + config_.rms_norm_eps);
+        return (x32 * r).to(x.scalar_type()) * w;
+    }
+    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+        at::Tensor r;
+        return rms_norm(x, w, r);
+    }
+    // y = w·x·r: ∂/∂x applied to dy is r·g − x·r³·mean(g·x), g = dy·w.
+    static at::Tensor rms_norm_input_grad(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& r, const at::Tensor& w) {
+        auto g = dy * w;
+        return r * g - x * (r * r * r) * (g * x).mean(-1, true);
     }
 
     // Rotate-half: dimension i pairs with i + hd/2.
@@ -361,16 +408,23 @@ private:
         const auto half = x.size(-1) / 2;
         return x * ctx.cos + at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1) * ctx.sin;
     }
+    // Its transpose: the rotation by the opposite angle.
+    static at::Tensor rotate_input_grad(const at::Tensor& dz, const Context& ctx) {
+        const auto half = dz.size(-1) / 2;
+        auto s = dz * ctx.sin;
+        return dz * ctx.cos + at::cat({s.narrow(-1, half, half), -s.narrow(-1, 0, half)}, -1);
+    }
 
     // Heads as [B, kv_heads, group, T, hd] for queries and [B, kv_heads, 1, T, hd] for keys and
     // values, so each kv head broadcasts over the query heads it serves without being copied.
-    at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx) const {
+    at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx, Tape& t) const {
         const auto B = h.size(0), T = h.size(1), H = config_.num_attention_heads, KV = config_.kv_heads(), hd = config_.head_size();
         auto heads = [&](const at::Tensor& w, std::int64_t group) { return at::linear(h, w).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4}); };
-        auto q = rotate(heads(b.q_proj, H / KV), ctx), k = rotate(heads(b.k_proj, 1), ctx), v = heads(b.v_proj, 1);
-        auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
+        t.q = rotate(heads(b.q_proj, H / KV), ctx), t.k = rotate(heads(b.k_proj, 1), ctx), t.v = heads(b.v_proj, 1);
+        auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
         if (ctx.mask.defined()) scores.add_(ctx.mask);
-        auto y = at::matmul(at::softmax(scores, -1, at::kFloat).to(h.scalar_type()), v);
+        t.p = at::softmax(scores, -1, at::kFloat).to(h.scalar_type());
+        auto y = at::matmul(t.p, t.v);
         return at::linear(y.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd}), b.o_proj);
     }
 
