@@ -1,5 +1,5 @@
 // One inversion step (forward through the slice, gradient to the input, optimizer step), per case:
-//   FAMILY-D-bBATCH-tTOKENS[-lLAYERS][-METRIC][-any]
+//   FAMILY-D-bBATCH-tTOKENS[-nBLOCKS][-METRIC][-any]
 // named as in benchmarks/python/loops.py, which runs the same loop in PyTorch eager. "-any" runs the
 // CLI's runtime-dispatched policies instead of the typed ones. Counter "steps/s" is batch steps per
 // second; "prompt-steps/s" multiplies by the batch.
@@ -33,7 +33,7 @@ Case parse(const std::string& name) {
         auto digits = p.size() > 1 && std::all_of(p.begin() + 1, p.end(), ::isdigit);
         if (digits && p[0] == 'b') c.batch = std::stoi(p.substr(1));
         else if (digits && p[0] == 't') c.tokens = std::stoi(p.substr(1));
-        else if (digits && p[0] == 'l') c.layers = std::stoi(p.substr(1));
+        else if (digits && p[0] == 'n') c.layers = std::stoi(p.substr(1));
         else if (p == "any") c.any = true;
         else c.metric = p;
     }
@@ -73,6 +73,12 @@ void invert_step(benchmark::State& state, const std::string& name) {
                                         ",n_layer=" + std::to_string(c.layers));
         return dispatch(state, untrained<GPT2>(config, {}, 0, Needs{{0, c.layers}, true, false}), c);
     }
+    if (c.family == "llama") {  // stories260K's shape at d = 64
+        auto config = config_with<Llama>("hidden_size=" + std::to_string(c.d) + ",intermediate_size=" + std::to_string(c.d == 64 ? 172 : 4 * c.d) +
+                                         ",num_attention_heads=8,num_key_value_heads=4,vocab_size=512,num_hidden_layers=" +
+                                         std::to_string(c.layers));
+        return dispatch(state, untrained<Llama>(config, {}, 0, Needs{{0, c.layers}, true, false}), c);
+    }
     state.SkipWithError(("unknown family " + c.family).c_str());
 }
 
@@ -80,9 +86,10 @@ void invert_step(benchmark::State& state, const std::string& name) {
 
 int main(int argc, char** argv) {
     const std::vector<std::string> cases{
-        "gpt2-64-b1-t8",           "gpt2-64-b1-t8-any",        "gpt2-64-b1-t8-l2",         "gpt2-64-b1-t8-cosine",
+        "llama-64-b1-t8",          "llama-64-b1-t8-n5",        "llama-64-b1-t8-any",       "llama-64-b1-t8-l2",
+        "llama-64-b1-t8-cosine",   "llama-64-b1-t8-combined",  "gpt2-64-b1-t8",           "gpt2-64-b1-t8-any",        "gpt2-64-b1-t8-l2",         "gpt2-64-b1-t8-cosine",
         "gpt2-64-b1-t8-combined",  "gpt2-768-b1-t5",           "gpt2-768-b1-t5-any",       "gpt2-768-b1-t5-l2",
-        "gpt2-768-b1-t5-cosine",   "gpt2-768-b1-t5-combined",  "gpt2-768-b1-t5-l12",       "gpt2-768-b32-t5"};
+        "gpt2-768-b1-t5-cosine",   "gpt2-768-b1-t5-combined",  "gpt2-768-b1-t5-n12",       "gpt2-768-b32-t5"};
     for (const auto& name : cases)
         benchmark::RegisterBenchmark(("invert/" + name).c_str(), [name](benchmark::State& s) { invert_step(s, name); })
             ->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->MinTime(1.0);

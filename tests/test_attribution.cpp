@@ -230,6 +230,15 @@ BOOST_AUTO_TEST_CASE(gradient_x_input_matches_finite_differences) {
     check_gradient_against_finite_differences(subject(at::kDouble), prompt);
 }
 
+// The same checks on a real trained model: stories260K (llama2.c's TinyStories Llama), through its
+// llama2.c file, on the reference token sequence. Its neutral token is </s>.
+BOOST_AUTO_TEST_CASE(stories260K_scores_every_token_and_later_tokens_score_zero) {
+    const auto model = load<Llama>(testing::shared("models/stories260K/stories260K.bin"));
+    const auto ids = read_json(testing::shared("reference/stories260K_logits.json"))["tokens"].get<std::vector<std::int64_t>>();
+    check_every_method_scores_every_token(model, ids);
+    check_later_tokens_score_exactly_zero(model, ids, 4);
+}
+
 BOOST_AUTO_TEST_CASE(bad_requests_are_clear_errors) {
     const auto model = subject();
     const std::vector<std::int64_t> none;

@@ -87,6 +87,10 @@ BOOST_AUTO_TEST_SUITE(families)
 BOOST_AUTO_TEST_CASE(every_family_survives_a_sharded_save_bitwise) {
     round_trip<GPT2>("n_layer=3,n_embd=32,n_head=4,vocab_size=100,n_positions=16", 9);
     round_trip<GPTJ>("n_layer=3,n_embd=32,n_head=4,rotary_dim=4,vocab_size=100,n_positions=16", 9);
+    round_trip<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=3,num_attention_heads=4,num_key_value_heads=2,"
+                      "vocab_size=100,max_position_embeddings=16", 9);
+    round_trip<Llama>("model_type=\"mistral\",sliding_window=3,hidden_size=32,intermediate_size=48,num_hidden_layers=3,"
+                      "num_attention_heads=4,num_key_value_heads=2,vocab_size=100,max_position_embeddings=16", 9);
     round_trip<Mixer>(std::string(mixer_small) + ",token_mixing=flat", 12);
     round_trip<Mixer>(std::string(mixer_small) + ",token_mixing=expanded,expansion_factor=2", 12);
     round_trip<Mixer>(std::string(mixer_small) + ",parallel_convolutions=2,tie_word_embeddings=true", 12);

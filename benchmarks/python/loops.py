@@ -108,7 +108,7 @@ def metric(name, out, target):
 
 
 def build(case):
-    """Case names: FAMILY-D-bBATCH-tTOKENS[-lLAYERS][-METRIC], as in bench_invert.cpp."""
+    """Case names: FAMILY-D-bBATCH-tTOKENS[-nBLOCKS][-METRIC], as in bench_invert.cpp."""
     parts = case.split("-")
     family, d = parts[0], int(parts[1])
     batch, tokens, layers, metric_name = 1, 5, 1, "l1"
@@ -117,7 +117,7 @@ def build(case):
             batch = int(p[1:])
         elif p[0] == "t" and p[1:].isdigit():
             tokens = int(p[1:])
-        elif p[0] == "l" and p[1:].isdigit():
+        elif p[0] == "n" and p[1:].isdigit():
             layers = int(p[1:])
         else:
             metric_name = p

@@ -25,6 +25,8 @@
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
 #include <inputrep/model/gpt2.hpp>
+#include <inputrep/model/gptj.hpp>
+#include <inputrep/model/llama.hpp>
 #include <inputrep/model/model.hpp>
 #include <inputrep/policy/slice.hpp>
 
@@ -62,6 +64,14 @@ struct neutral_token {};
 template <>
 struct neutral_token<GPT2> {
     static constexpr std::int64_t id = 50256;
+};
+template <>
+struct neutral_token<GPTJ> {
+    static constexpr std::int64_t id = 50256;  // GPT-J reads GPT-2's vocabulary
+};
+template <>
+struct neutral_token<Llama> {
+    static constexpr std::int64_t id = 2;  // </s> of Llama 1/2, Mistral and llama2.c's TinyStories models
 };
 
 struct AttributionOptions {

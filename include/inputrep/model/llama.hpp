@@ -186,6 +186,9 @@ public:
     struct Block {
         at::Tensor input_layernorm, q_proj, k_proj, v_proj, o_proj;
         at::Tensor post_attention_layernorm, gate_proj, up_proj, down_proj;
+        // q|k|v and gate|up stacked, with the named weights as views into them: one matrix
+        // product each instead of three and two, in the forward pass and in the gradient.
+        at::Tensor qkv, gate_up;
     };
 
     // Shared by every block call on sequences of one length: the rotary tables and the mask.
@@ -249,7 +252,7 @@ public:
         auto sig = at::sigmoid(t.gate);
         auto dgate = dm * t.up * sig * (1 + t.gate * (1 - sig));
         auto dup = dm * t.gate * sig;
-        auto dmid = dy + rms_norm_input_grad(at::matmul(dgate, b.gate_proj) + at::matmul(dup, b.up_proj), t.mid, t.r_2, b.post_attention_layernorm);
+        auto dmid = dy + rms_norm_input_grad(at::matmul(at::cat({dgate, dup}, -1), b.gate_up), t.mid, t.r_2, b.post_attention_layernorm);
         // attention: mid = x + o(merge(P·V)), P = softmax(QKᵀ/√hd + mask), Q, K rotated
         auto heads = [&](const at::Tensor& flat, std::int64_t group) { return flat.view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4}); };
         auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
@@ -259,7 +262,7 @@ public:
         auto ds = at::_softmax_backward_data(dp, t.p, -1, t.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
         auto dq = rotate_input_grad(at::matmul(ds, t.k), ctx);
         auto dk = rotate_input_grad(at::matmul(ds.transpose(-2, -1), t.q).sum(2, true), ctx);
-        auto dh = at::matmul(merge(dq), b.q_proj) + at::matmul(merge(dk), b.k_proj) + at::matmul(merge(dv), b.v_proj);
+        auto dh = at::matmul(at::cat({merge(dq), merge(dk), merge(dv)}, -1), b.qkv);
         return dmid + rms_norm_input_grad(dh, t.x, t.r_1, b.input_layernorm);
     }
 
@@ -296,6 +299,7 @@ public:
         each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape) {
             slot = name.ends_with("norm.weight") ? init::constant(shape, 1.0, placement) : init::normal(shape, 0.02, seed, name, placement);
         });
+        m.stack_projections();
         return m;
     }
 
@@ -313,6 +317,7 @@ public:
     static Llama load(const Config& config, const Source& source, const Placement& placement, const Needs& needs) {
         Llama m(config, placement, needs);
         each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape) { slot = source.load(name, placement, shape); });
+        m.stack_projections();
         return m;
     }
 
@@ -353,6 +358,18 @@ private:
         }
     }
 
+    void stack_projections() {
+        for (auto& layer : layers_) {
+            if (!layer) continue;
+            auto& b = *layer;
+            const auto q = b.q_proj.size(0), kv = b.k_proj.size(0), ff = b.gate_proj.size(0);
+            b.qkv = at::cat({b.q_proj, b.k_proj, b.v_proj}, 0);
+            b.q_proj = b.qkv.narrow(0, 0, q), b.k_proj = b.qkv.narrow(0, q, kv), b.v_proj = b.qkv.narrow(0, q + kv, kv);
+            b.gate_up = at::cat({b.gate_proj, b.up_proj}, 0);
+            b.gate_proj = b.gate_up.narrow(0, 0, ff), b.up_proj = b.gate_up.narrow(0, ff, ff);
+        }
+    }
+
     const at::Tensor& need(const at::Tensor& t, std::string_view what) const {
         if (!t.defined()) fail("llama: ", what, " was not loaded (load the model with the Needs that include it)");
         return t;
@@ -380,7 +397,9 @@ private:
         if (cache) cache->add(n + "hook_attn_out", attn_out), cache->add(n + "hook_resid_mid", t.mid);
         if (!v.mlp) return t.mid;
         auto h = v.norms ? rms_norm(t.mid, b.post_attention_layernorm, t.r_2) : t.mid;
-        t.gate = at::linear(h, b.gate_proj), t.up = at::linear(h, b.up_proj);
+        auto gate_up = at::linear(h, b.gate_up);
+        const auto ff = b.gate_proj.size(0);
+        t.gate = gate_up.narrow(-1, 0, ff), t.up = gate_up.narrow(-1, ff, ff);
         auto mlp_out = at::linear(at::silu(t.gate) * t.up, b.down_proj);
         if (cache) cache->add(n + "hook_mlp_out", mlp_out);
         return t.mid + mlp_out;
@@ -390,7 +409,7 @@ private:
     // r = 1/sqrt(mean(x²) + eps) is kept for the input gradient.
     at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, at::Tensor& r) const {
         auto x32 = x.to(at::kFloat);
-        r = at::rsqrt(x32.pow(2).mean(-1, true) + config_.rms_norm_eps);
+        r = (x32 * x32).mean(-1, true).add_(config_.rms_norm_eps).rsqrt_();
         return (x32 * r).to(x.scalar_type()) * w;
     }
     at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
@@ -419,8 +438,11 @@ private:
     // values, so each kv head broadcasts over the query heads it serves without being copied.
     at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx, Tape& t) const {
         const auto B = h.size(0), T = h.size(1), H = config_.num_attention_heads, KV = config_.kv_heads(), hd = config_.head_size();
-        auto heads = [&](const at::Tensor& w, std::int64_t group) { return at::linear(h, w).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4}); };
-        t.q = rotate(heads(b.q_proj, H / KV), ctx), t.k = rotate(heads(b.k_proj, 1), ctx), t.v = heads(b.v_proj, 1);
+        auto qkv = at::linear(h, b.qkv);
+        auto heads = [&](std::int64_t offset, std::int64_t group) {
+            return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
+        };
+        t.q = rotate(heads(0, H / KV), ctx), t.k = rotate(heads(H, 1), ctx), t.v = heads(H + KV, 1);
         auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
         if (ctx.mask.defined()) scores.add_(ctx.mask);
         t.p = at::softmax(scores, -1, at::kFloat).to(h.scalar_type());
