@@ -36,6 +36,7 @@ const std::vector<Option> model_options{
     {"device", true, "cpu (default), cuda or cuda:N"},
     {"dtype", true, "f32 (default), bf16 or f16 (f16 computes as f32 on the CPU)"},
     {"vocab", true, "tokenizer folder (default: the model folder's, else the data directory from scripts/setup)"},
+    {"threads", true, "libtorch intra-op threads (default 1: more compete with OpenBLAS's own threads; docs/performance.md)"},
 };
 
 std::filesystem::path default_vocab() {
@@ -88,6 +89,9 @@ Placement placement_of(const Args& args) {
 template <class Body>
 void with_model(const Args& args, Needs needs, Body&& body) {
     if (args.has("model") == args.has("untrained")) throw UsageError("give exactly one of --model DIR and --untrained FAMILY");
+    const auto threads = args.number<int>("threads").value_or(1);
+    if (threads < 1) throw UsageError("--threads must be at least 1");
+    at::set_num_threads(threads);
     const auto placement = placement_of(args);
     const auto seed = args.number<std::uint64_t>("seed").value_or(0);
     std::string family, overrides;
