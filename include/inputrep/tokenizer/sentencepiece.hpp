@@ -345,7 +345,7 @@ private:
             if (!remove_extra_whitespaces_) after_space = false;
         }
         if (remove_extra_whitespaces_)
-            while (out.ends_with(space)) out.resize(out.size() - space.size());
+            while (out.ends_with(space)) out.erase(out.end() - static_cast<std::ptrdiff_t>(space.size()), out.end());
         return out;
     }
 
