@@ -6,6 +6,7 @@
 #include <string>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/tokenizer/tokenizer.hpp>
 
 namespace testing {
 
@@ -30,6 +31,11 @@ inline std::filesystem::path gpt2_vocab_dir() {
     inputrep::require(std::filesystem::exists(p / "encoder.json") && std::filesystem::exists(p / "vocab.bpe"),
                       "missing GPT-2 vocabulary in ", p.string(), ": run scripts/setup");
     return p;
+}
+
+inline const inputrep::Tokenizer& gpt2_tokenizer() {
+    static const inputrep::Tokenizer tok = inputrep::Tokenizer::from_folder(gpt2_vocab_dir());
+    return tok;
 }
 
 // For BOOST_CHECK_EXCEPTION: the error's message contains `part`.

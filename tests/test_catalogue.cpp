@@ -6,14 +6,10 @@
 #include "common.hpp"
 
 using namespace inputrep;
+using testing::gpt2_tokenizer;
 using testing::says;
 
 namespace {
-
-const Tokenizer& gpt2_tokenizer() {
-    static const Tokenizer tok = Tokenizer::from_folder(testing::gpt2_vocab_dir());
-    return tok;
-}
 
 const GPT2& gpt2_small() {
     static const GPT2 m = untrained<GPT2>(GPT2Config{}, {}, 0, Blocks<0, 1>{});

@@ -41,13 +41,7 @@ Json cli_json(const std::string& args) {
 
 std::string vocab() { return "--vocab '" + testing::gpt2_vocab_dir().string() + "'"; }
 
-}  // namespace
 
-namespace testing {
-std::vector<std::int64_t> gpt2_tokenizer_ids(const std::string& text) { return Tokenizer::from_folder(gpt2_vocab_dir()).encode(text); }
-}  // namespace testing
-
-namespace {
 
 bool one_line_error(const Run& r) { return r.status == 2 && std::count(r.out.begin(), r.out.end(), '\n') == 1; }
 
@@ -135,7 +129,7 @@ BOOST_AUTO_TEST_CASE(invert_takes_every_policy_axis) {
         BOOST_TEST(out["trace"].size() >= 2u);
         BOOST_TEST(out["distance"].get<double>() < out["trace"][0].get<double>());
     }
-    auto allowed = testing::gpt2_tokenizer_ids("red blue sky");
+    auto allowed = testing::gpt2_tokenizer().encode("red blue sky");
     auto out = cli_json(tiny + " --prompt 'The sky is blue.' --decode 'restricted:red blue sky' --top-k 2");
     for (auto& line : out["top_k"])
         for (auto& id : line) BOOST_TEST((std::find(allowed.begin(), allowed.end(), id.get<std::int64_t>()) != allowed.end()));

@@ -6,14 +6,10 @@
 #include "common.hpp"
 
 using namespace inputrep;
+using testing::gpt2_tokenizer;
 using testing::says;
 
 namespace {
-
-const Tokenizer& gpt2_tokenizer() {
-    static const Tokenizer tok = Tokenizer::from_folder(testing::gpt2_vocab_dir());
-    return tok;
-}
 
 // GPT-2 small's shape (d = 768, 12 heads, 12 blocks), HF initialisation, seed 0; blocks built on demand.
 const GPT2& gpt2_small(int blocks) {

@@ -11,6 +11,7 @@
 #include <xtensor/xmath.hpp>
 
 #include <inputrep/attribution/attribution.hpp>
+#include <inputrep/report/escape.hpp>
 #include <inputrep/core/error.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
 
@@ -18,18 +19,7 @@ namespace inputrep {
 
 namespace detail {
 
-inline void append_escaped(std::string& out, std::string_view text) {
-    for (char c : text) {
-        switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&#39;"; break;
-            default: out += c;
-        }
-    }
-}
+using report::append_escaped;
 
 // A token's text as it should read on the page. Spaces stay spaces (the page keeps white space,
 // so a leading space shows as highlighted room); line breaks, tabs and other control bytes get a

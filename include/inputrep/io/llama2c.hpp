@@ -96,10 +96,7 @@ public:
     }
 
     at::Tensor load(const std::string& name, const Placement& placement, at::IntArrayRef expected) const {
-        auto t = load(name, placement);
-        require(t.sizes() == expected, path_.string(), ": tensor \"", name, "\" has shape ", shape_string(t.sizes()),
-                " but the config implies ", shape_string(expected));
-        return t;
+        return with_shape(load(name, placement), expected, path_.string(), name);
     }
 
     std::set<std::string> loaded() const {

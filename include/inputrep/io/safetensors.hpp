@@ -34,6 +34,13 @@ inline std::string shape_string(at::IntArrayRef shape) {
     return s + "]";
 }
 
+// A loaded tensor checked against the shape the model's config implies.
+inline at::Tensor with_shape(at::Tensor t, at::IntArrayRef expected, const std::string& where, const std::string& name) {
+    require(t.sizes() == expected, where, ": tensor \"", name, "\" has shape ", shape_string(t.sizes()), " but the config implies ",
+            shape_string(expected));
+    return t;
+}
+
 class SafetensorsFile {
 public:
     explicit SafetensorsFile(const std::filesystem::path& path) : path_(path), file_(MappedFile::open(path)) {
@@ -132,12 +139,8 @@ public:
         return t;
     }
 
-    // Load and check the shape the model's config implies.
     at::Tensor load(const std::string& name, const Placement& placement, at::IntArrayRef expected) const {
-        auto t = load(name, placement);
-        require(t.sizes() == expected, root_.string(), ": tensor \"", name, "\" has shape ", shape_string(t.sizes()),
-                " but the config implies ", shape_string(expected));
-        return t;
+        return with_shape(load(name, placement), expected, root_.string(), name);
     }
 
     std::set<std::string> loaded() const {

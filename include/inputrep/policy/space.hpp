@@ -10,6 +10,17 @@
 
 namespace inputrep {
 
+namespace detail {
+// N(0, σ) of the target's shape, drawn on the CPU from the run's generator (the same start on every
+// device), then placed with the model.
+template <class M>
+at::Tensor normal_like(const M& model, const at::Tensor& target, double scale, at::Generator& gen) {
+    auto x = at::empty(target.sizes(), at::kFloat);
+    x.normal_(0.0, scale, gen);
+    return x.to(model.placement().device, target.scalar_type());
+}
+}  // namespace detail
+
 // Indirect representation: optimise the block-0 input [batch, tokens, d] itself. Its target is the
 // model's embedding of the prompt (token plus position embedding where the family has one); it
 // decodes after removing the position part.
@@ -27,9 +38,7 @@ struct EmbeddingSpace {
 
     template <class M>
     at::Tensor initial(const M& model, const at::Tensor& target, double scale, at::Generator& gen) const {
-        auto x = at::empty(target.sizes(), at::kFloat);
-        x.normal_(0.0, scale, gen);
-        return x.to(model.placement().device, target.scalar_type());
+        return detail::normal_like(model, target, scale, gen);
     }
 
     template <class M, class State>
@@ -70,9 +79,7 @@ struct VocabularySpace {
 
     template <class M>
     at::Tensor initial(const M& model, const at::Tensor& target, double scale, at::Generator& gen) const {
-        auto x = at::empty(target.sizes(), at::kFloat);
-        x.normal_(0.0, scale, gen);
-        return x.to(model.placement().device, target.scalar_type());
+        return detail::normal_like(model, target, scale, gen);
     }
 
     template <class M, class State>

@@ -13,22 +13,9 @@
 
 #include <inputrep/bandwidth.hpp>
 #include <inputrep/experiment.hpp>
+#include <inputrep/report/escape.hpp>
 
 namespace inputrep::report {
-
-inline std::string escape(std::string_view text) {
-    std::string out;
-    for (char c : text) {
-        switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            default: out += c;
-        }
-    }
-    return out;
-}
 
 struct Series {
     std::string name;
