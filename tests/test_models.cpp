@@ -144,6 +144,15 @@ BOOST_AUTO_TEST_CASE(missing_tensor_and_wrong_shape) {
     auto ckpt = Checkpoint::open(dir);
     BOOST_CHECK_EXCEPTION(ckpt.load("h.0.ln_1.weight", {}), Error, says("missing tensor \"h.0.ln_1.weight\""));
     BOOST_CHECK_EXCEPTION(Checkpoint::open(dir / "nothing"), Error, says("no such checkpoint"));
+    // An untied head missing from the file is an error, not a silent fallback to the embedding.
+    auto untied = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=16"), {}, 0,
+                                  Needs{{0, 1}, true, true});
+    std::filesystem::remove_all(dir);
+    save_safetensors(untied, dir);
+    auto json = read_config(dir);
+    json["tie_word_embeddings"] = false;
+    std::ofstream(dir / "config.json") << json.dump();
+    BOOST_CHECK_EXCEPTION(load<GPT2>(dir), Error, says("missing tensor \"lm_head.weight\""));
     std::filesystem::remove_all(dir);
 }
 

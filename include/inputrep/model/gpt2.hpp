@@ -252,8 +252,8 @@ public:
         if (needs.head) {
             m.ln_f_w_ = get("ln_f.weight", {d});
             m.ln_f_b_ = get("ln_f.bias", {d});
-            if (!config.tie_word_embeddings && ckpt.has("lm_head.weight"))
-                m.lm_head_ = ckpt.load("lm_head.weight", placement, {config.vocab_size, d});
+            // An untied head must be in the file: falling back to wte would give silently wrong logits.
+            if (!config.tie_word_embeddings) m.lm_head_ = ckpt.load("lm_head.weight", placement, {config.vocab_size, d});
         }
         return m;
     }
