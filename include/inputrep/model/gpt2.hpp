@@ -14,6 +14,7 @@
 
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
+#include <inputrep/kernels/cpu.hpp>
 #include <inputrep/model/model.hpp>
 
 namespace inputrep {
@@ -155,25 +156,22 @@ public:
 
     // What the input gradient of one block needs from its forward pass.
     struct Tape {
-        at::Tensor x, mean_1, rstd_1, q, k, v, p, x_mid, mean_2, rstd_2, u;
+        at::Tensor x, mean_1, rstd_1;
+        AttentionTape attention;  // q, k, v, p as [B, H, T, hd] and [B, H, T, T]
+        at::Tensor x_mid, mean_2, rstd_2, u;
     };
 
     // The block, recording its tape; the same arithmetic as block(), without autograd.
     at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const {
         const Block& b = layer(i);
         x_check(x);
-        const auto B = x.size(0), T = x.size(1), D = config_.n_embd, H = config_.n_head, hd = D / H;
+        const auto D = config_.n_embd;
         const BlockVariant& v = ctx.variant;
         at::Tensor h = x;
         if (v.norms) std::tie(h, tape.mean_1, tape.rstd_1) = at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
         auto qkv = conv1d(h, b.c_attn_w, b.c_attn_b);
-        auto heads = [&](int k) { return qkv.narrow(2, k * D, D).view({B, T, H, hd}).transpose(1, 2); };
-        tape.x = x, tape.q = heads(0), tape.k = heads(1), tape.v = heads(2);
-        auto scores = at::matmul(tape.q, tape.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
-        if (ctx.mask.defined()) scores.add_(ctx.mask);
-        tape.p = at::softmax(scores, -1);
-        auto y = at::matmul(tape.p, tape.v).transpose(1, 2).reshape({B, T, D});
-        auto attended = conv1d(y, b.attn_proj_w, b.attn_proj_b);
+        tape.x = x;
+        auto attended = conv1d(attention(qkv, ctx, tape.attention), b.attn_proj_w, b.attn_proj_b);
         tape.x_mid = v.attention_residual ? x + attended : attended;
         if (!v.mlp) return tape.x_mid;
         h = tape.x_mid;
@@ -186,19 +184,13 @@ public:
     at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context& ctx, const Tape& tape) const {
         require(ctx.variant == BlockVariant{}, "gpt2: the written-out input gradient covers whole blocks only");
         const Block& b = layer(i);
-        const auto B = dy.size(0), T = dy.size(1), D = config_.n_embd, H = config_.n_head, hd = D / H;
+        const auto D = config_.n_embd;
         // MLP: out = x_mid + gelu(u)·W_proj, u = LN_2(x_mid)·W_fc
         auto du = at::gelu_backward(conv1d_input_grad(dy, b.mlp_proj_w), tape.u, gelu());
         auto dx_mid = dy + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(du, b.c_fc_w), tape.x_mid, {D}, tape.mean_2,
                                                                      tape.rstd_2, b.ln_2_w, b.ln_2_b, {true, false, false}));
         // attention: x_mid = x + merge(P·V)·W_proj, P = softmax(Q·Kᵀ/√hd + mask)
-        auto dy_heads = conv1d_input_grad(dx_mid, b.attn_proj_w).view({B, T, H, hd}).transpose(1, 2);
-        auto dp = at::matmul(dy_heads, tape.v.transpose(-2, -1));
-        auto dv = at::matmul(tape.p.transpose(-2, -1), dy_heads);
-        auto ds = at::_softmax_backward_data(dp, tape.p, -1, tape.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
-        auto dq = at::matmul(ds, tape.k), dk = at::matmul(ds.transpose(-2, -1), tape.q);
-        auto merge = [&](const at::Tensor& t) { return t.transpose(1, 2).reshape({B, T, D}); };
-        auto dqkv = at::cat({merge(dq), merge(dk), merge(dv)}, 2);
+        auto dqkv = attention_input_grad(conv1d_input_grad(dx_mid, b.attn_proj_w), tape.attention);
         return dx_mid + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(dqkv, b.c_attn_w), tape.x, {D}, tape.mean_1,
                                                                   tape.rstd_1, b.ln_1_w, b.ln_1_b, {true, false, false}));
     }
@@ -290,6 +282,42 @@ private:
         auto sizes = dy.sizes().vec();
         sizes.back() = w.size(0);
         return at::mm(dy.reshape({-1, dy.size(-1)}), w.t()).view(sizes);
+    }
+
+    Heads heads_of(const at::Tensor& x) const {
+        return {x.size(0), x.size(1), config_.n_head, config_.n_head, config_.n_embd / config_.n_head};
+    }
+
+    // Softmax attention from q|k|v [B, T, 3D] to the merged heads [B, T, D]; the fused loop on CPU
+    // f32 outside a graph (kernels/cpu.hpp), ATen otherwise.
+    at::Tensor attention(const at::Tensor& qkv, const Context& ctx, AttentionTape& t) const {
+        const Heads s = heads_of(qkv);
+        const auto B = s.batch, T = s.tokens, H = s.heads, hd = s.head_size;
+        if (cpu::applies(qkv)) {
+            auto y = cpu::attention(qkv, {}, {}, ctx.mask, s, t);
+            t.q = t.q.view({B, H, T, hd}), t.k = t.k.view({B, H, T, hd}), t.v = t.v.view({B, H, T, hd}), t.p = t.p.view({B, H, T, T});
+            return y;
+        }
+        auto heads = [&](int k) { return qkv.narrow(2, k * H * hd, H * hd).view({B, T, H, hd}).transpose(1, 2); };
+        t.q = heads(0), t.k = heads(1), t.v = heads(2);
+        auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
+        if (ctx.mask.defined()) scores.add_(ctx.mask);
+        t.p = at::softmax(scores, -1);
+        return at::matmul(t.p, t.v).transpose(1, 2).reshape({B, T, H * hd});
+    }
+
+    // ∂/∂(q|k|v) from ∂/∂(merged heads): softmax's backward through P = softmax(Q·Kᵀ/√hd + mask).
+    at::Tensor attention_input_grad(const at::Tensor& dy, const AttentionTape& t) const {
+        const Heads s = heads_of(dy);
+        if (cpu::applies(dy)) return cpu::attention_input_grad(dy, {}, {}, s, t);
+        const auto B = s.batch, T = s.tokens, H = s.heads, hd = s.head_size;
+        auto dy_heads = dy.view({B, T, H, hd}).transpose(1, 2);
+        auto dp = at::matmul(dy_heads, t.v.transpose(-2, -1));
+        auto dv = at::matmul(t.p.transpose(-2, -1), dy_heads);
+        auto ds = at::_softmax_backward_data(dp, t.p, -1, t.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
+        auto dq = at::matmul(ds, t.k), dk = at::matmul(ds.transpose(-2, -1), t.q);
+        auto merge = [&](const at::Tensor& x) { return x.transpose(1, 2).reshape({B, T, H * hd}); };
+        return at::cat({merge(dq), merge(dk), merge(dv)}, 2);
     }
 
     c10::string_view gelu() const { return config_.gelu_tanh ? "tanh" : "none"; }

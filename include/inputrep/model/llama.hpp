@@ -24,6 +24,7 @@
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/llama2c.hpp>
 #include <inputrep/io/safetensors.hpp>
+#include <inputrep/kernels/cpu.hpp>
 #include <inputrep/model/model.hpp>
 
 namespace inputrep {
@@ -236,34 +237,24 @@ public:
 
     // What the input gradient of one block needs from its forward pass.
     struct Tape {
-        at::Tensor x, r_1, q, k, v, p, mid, r_2, gate, up;
+        at::Tensor x, r_1;
+        AttentionTape attention;
+        at::Tensor mid, r_2, gate_up;
     };
 
     // The block, recording its tape; the same code path as block().
     at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const { return forward_block(i, x, ctx, nullptr, &tape); }
 
     // ∂(Σ dy·block(x))/∂x from the tape: the chain rule written out, input gradients only.
+    //   MLP:       out = mid + down(silu(gate) ⊙ up),   gate|up = W·RMSNorm(mid)
+    //   attention: mid = x + o(merge(P·V)),              q|k|v = W·RMSNorm(x)
     at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context& ctx, const Tape& t) const {
         require(ctx.variant == BlockVariant{}, "llama: the written-out input gradient covers whole blocks only");
         const Block& b = layer(i);
-        const auto B = dy.size(0), T = dy.size(1), H = config_.num_attention_heads, KV = config_.kv_heads(), hd = config_.head_size();
-        // MLP: out = mid + down(silu(gate) ⊙ up), gate/up = W·RMSNorm(mid)
-        auto dm = at::matmul(dy, b.down_proj);
-        auto sig = at::sigmoid(t.gate);
-        auto dgate = dm * t.up * sig * (1 + t.gate * (1 - sig));
-        auto dup = dm * t.gate * sig;
-        auto dmid = dy + rms_norm_input_grad(at::matmul(at::cat({dgate, dup}, -1), b.gate_up), t.mid, t.r_2, b.post_attention_layernorm);
-        // attention: mid = x + o(merge(P·V)), P = softmax(QKᵀ/√hd + mask), Q, K rotated
-        auto heads = [&](const at::Tensor& flat, std::int64_t group) { return flat.view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4}); };
-        auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
-        auto dyh = heads(at::matmul(dmid, b.o_proj), H / KV);
-        auto dp = at::matmul(dyh, t.v.transpose(-2, -1));
-        auto dv = at::matmul(t.p.transpose(-2, -1), dyh).sum(2, true);
-        auto ds = at::_softmax_backward_data(dp, t.p, -1, t.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
-        auto dq = rotate_input_grad(at::matmul(ds, t.k), ctx);
-        auto dk = rotate_input_grad(at::matmul(ds.transpose(-2, -1), t.q).sum(2, true), ctx);
-        auto dh = at::matmul(at::cat({merge(dq), merge(dk), merge(dv)}, -1), b.qkv);
-        return dmid + rms_norm_input_grad(dh, t.x, t.r_1, b.input_layernorm);
+        auto dgate_up = swiglu_input_grad(at::matmul(dy, b.down_proj), t.gate_up);
+        auto dmid = rms_norm_input_grad(at::matmul(dgate_up, b.gate_up), t.mid, t.r_2, b.post_attention_layernorm, dy);
+        auto dqkv = attention_input_grad(at::matmul(dmid, b.o_proj), ctx, t.attention);
+        return rms_norm_input_grad(at::matmul(dqkv, b.qkv), t.x, t.r_1, b.input_layernorm, dmid);
     }
 
     at::Tensor unembed(const at::Tensor& x) const {
@@ -392,22 +383,24 @@ private:
         Tape& t = tape ? *tape : unused;
         const auto n = "blocks." + std::to_string(i) + ".";
         t.x = x;
-        auto attn_out = attention(b, v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x, ctx, t);
+        auto attn_out = attention(b, v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x, ctx, t.attention);
         t.mid = v.attention_residual ? x + attn_out : attn_out;
         if (cache) cache->add(n + "hook_attn_out", attn_out), cache->add(n + "hook_resid_mid", t.mid);
         if (!v.mlp) return t.mid;
         auto h = v.norms ? rms_norm(t.mid, b.post_attention_layernorm, t.r_2) : t.mid;
-        auto gate_up = at::linear(h, b.gate_up);
-        const auto ff = b.gate_proj.size(0);
-        t.gate = gate_up.narrow(-1, 0, ff), t.up = gate_up.narrow(-1, ff, ff);
-        auto mlp_out = at::linear(at::silu(t.gate) * t.up, b.down_proj);
+        t.gate_up = at::linear(h, b.gate_up);
+        auto mlp_out = at::linear(swiglu(t.gate_up), b.down_proj);
         if (cache) cache->add(n + "hook_mlp_out", mlp_out);
         return t.mid + mlp_out;
     }
 
+    // Each stage below has the ATen expression, which serves every device, dtype and autograd, and
+    // a fused loop for f32 on the CPU outside a graph (kernels/cpu.hpp); tests compare the two.
+
     // In f32 whatever the compute dtype, as HF does: bf16 squares lose the small components.
     // r = 1/sqrt(mean(x²) + eps) is kept for the input gradient.
     at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, at::Tensor& r) const {
+        if (cpu::applies(x)) return cpu::rms_norm(x, w, config_.rms_norm_eps, r);
         auto x32 = x.to(at::kFloat);
         r = (x32 * x32).mean(-1, true).add_(config_.rms_norm_eps).rsqrt_();
         return (x32 * r).to(x.scalar_type()) * w;
@@ -416,10 +409,26 @@ private:
         at::Tensor r;
         return rms_norm(x, w, r);
     }
-    // y = w·x·r: ∂/∂x applied to dy is r·g − x·r³·mean(g·x), g = dy·w.
-    static at::Tensor rms_norm_input_grad(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& r, const at::Tensor& w) {
+    // y = w·x·r: residual + ∂/∂x applied to dy is residual + r·g − x·r³·mean(g·x), g = dy·w.
+    static at::Tensor rms_norm_input_grad(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& r, const at::Tensor& w,
+                                          const at::Tensor& residual) {
+        if (cpu::applies(dy)) return cpu::rms_norm_input_grad(dy, x, r, w, residual);
         auto g = dy * w;
-        return r * g - x * (r * r * r) * (g * x).mean(-1, true);
+        return residual + r * g - x * (r * r * r) * (g * x).mean(-1, true);
+    }
+
+    // SwiGLU on stacked gate|up: silu(gate) ⊙ up, and its gradient to gate|up.
+    static at::Tensor swiglu(const at::Tensor& gate_up) {
+        if (cpu::applies(gate_up)) return cpu::swiglu(gate_up);
+        const auto ff = gate_up.size(-1) / 2;
+        return at::silu(gate_up.narrow(-1, 0, ff)) * gate_up.narrow(-1, ff, ff);
+    }
+    static at::Tensor swiglu_input_grad(const at::Tensor& da, const at::Tensor& gate_up) {
+        if (cpu::applies(da)) return cpu::swiglu_input_grad(da, gate_up);
+        const auto ff = gate_up.size(-1) / 2;
+        auto gate = gate_up.narrow(-1, 0, ff), up = gate_up.narrow(-1, ff, ff);
+        auto sig = at::sigmoid(gate);
+        return at::cat({da * up * sig * (1 + gate * (1 - sig)), da * gate * sig}, -1);
     }
 
     // Rotate-half: dimension i pairs with i + hd/2.
@@ -434,20 +443,41 @@ private:
         return dz * ctx.cos + at::cat({s.narrow(-1, half, half), -s.narrow(-1, 0, half)}, -1);
     }
 
+    Heads heads_of(const at::Tensor& x) const {
+        return {x.size(0), x.size(1), config_.num_attention_heads, config_.kv_heads(), config_.head_size()};
+    }
+
     // Heads as [B, kv_heads, group, T, hd] for queries and [B, kv_heads, 1, T, hd] for keys and
     // values, so each kv head broadcasts over the query heads it serves without being copied.
-    at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx, Tape& t) const {
-        const auto B = h.size(0), T = h.size(1), H = config_.num_attention_heads, KV = config_.kv_heads(), hd = config_.head_size();
+    at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx, AttentionTape& t) const {
+        const Heads s = heads_of(h);
         auto qkv = at::linear(h, b.qkv);
+        if (cpu::applies(qkv)) return at::linear(cpu::attention(qkv, ctx.cos, ctx.sin, ctx.mask, s, t), b.o_proj);
+        const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
         auto heads = [&](std::int64_t offset, std::int64_t group) {
             return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
         };
-        t.q = rotate(heads(0, H / KV), ctx), t.k = rotate(heads(H, 1), ctx), t.v = heads(H + KV, 1);
+        t.q = rotate(heads(0, s.group()), ctx), t.k = rotate(heads(s.heads, 1), ctx), t.v = heads(s.heads + KV, 1);
         auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
         if (ctx.mask.defined()) scores.add_(ctx.mask);
         t.p = at::softmax(scores, -1, at::kFloat).to(h.scalar_type());
         auto y = at::matmul(t.p, t.v);
-        return at::linear(y.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd}), b.o_proj);
+        return at::linear(y.permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads * hd}), b.o_proj);
+    }
+
+    // ∂/∂(q|k|v) from ∂/∂(merged heads): softmax's backward, then the rotations turned back.
+    at::Tensor attention_input_grad(const at::Tensor& dy, const Context& ctx, const AttentionTape& t) const {
+        const Heads s = heads_of(dy);
+        if (cpu::applies(dy)) return cpu::attention_input_grad(dy, ctx.cos, ctx.sin, s, t);
+        const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
+        auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
+        auto dyh = dy.view({B, T, KV, s.group(), hd}).permute({0, 2, 3, 1, 4});
+        auto dp = at::matmul(dyh, t.v.transpose(-2, -1));
+        auto dv = at::matmul(t.p.transpose(-2, -1), dyh).sum(2, true);
+        auto ds = at::_softmax_backward_data(dp, t.p, -1, t.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
+        auto dq = rotate_input_grad(at::matmul(ds, t.k), ctx);
+        auto dk = rotate_input_grad(at::matmul(ds.transpose(-2, -1), t.q).sum(2, true), ctx);
+        return at::cat({merge(dq), merge(dk), merge(dv)}, -1);
     }
 
     Config config_;

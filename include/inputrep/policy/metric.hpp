@@ -1,6 +1,7 @@
 #pragma once
 // Metric axis: m(O(a_g), O(a)) per batch item. Reductions are sums, not means: the seed's learning
-// rates are tuned to sums.
+// rates are tuned to sums. value_and_grad is written out (no autograd graph); on CPU f32 every
+// metric is one fused two-pass loop (cpu::metric), so the choice of metric costs nothing extra.
 #include <concepts>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
+#include <inputrep/kernels/cpu.hpp>
 
 namespace inputrep {
 
@@ -30,6 +32,7 @@ struct L1 {
     }
     // The distances and ∂(Σ distances)/∂out, written out so no autograd graph is recorded.
     std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        if (cpu::applies(out)) return cpu::metric(out, target, {.l1 = 1});
         auto d = out - target;
         return {d.abs().flatten(1).sum(1), d.sign()};
     }
@@ -42,6 +45,7 @@ struct L2 {
         return at::linalg_vector_norm((out - target).flatten(1), 2, at::IntArrayRef{1});
     }
     std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        if (cpu::applies(out)) return cpu::metric(out, target, {.l2 = 1});
         auto d = out - target;
         auto n = at::linalg_vector_norm(d.flatten(1), 2, at::IntArrayRef{1});
         return {n, d / detail::per_item(n.clamp_min(1e-30), d)};
@@ -57,6 +61,7 @@ struct CosineDistance {
 
     // ∂cos/∂o = t/(|o||t|) − cos·o/|o|²
     std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        if (cpu::applies(out)) return cpu::metric(out, target, {.cosine = 1, .absolute = Absolute});
         auto o = out.flatten(1), t = target.flatten(1);
         auto no = at::linalg_vector_norm(o, 2, at::IntArrayRef{1}).clamp_min(1e-12);
         auto nt = at::linalg_vector_norm(t, 2, at::IntArrayRef{1}).clamp_min(1e-12);
@@ -75,6 +80,7 @@ struct WeightedCombination {
     double alpha = 1.0, beta = 1.0;
     at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const { return value_and_grad(out, target).first; }
     std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
+        if (cpu::applies(out)) return cpu::metric(out, target, {.l1 = beta, .cosine = alpha});
         auto [c, gc] = Cosine{}.value_and_grad(out, target);
         auto [l, gl] = L1{}.value_and_grad(out, target);
         return {alpha * c + beta * l, alpha * gc + beta * gl};
