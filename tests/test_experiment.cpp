@@ -59,7 +59,8 @@ BOOST_AUTO_TEST_CASE(all_twelve_blocks_recover_the_prompt_with_the_defaults) {
     BOOST_TEST(r.distance() < r.shifted_distance());
 }
 
-// Each metric's written-out gradient equals autograd's on its own forward.
+// Each metric's written-out gradient equals autograd's on its own forward: in f64 through the ATen
+// expressions, and in f32 through the fused CPU loop (cpu::metric).
 BOOST_AUTO_TEST_CASE(metric_gradients_match_autograd) {
     auto out = at::randn({3, 4, 5}, at::kDouble), target = at::randn({3, 4, 5}, at::kDouble);
     auto check = [&](const auto& metric, std::string_view name) {
@@ -69,6 +70,9 @@ BOOST_AUTO_TEST_CASE(metric_gradients_match_autograd) {
         BOOST_TEST_INFO(name);
         BOOST_TEST(at::allclose(value, metric(out, target)));
         BOOST_TEST(at::allclose(grad, expected, 1e-9, 1e-12));
+        auto [value32, grad32] = metric.value_and_grad(out.to(at::kFloat), target.to(at::kFloat));
+        BOOST_TEST(at::allclose(value32.to(at::kDouble), value, 1e-5, 1e-6));
+        BOOST_TEST(at::allclose(grad32.to(at::kDouble), expected, 1e-4, 1e-6));
     };
     check(L1{}, "l1");
     check(L2{}, "l2");
@@ -76,6 +80,20 @@ BOOST_AUTO_TEST_CASE(metric_gradients_match_autograd) {
     check(SignedCosine{}, "signed-cosine");
     check(Combined<0.5, 2.0>{}, "combined");
     check(AnyMetric::parse("combined:0.3:0.7"), "any combined");
+}
+
+// Adam's fused f32 step (cpu::adam_step) against its ATen expressions, run in f64, over a few steps.
+BOOST_AUTO_TEST_CASE(adam_fused_step_matches_the_aten_one) {
+    auto x64 = at::randn({2, 3, 8}, at::kDouble), x32 = x64.to(at::kFloat);
+    Adam<> adam;
+    auto fused = adam.start(x32), reference = adam.start(x64);
+    for (int t = 0; t < 4; ++t) {
+        auto g = at::randn({2, 3, 8}, at::kDouble);
+        reference.step(x64, g, 0.1);
+        fused.step(x32, g.to(at::kFloat), 0.1);
+    }
+    BOOST_TEST(at::allclose(x32.to(at::kDouble), x64, 1e-5, 1e-6));
+    BOOST_TEST(at::allclose(fused.v.to(at::kDouble), reference.v, 1e-5, 1e-7));
 }
 
 BOOST_AUTO_TEST_CASE(restarts_run_in_one_batch_and_keep_the_best) {

@@ -294,4 +294,24 @@ inline std::pair<at::Tensor, at::Tensor> metric(const at::Tensor& out_, const at
     return {value, grad};
 }
 
+// One Adam step in place, as torch.optim.Adam computes it: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+// x ← x − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε). All four tensors contiguous and of one size.
+inline void adam_step(at::Tensor& x, const at::Tensor& g_, at::Tensor& m, at::Tensor& v, double beta1, double beta2, double eps,
+                      double lr, int t) {
+    const at::Tensor g = g_.contiguous();
+    // 1 − β in double before rounding: float(1 − 0.999) is exact to 1e-8, 1 − float(0.999) only to 1e-5.
+    const float b1 = float(beta1), b2 = float(beta2), c1 = float(1 - beta1), c2 = float(1 - beta2), e = float(eps);
+    const float step = float(lr / (1 - std::pow(beta1, t))), root_bias2 = float(std::sqrt(1 - std::pow(beta2, t)));
+    float *xp = detail::out(x), *mp = detail::out(m), *vp = detail::out(v);
+    const float* gp = detail::in(g);
+    const std::int64_t n = x.numel();
+    at::parallel_for(0, n, 32768, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            mp[i] = b1 * mp[i] + c1 * gp[i];
+            vp[i] = b2 * vp[i] + c2 * gp[i] * gp[i];
+            xp[i] -= step * mp[i] / (std::sqrt(vp[i]) / root_bias2 + e);
+        }
+    });
+}
+
 }  // namespace inputrep::cpu

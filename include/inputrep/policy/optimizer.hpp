@@ -10,6 +10,7 @@
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/schedule.hpp>
 #include <inputrep/core/torch.hpp>
+#include <inputrep/kernels/cpu.hpp>
 
 namespace inputrep {
 
@@ -48,6 +49,7 @@ struct Adam {
         int t = 0;
         void step(at::Tensor& x, const at::Tensor& g, double lr) {
             ++t;
+            if (cpu::applies(x) && x.is_contiguous()) return cpu::adam_step(x, g, m, v, beta1, beta2, eps, lr, t);
             m.mul_(beta1).add_(g, 1 - beta1);
             v.mul_(beta2).addcmul_(g, g, 1 - beta2);
             const double bias1 = 1 - std::pow(beta1, t), bias2 = 1 - std::pow(beta2, t);
