@@ -92,13 +92,16 @@ BOOST_AUTO_TEST_CASE(untrained_gpt2_is_seeded_and_independent_of_the_blocks_buil
 }
 
 // The hand-written input gradient must be autograd's, to rounding: every family that has one,
-// causal and bidirectional, with grouped-query attention and a sliding window for Llama.
+// causal and bidirectional, with grouped-query attention and a sliding window for Llama. In f32 the
+// tape and gradient go through the fused CPU kernels; in f64 through the ATen expressions that
+// serve CUDA and bf16.
 template <class M>
 void check_input_gradient(const M& m, std::int64_t d, const std::string& what) {
+    const auto options = m.placement().options();
     for (bool causal : {true, false}) {
         auto ctx = m.context(6, causal);
-        auto x = at::randn({2, 6, d}).requires_grad_(true);
-        auto dy = at::randn({2, 6, d});
+        auto x = at::randn({2, 6, d}, options).requires_grad_(true);
+        auto dy = at::randn({2, 6, d}, options);
         at::Tensor y_graph = m.block(0, x, ctx);  // the ATen path, recorded by autograd
         at::Tensor expected = torch::autograd::grad({y_graph}, {x}, {dy})[0];
         at::NoGradGuard no_grad;  // outside a graph: the fused CPU kernels where the family has them
@@ -114,15 +117,18 @@ void check_input_gradient(const M& m, std::int64_t d, const std::string& what) {
 
 BOOST_AUTO_TEST_CASE(written_out_input_gradients_match_autograd) {
     auto config = config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=16");
-    for (bool tanh : {false, true}) {
-        config.gelu_tanh = tanh;
-        check_input_gradient(untrained<GPT2>(config, {}, 5, Blocks<0, 1>{}), 32, tanh ? "gpt2 gelu_new" : "gpt2 gelu");
-    }
-    for (std::string extra : {"", ",model_type=\"mistral\",sliding_window=3"}) {
-        auto llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
-                                        "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16" + extra);
-        auto m = untrained<Llama>(llama, {}, 5, Blocks<0, 1>{});
-        check_input_gradient(m, 32, "llama" + extra);
+    for (auto dtype : {at::kFloat, at::kDouble}) {
+        const Placement placement{at::kCPU, dtype};
+        const std::string type = dtype == at::kFloat ? " f32" : " f64";
+        for (bool tanh : {false, true}) {
+            config.gelu_tanh = tanh;
+            check_input_gradient(untrained<GPT2>(config, placement, 5, Blocks<0, 1>{}), 32, (tanh ? "gpt2 gelu_new" : "gpt2 gelu") + type);
+        }
+        for (std::string extra : {"", ",model_type=\"mistral\",sliding_window=3"}) {
+            auto llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+                                            "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16" + extra);
+            check_input_gradient(untrained<Llama>(llama, placement, 5, Blocks<0, 1>{}), 32, "llama" + extra + type);
+        }
     }
 }
 
