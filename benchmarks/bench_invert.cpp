@@ -3,7 +3,17 @@
 // named as in benchmarks/python/loops.py, which runs the same loop in PyTorch eager. "-any" runs the
 // CLI's runtime-dispatched policies instead of the typed ones. Counter "steps/s" is batch steps per
 // second; "prompt-steps/s" multiplies by the batch.
+//
+// Device and dtype: --device=cpu|cuda|cuda:N and --dtype=f32|bf16|f16 (or INPUTREP_DEVICE /
+// INPUTREP_DTYPE; flags win), default cpu and f32. The model and the optimised input live there. On
+// CUDA each measured step ends with torch::cuda::synchronize(), so a step is timed to its last
+// kernel rather than to its last launch (the Python loop does the same).
 #include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <torch/cuda.h>
 
 #include <inputrep/inputrep.hpp>
 
@@ -40,6 +50,9 @@ Case parse(const std::string& name) {
     return c;
 }
 
+// Where the benchmarks run: set once in main() from the flags and the environment.
+Placement placement;
+
 template <class Model, class Metric, class Optimizer>
 void run_steps(benchmark::State& state, const Model& model, const Case& c, Metric metric, Optimizer optimizer) {
     Experiment exp(model, BlockSlice{{0, c.layers}}, metric, optimizer, AllTokens{}, EmbeddingSpace{}, PseudoInverse{});
@@ -49,8 +62,13 @@ void run_steps(benchmark::State& state, const Model& model, const Case& c, Metri
     RunOptions o;
     o.steps = 1 << 20;  // never reached: the benchmark decides how many steps to time
     auto session = exp.start(prompts, o);
+    const bool cuda = placement.device.is_cuda();
     for (int i = 0; i < 3; ++i) session.step();  // warm-up: first-touch allocations
-    for (auto _ : state) session.step();
+    if (cuda) torch::cuda::synchronize();
+    for (auto _ : state) {
+        session.step();
+        if (cuda) torch::cuda::synchronize();
+    }
     state.counters["steps/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
     state.counters["prompt-steps/s"] = benchmark::Counter(double(state.iterations()) * c.batch, benchmark::Counter::kIsRate);
 }
@@ -65,26 +83,61 @@ void dispatch(benchmark::State& state, const Model& model, const Case& c) {
     state.SkipWithError(("unknown metric " + c.metric).c_str());
 }
 
-void invert_step(benchmark::State& state, const std::string& name) {
+void invert_step_or_throw(benchmark::State& state, const std::string& name) {
     const Case c = parse(name);
     at::set_num_threads(static_cast<int>(state.range(0)));
     if (c.family == "gpt2") {
         auto config = config_with<GPT2>("n_embd=" + std::to_string(c.d) + ",n_head=" + std::to_string(std::max(1, c.d / 64)) +
                                         ",n_layer=" + std::to_string(c.layers));
-        return dispatch(state, untrained<GPT2>(config, {}, 0, Needs{{0, c.layers}, true, false}), c);
+        return dispatch(state, untrained<GPT2>(config, placement, 0, Needs{{0, c.layers}, true, false}), c);
     }
     if (c.family == "llama") {  // stories260K's shape at d = 64
         auto config = config_with<Llama>("hidden_size=" + std::to_string(c.d) + ",intermediate_size=" + std::to_string(c.d == 64 ? 172 : 4 * c.d) +
                                          ",num_attention_heads=8,num_key_value_heads=4,vocab_size=512,num_hidden_layers=" +
                                          std::to_string(c.layers));
-        return dispatch(state, untrained<Llama>(config, {}, 0, Needs{{0, c.layers}, true, false}), c);
+        return dispatch(state, untrained<Llama>(config, placement, 0, Needs{{0, c.layers}, true, false}), c);
     }
     state.SkipWithError(("unknown family " + c.family).c_str());
+}
+
+// A case that throws (say, a dtype a path does not support) is reported as that case's error; the
+// others still run.
+void invert_step(benchmark::State& state, const std::string& name) {
+    try {
+        invert_step_or_throw(state, name);
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        state.SkipWithError(what.substr(0, what.find('\n')).c_str());
+    }
+}
+
+// --device=X / --dtype=X, removed from argv before Google Benchmark reads it; else the environment.
+std::string take_option(int& argc, char** argv, const char* name, const char* env, const char* fallback) {
+    const std::string prefix = std::string("--") + name + "=";
+    std::string value = std::getenv(env) && *std::getenv(env) ? std::getenv(env) : fallback;
+    int kept = 1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) value = argv[i] + prefix.size();
+        else argv[kept++] = argv[i];
+    }
+    argc = kept;
+    return value;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    try {
+        placement.device = parse_device(take_option(argc, argv, "device", "INPUTREP_DEVICE", "cpu"));
+        placement.dtype = parse_dtype(take_option(argc, argv, "dtype", "INPUTREP_DTYPE", "f32"));
+        require(!placement.device.is_cuda() || torch::cuda::is_available(), "--device=", placement.device.str(),
+                ": this torch sees no CUDA device");
+    } catch (const Error& e) {
+        std::fprintf(stderr, "bench_invert: %s\n", e.what());
+        return 2;
+    }
+    benchmark::AddCustomContext("device", placement.device.str());
+    benchmark::AddCustomContext("dtype", std::string(c10::toString(placement.resolved().dtype)));
     const std::vector<std::string> cases{
         "llama-64-b1-t8",          "llama-64-b1-t8-n5",        "llama-64-b1-t8-any",       "llama-64-b1-t8-l2",
         "llama-64-b1-t8-cosine",   "llama-64-b1-t8-combined",  "gpt2-64-b1-t8",           "gpt2-64-b1-t8-any",        "gpt2-64-b1-t8-l2",         "gpt2-64-b1-t8-cosine",

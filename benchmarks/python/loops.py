@@ -6,6 +6,10 @@ Same shapes, seeds and step counts as the C++ suites in benchmarks/bench_invert.
 line per case: {"case": ..., "steps_per_second": [...repeats...]}.
 
     /usr/bin/python3 benchmarks/python/loops.py --case gpt2-768-b1-t5 --steps 50 --repeats 5
+    python3 benchmarks/python/loops.py --case gpt2-768-b1-t5 --device cuda --dtype bf16
+
+Weights and inputs are drawn in f32 on the CPU (the same numbers as on the CPU), then moved to
+--device in --dtype. On CUDA every step ends with torch.cuda.synchronize(), as bench_invert's do.
 """
 import argparse
 import json
@@ -39,7 +43,7 @@ class GPT2Block:
         q, k, v = (h @ self.attn_w + self.attn_b).split(D, dim=2)
         q, k, v = (t.view(B, T, self.h, hd).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)
-        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        mask = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device))
         att = att.masked_fill(~mask, float("-inf")).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, D)
         x = x + (y @ self.proj_w + self.proj_b)
@@ -68,9 +72,9 @@ class LlamaBlock:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w
 
     def rope(self, x, T):
-        inv = 10000.0 ** (-torch.arange(0, self.hd, 2).float() / self.hd)
-        ang = torch.outer(torch.arange(T).float(), inv)
-        cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+        inv = 10000.0 ** (-torch.arange(0, self.hd, 2, device=x.device).float() / self.hd)
+        ang = torch.outer(torch.arange(T, device=x.device).float(), inv)
+        cos, sin = torch.cat([ang, ang], -1).cos().to(x.dtype), torch.cat([ang, ang], -1).sin().to(x.dtype)
         x1, x2 = x[..., : self.hd // 2], x[..., self.hd // 2:]
         return x * cos + torch.cat([-x2, x1], -1) * sin
 
@@ -84,7 +88,7 @@ class LlamaBlock:
         g = self.h // self.kv
         k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd)
-        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        mask = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device))
         att = att.masked_fill(~mask, float("-inf")).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, D)
         x = x + F.linear(y, self.wo)
@@ -107,7 +111,17 @@ def metric(name, out, target):
     raise ValueError(name)
 
 
-def build(case):
+def place(blocks, device, dtype):
+    """Moves every weight of every block (tensors and tuples of tensors) to device and dtype."""
+    for b in blocks:
+        for name, value in vars(b).items():
+            if isinstance(value, torch.Tensor):
+                setattr(b, name, value.to(device, dtype))
+            elif isinstance(value, tuple) and all(isinstance(t, torch.Tensor) for t in value):
+                setattr(b, name, tuple(t.to(device, dtype) for t in value))
+
+
+def build(case, device="cpu", dtype=torch.float32):
     """Case names: FAMILY-D-bBATCH-tTOKENS[-nBLOCKS][-METRIC], as in bench_invert.cpp."""
     parts = case.split("-")
     family, d = parts[0], int(parts[1])
@@ -128,12 +142,18 @@ def build(case):
         blocks = [LlamaBlock(d, 8, 4, 172 if d == 64 else 4 * d, gen) for _ in range(layers)]
     else:
         raise ValueError(family)
-    target_in = normal((batch, tokens, d), 0.02, gen)
+    target_in = normal((batch, tokens, d), 0.02, gen).to(device, dtype)
+    place(blocks, device, dtype)
     return blocks, target_in, metric_name
 
 
-def run(case, steps):
-    blocks, target_in, metric_name = build(case)
+def run(case, steps, device="cpu", dtype=torch.float32):
+    blocks, target_in, metric_name = build(case, device, dtype)
+    cuda = torch.device(device).type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     def model(x):
         for b in blocks:
@@ -143,8 +163,9 @@ def run(case, steps):
     with torch.no_grad():
         target = model(target_in)
     gen = torch.Generator().manual_seed(1)
-    x = normal(target_in.shape, 0.02, gen)
+    x = normal(target_in.shape, 0.02, gen).to(device, dtype)
     lr_start, lr_end = 0.01, 0.0001
+    sync()
     start = time.perf_counter()
     for i in range(steps):
         x = x.detach().requires_grad_(True)
@@ -152,7 +173,11 @@ def run(case, steps):
         loss.backward()
         lr = lr_start * (steps - i) / steps + lr_end * i / steps
         x = x.detach() - lr * x.grad
+        sync()
     return steps / (time.perf_counter() - start)
+
+
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
 def main():
@@ -161,12 +186,18 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--dtype", default="f32", choices=sorted(DTYPES), help="f32 (default), bf16 or f16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch sees no CUDA device")
+    dtype = DTYPES[args.dtype]
     for case in args.case:
-        run(case, max(2, args.steps // 10))  # warm-up
-        rates = [run(case, args.steps) for _ in range(args.repeats)]
-        print(json.dumps({"case": case, "threads": args.threads, "steps_per_second": rates}), flush=True)
+        run(case, max(2, args.steps // 10), args.device, dtype)  # warm-up
+        rates = [run(case, args.steps, args.device, dtype) for _ in range(args.repeats)]
+        print(json.dumps({"case": case, "threads": args.threads, "device": args.device, "dtype": args.dtype,
+                          "steps_per_second": rates}), flush=True)
 
 
 if __name__ == "__main__":
