@@ -36,12 +36,14 @@ std::string device_name() {
     return env && *env ? env : "cuda";
 }
 
-// The device under test, or an error that says why there is none.
+// The device under test, or an error that says why there is none. "cuda" means cuda:0, so that it
+// compares equal to the device of the tensors placed on it.
 at::Device device_under_test() {
-    const at::Device device = parse_device(device_name());
+    at::Device device = parse_device(device_name());
     if (device.is_cuda()) {
         require(torch::cuda::is_available(), "the device suite runs on CUDA (INPUTREP_DEVICE=", device_name(),
                 "), but this process sees no CUDA device: is this torch built with CUDA, and is a GPU visible?");
+        if (!device.has_index()) device = at::Device(at::kCUDA, 0);
         require(device.index() < static_cast<int>(torch::cuda::device_count()), "INPUTREP_DEVICE=", device_name(), " but only ",
                 torch::cuda::device_count(), " CUDA device(s) are visible");
     }
