@@ -7,7 +7,8 @@
 // Device and dtype: --device=cpu|cuda|cuda:N and --dtype=f32|bf16|f16 (or INPUTREP_DEVICE /
 // INPUTREP_DTYPE; flags win), default cpu and f32. The model and the optimised input live there. On
 // CUDA each measured step ends with torch::cuda::synchronize(), so a step is timed to its last
-// kernel rather than to its last launch (the Python loop does the same).
+// kernel rather than to its last launch (the Python loop does the same). --min-time=SECONDS sets
+// each case's minimum time per repetition (default 1; --benchmark_min_time cannot override it).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -145,12 +146,16 @@ std::string take_option(int& argc, char** argv, const char* name, const char* en
 }  // namespace
 
 int main(int argc, char** argv) {
+    double min_time = 1.0;
     try {
         placement.device = parse_device(take_option(argc, argv, "device", "INPUTREP_DEVICE", "cpu"));
         placement.dtype = parse_dtype(take_option(argc, argv, "dtype", "INPUTREP_DTYPE", "f32"));
+        // Each case's MinTime (Google Benchmark's --benchmark_min_time does not override a registered one).
+        min_time = std::stod(take_option(argc, argv, "min-time", "INPUTREP_BENCH_MIN_TIME", "1.0"));
+        require(min_time > 0, "--min-time must be positive");
         require(!placement.device.is_cuda() || torch::cuda::is_available(), "--device=", placement.device.str(),
                 ": this torch sees no CUDA device");
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_invert: %s\n", e.what());
         return 2;
     }
@@ -163,7 +168,7 @@ int main(int argc, char** argv) {
         "gpt2-768-b1-t5-cosine",   "gpt2-768-b1-t5-combined",  "gpt2-768-b1-t5-n12",       "gpt2-768-b32-t5"};
     for (const auto& name : cases)
         benchmark::RegisterBenchmark(("invert/" + name).c_str(), [name](benchmark::State& s) { invert_step(s, name); })
-            ->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->MinTime(1.0)
+            ->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->MinTime(min_time)
             ->UseRealTime();  // rates per wall-clock second: OpenBLAS's worker threads do part of the work
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();
