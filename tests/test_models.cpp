@@ -95,8 +95,10 @@ BOOST_AUTO_TEST_CASE(untrained_gpt2_is_seeded_and_independent_of_the_blocks_buil
 // causal and bidirectional, with grouped-query attention and a sliding window for Llama. In f32 the
 // tape and gradient go through the fused CPU kernels; in f64 through the ATen expressions that
 // serve CUDA and bf16.
+inline std::string got_dtype(const at::Tensor& t) { return std::string(c10::toString(t.scalar_type())); }
+
 template <class M>
-void check_input_gradient(const M& m, std::int64_t d, const std::string& what) {
+void check_input_gradient(const M& m, std::int64_t d, const std::string& what, double tolerance = 1e-5) {
     const auto options = m.placement().options();
     for (bool causal : {true, false}) {
         auto ctx = m.context(6, causal);
@@ -108,10 +110,12 @@ void check_input_gradient(const M& m, std::int64_t d, const std::string& what) {
         typename M::Tape tape;
         at::Tensor y = m.block(0, x.detach(), ctx, tape);
         BOOST_TEST(at::allclose(y, m.block(0, x.detach(), ctx)));
-        BOOST_TEST((y - y_graph).abs().max().item<double>() < 1e-5 * (1 + y_graph.abs().max().item<double>()));
+        BOOST_TEST(got_dtype(y) == got_dtype(x));
+        BOOST_TEST((y - y_graph).abs().max().item<double>() < tolerance * (1 + y_graph.abs().max().item<double>()));
         at::Tensor got = m.block_input_grad(0, dy, ctx, tape);
         BOOST_TEST_INFO(what << (causal ? " causal" : " bidirectional"));
-        BOOST_TEST((got - expected).abs().max().item<double>() < 1e-5 * (1 + expected.abs().max().item<double>()));
+        BOOST_TEST(got_dtype(got) == got_dtype(x));
+        BOOST_TEST((got - expected).abs().max().item<double>() < tolerance * (1 + expected.abs().max().item<double>()));
     }
 }
 
@@ -130,6 +134,12 @@ BOOST_AUTO_TEST_CASE(written_out_input_gradients_match_autograd) {
             check_input_gradient(untrained<Llama>(llama, placement, 5, Blocks<0, 1>{}), 32, "llama" + extra + type);
         }
     }
+    // bf16 takes the ATen path and must stay in bf16 from block to block (RMSNorm computes in f32).
+    const Placement bf16{at::kCPU, at::kBFloat16};
+    check_input_gradient(untrained<GPT2>(config, bf16, 5, Blocks<0, 1>{}), 32, "gpt2 bf16", 5e-2);
+    auto llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+                                    "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16");
+    check_input_gradient(untrained<Llama>(llama, bf16, 5, Blocks<0, 1>{}), 32, "llama bf16", 5e-2);
 }
 
 BOOST_AUTO_TEST_CASE(causal_attention_ignores_later_tokens) {

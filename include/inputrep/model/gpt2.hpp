@@ -320,7 +320,7 @@ private:
         return at::cat({merge(dq), merge(dk), merge(dv)}, 2);
     }
 
-    c10::string_view gelu() const { return config_.gelu_tanh ? "tanh" : "none"; }
+    const char* gelu() const { return config_.gelu_tanh ? "tanh" : "none"; }
 
     Config config_;
     Placement placement_;

@@ -413,8 +413,8 @@ private:
     static at::Tensor rms_norm_input_grad(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& r, const at::Tensor& w,
                                           const at::Tensor& residual) {
         if (cpu::applies(dy)) return cpu::rms_norm_input_grad(dy, x, r, w, residual);
-        auto g = dy * w;
-        return residual + r * g - x * (r * r * r) * (g * x).mean(-1, true);
+        auto g = dy * w;  // r is f32: back to the compute dtype, or the next bf16 product refuses it
+        return (residual + r * g - x * (r * r * r) * (g * x).mean(-1, true)).to(dy.scalar_type());
     }
 
     // SwiGLU on stacked gate|up: silu(gate) ⊙ up, and its gradient to gate|up.
