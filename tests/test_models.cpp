@@ -98,12 +98,12 @@ BOOST_AUTO_TEST_CASE(untrained_gpt2_is_seeded_and_independent_of_the_blocks_buil
 inline std::string got_dtype(const at::Tensor& t) { return std::string(c10::toString(t.scalar_type())); }
 
 template <class M>
-void check_input_gradient(const M& m, std::int64_t d, const std::string& what, double tolerance = 1e-5) {
+void check_input_gradient(const M& m, std::int64_t d, const std::string& what, double tolerance = 1e-5, std::int64_t tokens = 6) {
     const auto options = m.placement().options();
     for (bool causal : {true, false}) {
-        auto ctx = m.context(6, causal);
-        auto x = at::randn({2, 6, d}, options).requires_grad_(true);
-        auto dy = at::randn({2, 6, d}, options);
+        auto ctx = m.context(tokens, causal);
+        auto x = at::randn({2, tokens, d}, options).requires_grad_(true);
+        auto dy = at::randn({2, tokens, d}, options);
         at::Tensor y_graph = m.block(0, x, ctx);  // the ATen path, recorded by autograd
         at::Tensor expected = torch::autograd::grad({y_graph}, {x}, {dy})[0];
         at::NoGradGuard no_grad;  // outside a graph: the fused CPU kernels where the family has them
@@ -134,6 +134,12 @@ BOOST_AUTO_TEST_CASE(written_out_input_gradients_match_autograd) {
             check_input_gradient(untrained<Llama>(llama, placement, 5, Blocks<0, 1>{}), 32, "llama" + extra + type);
         }
     }
+    // Long prompts take ATen's attention (cpu::attention_applies) between fused norms and MLPs.
+    auto long_llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+                                         "num_key_value_heads=2,vocab_size=100,max_position_embeddings=64");
+    check_input_gradient(untrained<Llama>(long_llama, {}, 5, Blocks<0, 1>{}), 32, "llama 40 tokens", 1e-5, 40);
+    check_input_gradient(untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=64"), {}, 5,
+                                         Blocks<0, 1>{}), 32, "gpt2 40 tokens", 1e-5, 40);
     // bf16 takes the ATen path and must stay in bf16 from block to block (RMSNorm computes in f32).
     const Placement bf16{at::kCPU, at::kBFloat16};
     check_input_gradient(untrained<GPT2>(config, bf16, 5, Blocks<0, 1>{}), 32, "gpt2 bf16", 5e-2);

@@ -39,6 +39,14 @@ inline bool applies(const at::Tensor& x) {
     return x.device().is_cpu() && x.scalar_type() == at::kFloat && !(at::GradMode::is_enabled() && x.requires_grad());
 }
 
+// The fused attention is plain loops (~10 GFLOP/s here); ATen's batched products run at BLAS speed
+// after ~15 calls of overhead. Measured forward + gradient, one thread: the loops win while
+// T²·hd ≤ ~4096 per head (8 heads of 8: T ≤ 22; 12 of 64: T ≤ 8; 32 of 128: T ≤ 5), the short
+// prompts inversion works on, and lose up to 8× on long ones.
+inline bool attention_applies(const at::Tensor& x, const Heads& s) {
+    return applies(x) && s.tokens * s.tokens * s.head_size <= 4096;
+}
+
 namespace detail {
 inline const float* in(const at::Tensor& t) { return t.data_ptr<float>(); }
 inline float* out(at::Tensor& t) { return t.data_ptr<float>(); }

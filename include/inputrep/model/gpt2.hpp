@@ -293,7 +293,7 @@ private:
     at::Tensor attention(const at::Tensor& qkv, const Context& ctx, AttentionTape& t) const {
         const Heads s = heads_of(qkv);
         const auto B = s.batch, T = s.tokens, H = s.heads, hd = s.head_size;
-        if (cpu::applies(qkv)) {
+        if (cpu::attention_applies(qkv, s)) {
             auto y = cpu::attention(qkv, {}, {}, ctx.mask, s, t);
             t.q = t.q.view({B, H, T, hd}), t.k = t.k.view({B, H, T, hd}), t.v = t.v.view({B, H, T, hd}), t.p = t.p.view({B, H, T, T});
             return y;
@@ -309,7 +309,7 @@ private:
     // ∂/∂(q|k|v) from ∂/∂(merged heads): softmax's backward through P = softmax(Q·Kᵀ/√hd + mask).
     at::Tensor attention_input_grad(const at::Tensor& dy, const AttentionTape& t) const {
         const Heads s = heads_of(dy);
-        if (cpu::applies(dy)) return cpu::attention_input_grad(dy, {}, {}, s, t);
+        if (cpu::attention_applies(dy, s)) return cpu::attention_input_grad(dy, {}, {}, s, t);
         const auto B = s.batch, T = s.tokens, H = s.heads, hd = s.head_size;
         auto dy_heads = dy.view({B, T, H, hd}).transpose(1, 2);
         auto dp = at::matmul(dy_heads, t.v.transpose(-2, -1));

@@ -452,7 +452,7 @@ private:
     at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx, AttentionTape& t) const {
         const Heads s = heads_of(h);
         auto qkv = at::linear(h, b.qkv);
-        if (cpu::applies(qkv)) return at::linear(cpu::attention(qkv, ctx.cos, ctx.sin, ctx.mask, s, t), b.o_proj);
+        if (cpu::attention_applies(qkv, s)) return at::linear(cpu::attention(qkv, ctx.cos, ctx.sin, ctx.mask, s, t), b.o_proj);
         const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
         auto heads = [&](std::int64_t offset, std::int64_t group) {
             return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
@@ -468,7 +468,7 @@ private:
     // ∂/∂(q|k|v) from ∂/∂(merged heads): softmax's backward, then the rotations turned back.
     at::Tensor attention_input_grad(const at::Tensor& dy, const Context& ctx, const AttentionTape& t) const {
         const Heads s = heads_of(dy);
-        if (cpu::applies(dy)) return cpu::attention_input_grad(dy, ctx.cos, ctx.sin, s, t);
+        if (cpu::attention_applies(dy, s)) return cpu::attention_input_grad(dy, ctx.cos, ctx.sin, s, t);
         const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
         auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
         auto dyh = dy.view({B, T, KV, s.group(), hd}).permute({0, 2, 3, 1, 4});
