@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <xtensor/xjson.hpp>
+
 #include <inputrep/inputrep.hpp>
 #include <inputrep/report/html.hpp>
 
@@ -59,18 +61,17 @@ struct BandwidthRequest {
 };
 
 inline Json describe(const Result& r, bool stats) {
-    Json top_k = Json::array();
-    for (auto& line : r.top_k_ids()) top_k.push_back(line);
     Json out{{"target", r.target()},
              {"ids", r.ids()},
-             {"top_k", top_k},
-             {"top_k_text", r.top_k(r.top_k_ids().size())},
+             {"top_k", r.top_k_ids()},
+             {"top_k_scores", r.top_k_scores()},
+             {"top_k_text", r.top_k(r.top_k_ids().shape(0))},
              {"decoded", r.decoded()},
              {"exact", r.exact()},
              {"exact_tokens", r.exact_tokens()},
              {"distance", r.distance()},
              {"shifted_distance", r.shifted_distance()},
-             {"trace", std::vector<float>(r.trace().begin(), r.trace().end())},
+             {"trace", r.trace()},
              {"steps_per_second", r.steps_per_second()},
              {"restart", r.restart()},
              {"batch", r.batch()}};
@@ -91,7 +92,7 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
     }
     for (auto& r : results) {
         std::cout << "target:   " << Json(q.tokenizer.decode(r.target())).dump() << "\n";
-        auto lines = r.top_k(r.top_k_ids().size());
+        auto lines = r.top_k(r.top_k_ids().shape(0));
         for (std::size_t k = 0; k < lines.size(); ++k) std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
         std::cout << "distance: " << r.distance() << " (shifted input: " << r.shifted_distance() << ", "
                   << (r.succeeded_in_distance() ? "closer" : "not closer") << ")\n"

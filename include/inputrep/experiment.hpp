@@ -17,15 +17,26 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include <range/v3/algorithm/stable_sort.hpp>
+#include <range/v3/range/conversion.hpp>
+#include <range/v3/view/chunk_by.hpp>
+#include <range/v3/view/join.hpp>
+#include <range/v3/view/transform.hpp>
 #include <xtensor/xadapt.hpp>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xsort.hpp>
 #include <xtensor/xtensor.hpp>
+#include <xtensor/xview.hpp>
 
+#include <inputrep/exact.hpp>
+#include <inputrep/gradient.hpp>
 #include <inputrep/model/model.hpp>
 #include <inputrep/policy/decode.hpp>
 #include <inputrep/policy/mask.hpp>
@@ -51,44 +62,53 @@ struct RunOptions {
     int early_stop_every = 10;            // how often to check (each check synchronises the device)
 };
 
+// One prompt's outcome. Arrays are xtensor (host side, for analysis and export): every restart's
+// distance trace, and the decoder's top-k ids with their scores.
 class Result {
 public:
     struct Fields {
-        std::vector<std::int64_t> target, ids;
-        std::vector<std::vector<std::int64_t>> top_k_ids;  // [k][position]
-        std::vector<std::string> top_k_text;               // [k], when a tokenizer was attached
-        double distance = 0, shifted_distance = 0;
-        xt::xtensor<float, 1> trace;                       // distance before each step, then the final one
-        std::vector<double> restart_distances;
-        int restart = 0;
+        std::vector<std::int64_t> target;
+        xt::xtensor<std::int64_t, 2> top_k_ids;   // [k, position]
+        xt::xtensor<float, 2> top_k_scores;       // [k, position]: the decoder's score of each id
+        std::vector<std::string> top_k_text;      // [k], when a tokenizer was attached
+        xt::xtensor<float, 2> traces;             // [restart, step]: distance before each step, then the final one
+        double shifted_distance = 0;
+        int restart = 0;                          // the best restart (least final distance)
         int batch = 1;
-        double steps_per_second = 0;                       // batch steps per second of the loop alone
+        double steps_per_second = 0;              // batch steps per second of the loop alone
+        std::optional<Verification> verification; // exact inversion: per position, how each token was verified
     };
     explicit Result(Fields f) : f_(std::move(f)) {}
 
     const std::vector<std::int64_t>& target() const { return f_.target; }
-    const std::vector<std::int64_t>& ids() const { return f_.ids; }
-    const std::vector<std::vector<std::int64_t>>& top_k_ids() const { return f_.top_k_ids; }
+    std::vector<std::int64_t> ids() const { auto line = xt::row(f_.top_k_ids, 0); return {line.begin(), line.end()}; }
+    const xt::xtensor<std::int64_t, 2>& top_k_ids() const { return f_.top_k_ids; }
+    const xt::xtensor<float, 2>& top_k_scores() const { return f_.top_k_scores; }
     // The first k decoded lines; line i holds every position's (i+1)-th most likely token.
     std::vector<std::string> top_k(std::size_t k) const {
         require(!f_.top_k_text.empty(), "no tokenizer was attached to the experiment, so there is no text (use top_k_ids)");
         return {f_.top_k_text.begin(), f_.top_k_text.begin() + std::min(k, f_.top_k_text.size())};
     }
     std::string decoded() const { return top_k(1).front(); }
-    double distance() const { return f_.distance; }
+    double distance() const { return f_.traces(f_.restart, f_.traces.shape(1) - 1); }
     double shifted_distance() const { return f_.shifted_distance; }
-    bool succeeded_in_distance() const { return f_.distance < f_.shifted_distance; }
-    bool exact() const { return f_.ids == f_.target; }
+    bool succeeded_in_distance() const { return distance() < f_.shifted_distance; }
+    bool exact() const { return !f_.target.empty() && ids() == f_.target; }  // false when no prompt was given
     std::size_t exact_tokens() const {
+        auto ids = xt::row(f_.top_k_ids, 0);
         std::size_t n = 0;
-        for (std::size_t i = 0; i < f_.ids.size(); ++i) n += f_.ids[i] == f_.target[i];
+        for (std::size_t i = 0; i < f_.target.size(); ++i) n += ids(i) == f_.target[i];
         return n;
     }
-    const xt::xtensor<float, 1>& trace() const { return f_.trace; }
-    const std::vector<double>& restart_distances() const { return f_.restart_distances; }
+    // The best restart's distance per step.
+    xt::xtensor<float, 1> trace() const { return xt::row(f_.traces, f_.restart); }
+    const xt::xtensor<float, 2>& traces() const { return f_.traces; }
+    xt::xtensor<float, 1> restart_distances() const { return xt::col(f_.traces, f_.traces.shape(1) - 1); }
     int restart() const { return f_.restart; }
     int batch() const { return f_.batch; }
     double steps_per_second() const { return f_.steps_per_second; }
+    // Exact<...> runs: the tolerance, each position's verdict, error, margin and candidates checked.
+    const std::optional<Verification>& verification() const { return f_.verification; }
 
 private:
     Fields f_;
@@ -102,13 +122,23 @@ struct slice_fits_model {
     static constexpr bool value = true;
 };
 
-template <class Model, Slice S = Blocks<0, 1>, Metric Mt = L1, Optimizer Op = Adam<>, OutputMask Mk = AllTokens,
+// Whether a slice type lets outputs see later tokens whatever its value (Bidirectional<...>).
+template <class S>
+constexpr bool always_bidirectional() {
+    if constexpr (requires { typename std::bool_constant<S{}.causal()>; }) return !S{}.causal();
+    else return false;
+}
+
+template <class Model, Slice S = Blocks<0, 1>, Metric Mt = L1, class Op = Adam<>, OutputMask Mk = AllTokens,
           class Sp = EmbeddingSpace, Decoder De = PseudoInverse>
 class Experiment {
     using Family = family_of_t<Model>;
     static_assert(LanguageModel<Family>, "Experiment<Model, ...>: Model must be a model family (GPT2, ...) or Layers<Family, N>");
     static_assert(slice_fits_model<static_end_of<S>(), static_depth_of<Model>()>::value);
-    static_assert(!is_sequential<Op> || !(std::derived_from<Mk, TokenRange> || std::same_as<Mk, LastToken>),
+    static_assert(Optimizer<Op> || is_exact<Op>, "Experiment<..., Op, ...>: Op must be an optimizer (GradientDescent, Adam, Sequential) or Exact<Rank>");
+    static_assert(!is_exact<Op> || !always_bidirectional<S>(),
+                  "Exact<...> searches left to right, which needs a causal slice: Bidirectional<...> lets every output see later tokens");
+    static_assert(!Focusing<Op> || !always_selects_tokens<Mk>(),
                   "Sequential<...> compares one output position per phase: use AllTokens or a Neurons<B, E> mask");
 
 public:
@@ -130,18 +160,35 @@ public:
 
     // Several prompts in one go; prompts of equal length share one batch tensor.
     std::vector<Result> run(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options = {}) const {
-        std::map<std::size_t, std::vector<std::size_t>> by_length;
-        for (std::size_t i = 0; i < prompts.size(); ++i) by_length[prompts[i].size()].push_back(i);
+        std::vector<std::size_t> order(prompts.size());
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        ranges::stable_sort(order, std::less<>{}, [&](std::size_t i) { return prompts[i].size(); });
         std::vector<std::optional<Result>> out(prompts.size());
-        for (auto& [_, members] : by_length) {
-            std::vector<std::vector<std::int64_t>> group;
-            for (auto i : members) group.push_back(prompts[i]);
-            auto results = run_batch(group, options);
+        for (auto group : order | ranges::views::chunk_by([&](std::size_t a, std::size_t b) { return prompts[a].size() == prompts[b].size(); })) {
+            auto members = group | ranges::to<std::vector>();
+            auto results = run_batch(members | ranges::views::transform([&](std::size_t i) { return prompts[i]; }) | ranges::to<std::vector>(), options);
             for (std::size_t j = 0; j < members.size(); ++j) out[members[j]] = std::move(results[j]);
         }
-        std::vector<Result> results;
-        for (auto& r : out) results.push_back(std::move(*r));
-        return results;
+        return out | ranges::views::transform([](auto& r) { return std::move(*r); }) | ranges::to<std::vector>();
+    }
+
+    // Exact inversion from captured outputs alone, no prompt: `target` is the slice's output for one
+    // prompt [tokens, features] or several of one length [prompts, tokens, features], as
+    // `inputrep hidden --save` writes them (split inference, a cache).
+    std::vector<Result> run_from_target(const at::Tensor& target, const RunOptions& options = {}) const
+        requires is_exact<Op>
+    {
+        require(target.dim() == 2 || target.dim() == 3, "the target must be [tokens, features] or [prompts, tokens, features], not ",
+                target.sizes());
+        const at::Tensor full = target.dim() == 2 ? target.unsqueeze(0) : target;
+        require(full.size(1) >= 1, "the target has no positions");
+        require(full.size(1) <= model_.context_length(), "the target has ", full.size(1), " positions, longer than the model's context of ",
+                model_.context_length());
+        const auto expected = slice_output_features(full.size(1));
+        require(full.size(2) == expected, "the target has ", full.size(2), " features per position but this slice of the ", Family::family,
+                " model outputs ", expected);
+        mask_.check(full.size(1));
+        return exact_results(full.to(model_.placement().device, model_.placement().resolved().dtype), {}, options);
     }
 
     // RunOptions with the family's defaults filled in.
@@ -151,52 +198,35 @@ public:
         Schedule rates;
     };
 
-    // One optimisation in progress: prompts of equal length and their restarts as one batch. run()
-    // drives it to the end; a caller can also step it by hand (benchmarks, custom stopping).
+    // One optimisation in progress: prompts of equal length and their restarts as one batch. It
+    // steps x ← step(x, ∇ Σ m(O(x), O(a))) and records distances; what a step compares comes from
+    // the mask and the optimizer's focus, the gradient from one of the engines (gradient.hpp).
+    // run() drives it to the end; a caller can also step it by hand (benchmarks, custom stopping).
     class Session {
     public:
         int steps() const { return cfg_.steps; }
         int steps_done() const { return done_; }
         bool done() const { return done_ == cfg_.steps; }
 
-        // x ← step(x, ∇ Σ_batch m(O(x), O(a))); the distances before the step go to the trace.
         void step() {
             require(!done(), "the session has run all its ", cfg_.steps, " steps");
             if (done_ == 0) started_ = std::chrono::steady_clock::now();
             const Experiment& e = *exp_;
-            const int p = position();
-            // What is compared: the mask's part of the output, or of output position p alone.
-            auto compared = [&](const at::Tensor& y) { return p < 0 ? e.mask_(y) : e.mask_(y.narrow(1, p, 1)); };
-            const at::Tensor target = p < 0 ? target_out_ : compared(target_full_);
-            at::Tensor distance, gradient;
-            if constexpr (analytic) {
-                // The model's own input gradient through the blocks: no graph is recorded.
-                c10::InferenceMode no_autograd;  // lighter than NoGradGuard: no version counters or autograd keys
-                const auto r = e.slice_.range();
-                at::Tensor y = e.space_.slice_input(e.model_, x_);
-                for (int i = r.begin; i < r.end; ++i) y = e.model_.block(i, y, ctx_, tapes_[i - r.begin]);
-                auto [d, dm] = e.metric_.value_and_grad(compared(y), target);
-                at::Tensor dy = dm;
-                if (!dm.sizes().equals(y.sizes())) {
-                    dy = at::zeros_like(y);
-                    compared(dy).copy_(dm);  // masks are views, so this scatters into the compared part
-                }
-                for (int i = r.end - 1; i >= r.begin; --i) dy = e.model_.block_input_grad(i, dy, ctx_, tapes_[i - r.begin]);
-                distance = d, gradient = e.space_.input_grad(e.model_, dy);
-            } else {
-                at::Tensor out = compared(slice_output(x_));
-                auto [d, dm] = e.metric_.value_and_grad(out.detach(), target);
-                gradient = torch::autograd::grad({out}, {x_}, {dm})[0];
-                distance = d;
-            }
+            const Focus f = focus_of<Op>(done_, cfg_.steps, length_);
+            // Either the mask's part of the output, or (a focusing optimizer) of one position alone.
+            auto step_with = [&](const auto& compared) {
+                const at::Tensor target = f.position < 0 ? target_out_ : compared(target_full_);
+                if constexpr (written_out)
+                    return written_out_gradient(e.model_, e.space_, e.slice_, ctx_, tapes_, e.metric_, compared, x_, target);
+                else
+                    return autograd_gradient(e.model_, e.space_, e.slice_, ctx_, e.metric_, compared, x_, target);
+            };
+            const DistanceGradient dg = f.position < 0 ? step_with(e.mask_) : step_with(Mask<TokenRange, Mk>{{f.position, f.position + 1}, e.mask_});
             at::NoGradGuard no_grad;
-            trace_.select(0, done_).copy_(distance);
-            if constexpr (is_sequential<Op>) {
-                const int phase = (cfg_.steps + length_ - 1) / length_, first = p * phase;
-                state_->step_at(x_, gradient, cfg_.rates.at(done_ - first, std::min(phase, cfg_.steps - first)), p);
-            } else {
-                state_->step(x_, gradient, cfg_.rates.at(done_, cfg_.steps));
-            }
+            trace_.select(0, done_).copy_(dg.distance);
+            const double lr = cfg_.rates.at(f.step, f.steps);
+            if constexpr (Focusing<Op>) state_->step_at(x_, dg.gradient, lr, f.position);
+            else state_->step(x_, dg.gradient, lr);
             ++done_;
         }
 
@@ -207,7 +237,7 @@ public:
             return (last < shifted_distance_).all().item<bool>();
         }
 
-        // Final distances, the best restart of each prompt, decoded.
+        // Final distances; the best restart of each prompt, decoded.
         std::vector<Result> finish() {
             const Experiment& e = *exp_;
             if (done_ == 0) started_ = std::chrono::steady_clock::now();
@@ -222,36 +252,44 @@ public:
                 fail("the optimisation diverged: the distance became NaN or infinite at step ", bad[0].item<std::int64_t>(),
                      " (lower the learning rate or the initial scale)");
             }
-            const auto P = static_cast<std::int64_t>(prompts_.size()), R = restarts_, T = length_;
-            const at::Tensor per_restart = host_trace.select(0, done_).view({P, R}).to(at::kDouble);
-            const at::Tensor best = per_restart.argmin(1);
+            const auto P = static_cast<std::size_t>(prompts_.size()), R = static_cast<std::size_t>(restarts_),
+                       N = static_cast<std::size_t>(done_ + 1), T = static_cast<std::size_t>(length_), K = static_cast<std::size_t>(top_k_);
+            // [step, prompt·restart] on the device → [prompt, restart, step] on the host.
+            xt::xtensor<float, 3> traces =
+                xt::transpose(xt::adapt(host_trace.data_ptr<float>(), std::array{N, P, R}), std::array<std::size_t, 3>{1, 2, 0});
+            const xt::xtensor<std::size_t, 1> best = xt::argmin(xt::view(traces, xt::all(), xt::all(), N - 1), 1);
             at::Tensor chosen;
             {
                 at::NoGradGuard no_grad;
-                chosen = x_.detach().index_select(0, (at::arange(P, at::kLong) * R + best).to(x_.device()));
+                std::vector<std::int64_t> rows(P);
+                for (std::size_t p = 0; p < P; ++p) rows[p] = static_cast<std::int64_t>(p * R + best(p));
+                chosen = x_.detach().index_select(0, at::tensor(rows, at::kLong).to(x_.device()));
             }
-            const at::Tensor topk = std::get<1>(at::topk(e.space_.scores(e.model_, chosen, e.decoder_state()), top_k_, -1)).to(at::kCPU);
+            // [prompt, position, k] → host arrays [prompt, k, position]
+            at::Tensor top_scores, top_ids;
+            std::tie(top_scores, top_ids) = at::topk(e.space_.scores(e.model_, chosen, e.decoder_state()), top_k_, -1);
+            top_scores = top_scores.to(at::kCPU, at::kFloat).permute({0, 2, 1}).contiguous(), top_ids = top_ids.to(at::kCPU).permute({0, 2, 1}).contiguous();
+            const std::array<std::size_t, 3> shape{P, K, T};
+            const xt::xtensor<std::int64_t, 3> ids = xt::adapt(top_ids.data_ptr<std::int64_t>(), shape);
+            const xt::xtensor<float, 3> scores = xt::adapt(top_scores.data_ptr<float>(), shape);
+            const xt::xtensor<double, 1> shifted = xt::adapt(shifted_distance_.data_ptr<double>(), std::array{P});
 
             std::vector<Result> results;
-            for (std::int64_t p = 0; p < P; ++p) {
-                Result::Fields f;
-                f.target = prompts_[p];
-                const auto b = best[p].item<std::int64_t>();
-                for (std::int64_t k = 0; k < top_k_; ++k) {
-                    at::Tensor line = topk[p].select(1, k).contiguous();
-                    f.top_k_ids.emplace_back(line.data_ptr<std::int64_t>(), line.data_ptr<std::int64_t>() + T);
-                    if (e.tokenizer_) f.top_k_text.push_back(e.tokenizer_->decode(f.top_k_ids.back()));
-                }
-                f.ids = f.top_k_ids.front();
-                f.distance = per_restart[p][b].item<double>();
-                f.shifted_distance = shifted_distance_[p].item<double>();
-                at::Tensor column = host_trace.select(1, p * R + b).contiguous();
-                f.trace = xt::adapt(column.data_ptr<float>(), std::array<std::size_t, 1>{std::size_t(done_ + 1)});
-                at::Tensor row = per_restart[p].contiguous();
-                f.restart_distances.assign(row.data_ptr<double>(), row.data_ptr<double>() + R);
-                f.restart = static_cast<int>(b);
-                f.batch = static_cast<int>(P * R);
-                f.steps_per_second = done_ > 0 ? done_ / seconds : 0.0;
+            for (std::size_t p = 0; p < P; ++p) {
+                Result::Fields f{.target = prompts_[p],
+                                 .top_k_ids = xt::view(ids, p),
+                                 .top_k_scores = xt::view(scores, p),
+                                 .top_k_text = {},
+                                 .traces = xt::view(traces, p),
+                                 .shifted_distance = shifted(p),
+                                 .restart = static_cast<int>(best(p)),
+                                 .batch = static_cast<int>(P * R),
+                                 .steps_per_second = done_ > 0 ? done_ / seconds : 0.0};
+                if (e.tokenizer_)
+                    for (std::size_t k = 0; k < K; ++k) {
+                        auto line = xt::view(ids, p, k);
+                        f.top_k_text.push_back(e.tokenizer_->decode(std::vector<std::int64_t>(line.begin(), line.end())));
+                    }
                 results.emplace_back(std::move(f));
             }
             return results;
@@ -260,8 +298,8 @@ public:
     private:
         friend class Experiment;
         using Context = typename Family::Context;
-        static constexpr bool analytic = is_block_chain<S> && InputGradientModel<Family>;
-        using Tapes = std::conditional_t<analytic, std::vector<tape_of_t<Family>>, std::monostate>;
+        static constexpr bool written_out = written_out_applies<Family, S>;
+        using Tapes = std::conditional_t<written_out, std::vector<tape_of_t<Family>>, std::monostate>;
         using OptimizerState = decltype(std::declval<const Op&>().start(std::declval<const at::Tensor&>()));
 
         Session(const Experiment& e, std::vector<std::vector<std::int64_t>> prompts, const RunOptions& o)
@@ -270,9 +308,7 @@ public:
               ctx_(e.model_.context(length_, e.slice_.causal(), e.slice_.variant())) {
             const auto P = static_cast<std::int64_t>(prompts_.size()), R = restarts_;
             const at::Device device = e.model_.placement().device;
-            std::vector<std::int64_t> flat;
-            for (auto& p : prompts_) flat.insert(flat.end(), p.begin(), p.end());
-            const at::Tensor ids = at::tensor(flat, at::kLong).view({P, length_}).to(device);
+            const at::Tensor ids = at::tensor(prompts_ | ranges::views::join | ranges::to<std::vector>(), at::kLong).view({P, length_}).to(device);
             at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
             at::Tensor target_in;
             {
@@ -281,12 +317,11 @@ public:
                 target_full_ = slice_output(target_in);
                 target_out_ = e.mask_(target_full_);
                 at::Tensor noise = at::empty(target_in.sizes(), at::kFloat).normal_(0.0, 1.0, gen).to(device, target_in.scalar_type());
-                shifted_distance_ = e.metric_(e.mask_(slice_output(target_in + o.shift_sigma * noise)), target_out_).to(at::kDouble).cpu();
+                shifted_distance_ = e.metric_(e.mask_(slice_output(target_in + o.shift_sigma * noise)), target_out_).to(at::kDouble).cpu().contiguous();
                 if (R > 1) target_out_ = target_out_.repeat_interleave(R, 0), target_full_ = target_full_.repeat_interleave(R, 0);
             }
             x_ = e.space_.initial(e.model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg_.init_scale, gen);
-            if constexpr (analytic) tapes_.resize(e.slice_.range().end - e.slice_.range().begin);
-            else x_.requires_grad_(true);
+            if constexpr (!written_out) x_.requires_grad_(true);
             state_.emplace(e.optimizer_.start(x_));
             trace_ = at::empty({cfg_.steps + 1, P * R}, at::TensorOptions().dtype(at::kFloat).device(device));
         }
@@ -294,16 +329,6 @@ public:
         at::Tensor slice_output(const at::Tensor& x) const {
             const Experiment& e = *exp_;
             return apply_slice(e.slice_, e.model_, e.space_.slice_input(e.model_, x), ctx_);
-        }
-
-        // The position the current step optimises (Sequential), or -1 for all.
-        int position() const {
-            if constexpr (is_sequential<Op>) {
-                const int phase = (cfg_.steps + length_ - 1) / length_;
-                return std::min<int>(done_ / phase, length_ - 1);
-            } else {
-                return -1;
-            }
         }
 
         const Experiment* exp_;
@@ -319,12 +344,21 @@ public:
     };
 
     // Validates the prompts (equal length) and options, computes targets and the shifted yard-stick.
-    Session start(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options = {}) const {
+    // The Session refers to this Experiment, which must outlive it.
+    Session start(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options = {}) const& {
         validate(prompts);
         return Session(*this, prompts, options);
     }
+    template <class T = void>
+    Session start(const std::vector<std::vector<std::int64_t>>&, const RunOptions& = {}) const&& {
+        static_assert(always_false<T>,
+                      "Experiment::start() on a temporary: the Session would refer to an Experiment destroyed at the end of the "
+                      "statement. Keep the Experiment in a variable, or call run()");
+    }
 
 private:
+    template <class>
+    static constexpr bool always_false = false;
 
     Resolved resolve(const RunOptions& o) const {
         const InversionDefaults d = Family::defaults();
@@ -354,13 +388,8 @@ private:
             require(p.size() == prompts.front().size(), "prompts of one batch must have equal length");
         }
         mask_.check(static_cast<std::int64_t>(prompts.front().size()));
-        if constexpr (is_sequential<Op>) {
-            try {
-                mask_.check(1);
-            } catch (const Error&) {
-                fail("Sequential optimisation compares one output position at a time: use a mask without a token range");
-            }
-        }
+        if constexpr (Focusing<Op>)
+            require(!mask_.selects_tokens(), "Sequential optimisation compares one output position at a time: use a mask without a token range");
     }
 
     const typename De::State& decoder_state() const {
@@ -368,15 +397,75 @@ private:
         return decoder_cache_->state;
     }
 
-    std::vector<Result> run_batch(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
-        Session session = start(prompts, o);
-        while (!session.done()) {
-            session.step();
-            const int n = session.steps_done();
-            if (o.progress && n % o.progress_every == 0) o.progress(n, session.steps());
-            if (o.early_stop && n % o.early_stop_every == 0 && session.closer_than_shifted()) break;
+    // The slice's output width, from a one-prompt forward pass of `length` token-0s.
+    std::int64_t slice_output_features(std::int64_t length) const {
+        c10::InferenceMode no_autograd;
+        const at::Tensor ids = at::zeros({1, length}, at::TensorOptions(at::kLong).device(model_.placement().device));
+        return apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), model_.context(length, slice_.causal(), slice_.variant()))
+            .size(-1);
+    }
+
+    // Exact search over `target` [P, T, F]; `prompts` (when given) are what the target came from.
+    std::vector<Result> exact_results(const at::Tensor& target, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
+        require(slice_.causal(), "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
+        ExactSearch search(optimizer_, family(), slice_, metric_, mask_, space_, decoder_state());
+        auto outcomes = search.run(target);
+        const auto P = target.size(0), T = target.size(1);
+        // The recovered ids' distance to the target, with the experiment's metric on the compared outputs.
+        at::Tensor distance;
+        {
+            c10::InferenceMode no_autograd;
+            std::vector<std::int64_t> flat;
+            for (auto& o : outcomes) flat.insert(flat.end(), o.ids.begin(), o.ids.end());
+            const at::Tensor ids = at::tensor(flat, at::kLong).view({P, T}).to(model_.placement().device);
+            const auto ctx = model_.context(T, true, slice_.variant());
+            distance = metric_(mask_(apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), ctx)), mask_(target))
+                           .to(at::kCPU, at::kDouble);
         }
-        return session.finish();
+        std::vector<Result> results;
+        for (std::int64_t p = 0; p < P; ++p) {
+            auto& v = outcomes[p].verification;
+            xt::xtensor<float, 2> errors = xt::empty<float>({std::size_t{1}, std::size_t(T)});
+            for (std::int64_t t = 0; t < T; ++t) errors(0, t) = static_cast<float>(v.positions[t].error);
+            Result::Fields f{.target = prompts.empty() ? std::vector<std::int64_t>{} : prompts[p],
+                             .top_k_ids = xt::adapt(outcomes[p].ids, std::array{std::size_t{1}, std::size_t(T)}),
+                             .top_k_scores = errors,
+                             .top_k_text = {},
+                             .traces = {{static_cast<float>(distance[p].item<double>())}},
+                             .shifted_distance = std::numeric_limits<double>::quiet_NaN(),
+                             .restart = 0,
+                             .batch = static_cast<int>(P),
+                             .steps_per_second = 0,
+                             .verification = std::move(v)};
+            if (tokenizer_) f.top_k_text.push_back(tokenizer_->decode(outcomes[p].ids));
+            results.emplace_back(std::move(f));
+        }
+        return results;
+    }
+
+    const Family& family() const { return model_; }
+
+    std::vector<Result> run_batch(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
+        if constexpr (is_exact<Op>) {
+            validate(prompts);
+            const auto P = static_cast<std::int64_t>(prompts.size()), T = static_cast<std::int64_t>(prompts.front().size());
+            at::Tensor target;
+            {
+                c10::InferenceMode no_autograd;
+                const at::Tensor ids = at::tensor(prompts | ranges::views::join | ranges::to<std::vector>(), at::kLong).view({P, T}).to(model_.placement().device);
+                target = apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), model_.context(T, true, slice_.variant()));
+            }
+            return exact_results(target, prompts, o);
+        } else {
+            Session session = start(prompts, o);
+            while (!session.done()) {
+                session.step();
+                const int n = session.steps_done();
+                if (o.progress && n % o.progress_every == 0) o.progress(n, session.steps());
+                if (o.early_stop && n % o.early_stop_every == 0 && session.closer_than_shifted()) break;
+            }
+            return session.finish();
+        }
     }
 
     struct DecoderCache {

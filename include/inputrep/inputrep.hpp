@@ -15,4 +15,5 @@
 #include <inputrep/model/load.hpp>
 #include <inputrep/model/mixer.hpp>
 #include <inputrep/model/swap.hpp>
+#include <inputrep/results.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>

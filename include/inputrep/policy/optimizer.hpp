@@ -1,7 +1,9 @@
 #pragma once
 // Optimizer axis: how the input moves given the gradient of the summed distance. Both keep their
 // state in preallocated tensors and update in place, so a step allocates nothing of its own.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <concepts>
 #include <optional>
 #include <string_view>
@@ -67,6 +69,13 @@ inline OptimizerKind kind_of(const O& o) {
     if constexpr (requires { o.chosen(); }) return o.chosen(); else return O::kind;
 }
 
+// Which output position a step compares, and where the step is in its rate schedule. An optimizer
+// without a focus() compares every position over one schedule of all the steps.
+struct Focus {
+    int position = -1;  // -1: every position
+    int step = 0, steps = 0;
+};
+
 // One position at a time (the seed's sequential representation): the steps are split into one
 // phase per token; phase p optimises position p alone with a fresh Inner optimizer (its rate
 // schedule restarting), comparing output position p. Earlier positions keep what their phase
@@ -76,6 +85,10 @@ struct Sequential {
     Inner inner{};
     OptimizerKind chosen() const { return kind_of(inner); }
     std::optional<Schedule> rates() const { return inner.rates(); }
+    static Focus focus(int done, int steps, std::int64_t length) {
+        const int phase = static_cast<int>((steps + length - 1) / length), position = done / phase, first = position * phase;
+        return {position, done - first, std::min(phase, steps - first)};
+    }
     struct State {
         Inner inner;
         int position = -1;
@@ -89,10 +102,16 @@ struct Sequential {
     State start(const at::Tensor&) const { return {inner, -1, std::nullopt}; }
 };
 
+// An optimizer that compares one output position at a time (Sequential).
 template <class O>
-inline constexpr bool is_sequential = false;
-template <class I>
-inline constexpr bool is_sequential<Sequential<I>> = true;
+concept Focusing = requires(int n, std::int64_t length) {
+    { O::focus(n, n, length) } -> std::same_as<Focus>;
+};
+
+template <class O>
+Focus focus_of(int done, int steps, std::int64_t length) {
+    if constexpr (Focusing<O>) return O::focus(done, steps, length); else return {-1, done, steps};
+}
 
 template <class O>
 concept Optimizer = requires(const O& o, const at::Tensor& x) {

@@ -88,7 +88,8 @@ inline std::string inversion_report(std::string_view title, const std::vector<Re
     for (const auto& r : results) {
         const std::string target = tokenizer ? tokenizer->decode(r.target()) : "";
         Series s{target.empty() ? "prompt " + std::to_string(series.size() + 1) : target, {}, {}};
-        for (std::size_t i = 0; i < r.trace().size(); ++i) s.x.push_back(double(i)), s.y.push_back(r.trace()(i));
+        const auto trace = r.trace();
+        for (std::size_t i = 0; i < trace.size(); ++i) s.x.push_back(double(i)), s.y.push_back(trace(i));
         series.push_back(std::move(s));
         table << "<tr><td><code>" << escape(target) << "</code></td><td><code>" << escape(tokenizer ? r.decoded() : "") << "</code></td><td>"
               << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size() << ")</td><td>" << number(r.distance())
