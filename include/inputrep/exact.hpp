@@ -1,0 +1,395 @@
+#pragma once
+// Exact inversion, Exact<Rank> on the optimizer axis: recover the prompt token by token, each token
+// verified against the slice's output. A causal slice's output at position t depends only on tokens
+// ≤ t (Nikolaou et al. 2025, "SipIt"), so with the prefix known:
+//
+//   for t = 0 .. T−1:
+//     order  = Rank(t)   Exhaustive: every allowed token; GradientRank: a few Adam steps of a
+//                        continuous input e_t against the target at t, then the vocabulary by the
+//                        decoder's score of e_t (nearest embedding, pseudo-inverse, restricted)
+//     verify in batches: err(v) = ‖O(prefix ⊕ v)_t − Ô_t‖₂ / ‖Ô_t‖₂ over the compared outputs
+//     accept the best once err(v) ≤ tolerance
+//
+// Nothing is picked silently: a position where several checked candidates are within tolerance is
+// `ambiguous`, one where none is is `unmatched`, each with its candidates and their errors. A
+// position with no compared output (position 0 under Tokens<1, End>) is found through the next
+// position it influences: each of its candidates, in rank order and within a budget, is kept only if
+// the next position then verifies; past the budget it is `undetermined`.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <inputrep/core/error.hpp>
+#include <inputrep/core/torch.hpp>
+#include <inputrep/policy/slice.hpp>
+#include <inputrep/policy/space.hpp>
+
+namespace inputrep {
+
+// Every allowed token, in id order.
+struct Exhaustive {
+    static constexpr std::string_view name = "exhaustive";
+};
+
+// Candidates by the decoder's score of a continuous input optimised at the position: `steps` Adam
+// steps from the mean embedding, the rate `lr` (relative to the embedding's standard deviation)
+// decaying linearly to 0.
+struct GradientRank {
+    static constexpr std::string_view name = "gradient";
+    int steps = 10;
+    double lr = 1.0;
+};
+
+// The relative error below which a candidate reproduces the target, per compute dtype, from the
+// noise measured between a batched candidate check and the full forward pass that made the target
+// (stories260K, all 512 tokens checked at 80 positions; docs/exact.md): in f32 the true token's
+// error is at most 1.1e-6 through 5 blocks while the nearest other token's is 1.1e-4 or more, so
+// 1e-5 separates them; in bf16 the true token's error reaches 4.4e-3 through 1 block and 3.8e-2
+// through 5, which is also where trained models' runners-up sit: bf16 verdicts are often ambiguous,
+// and say so.
+inline double default_tolerance(at::ScalarType dtype) {
+    switch (dtype) {
+        case at::kDouble: return 1e-9;
+        case at::kFloat: return 1e-5;
+        case at::kBFloat16: return 5e-2;
+        case at::kHalf: return 1e-2;
+        default: fail("exact inversion: no default tolerance for dtype ", c10::toString(dtype), " (set Exact::tolerance)");
+    }
+}
+
+template <class Rank = GradientRank>
+struct Exact {
+    Rank rank{};
+    std::optional<double> tolerance;  // relative error; unset: default_tolerance(the model's dtype)
+    bool verify_all = false;          // check every allowed token at every position: uniqueness proven, not assumed
+    std::int64_t batch = 8;           // candidates per prompt in the first batched check; each further one doubles
+    std::int64_t max_batch = 512;     // up to this many
+    std::int64_t budget = 0;          // candidates checked per position before it is unmatched (0: all allowed)
+    std::int64_t joint_budget = 64;   // candidates tried at a position with no compared output
+};
+
+template <class O>
+inline constexpr bool is_exact = false;
+template <class R>
+inline constexpr bool is_exact<Exact<R>> = true;
+
+// What the search found at one position.
+enum class Verdict { verified, ambiguous, unmatched, undetermined };
+
+inline std::string_view to_string(Verdict v) {
+    switch (v) {
+        case Verdict::verified: return "verified";
+        case Verdict::ambiguous: return "ambiguous";
+        case Verdict::unmatched: return "unmatched";
+        case Verdict::undetermined: return "undetermined";
+    }
+    return "?";
+}
+
+inline std::ostream& operator<<(std::ostream& out, Verdict v) { return out << to_string(v); }
+
+struct Candidate {
+    std::int64_t id = 0;
+    double error = 0;  // relative error of its output at the position (at the next compared one for an uncompared position)
+};
+
+struct PositionCheck {
+    Verdict verdict = Verdict::verified;
+    bool compared = true;                 // the mask compares this position's output
+    double error = std::numeric_limits<double>::quiet_NaN();
+    double margin = std::numeric_limits<double>::infinity();  // the best other checked candidate's error
+    std::int64_t checked = 0;             // candidates verified
+    std::vector<Candidate> candidates;    // the best checked ones (up to 5), by error; all within tolerance when ambiguous
+};
+
+struct Verification {
+    double tolerance = 0;
+    std::vector<PositionCheck> positions;
+    double seconds = 0;
+    // Every compared position reproduced within tolerance by exactly one checked candidate, and every
+    // uncompared one determined through the position after it.
+    bool verified() const {
+        return std::all_of(positions.begin(), positions.end(), [](const PositionCheck& p) { return p.verdict == Verdict::verified; });
+    }
+    std::int64_t candidates_checked() const {
+        std::int64_t n = 0;
+        for (auto& p : positions) n += p.checked;
+        return n;
+    }
+    std::vector<std::int64_t> where(Verdict v) const {
+        std::vector<std::int64_t> out;
+        for (std::size_t t = 0; t < positions.size(); ++t)
+            if (positions[t].verdict == v) out.push_back(static_cast<std::int64_t>(t));
+        return out;
+    }
+};
+
+namespace detail {
+
+// The compared features of each output position, read off the mask by applying it to the outputs'
+// flat indices: masks are selections of positions and features, so this works for every mask.
+template <class Mask>
+std::vector<at::Tensor> compared_features(const Mask& mask, std::int64_t T, std::int64_t F) {
+    const at::Tensor flat = mask(at::arange(T * F, at::kDouble).view({1, T, F})).reshape({-1}).to(at::kLong);
+    std::vector<at::Tensor> out(T);
+    const at::Tensor positions = at::div(flat, F, "floor"), features = flat.remainder(F);
+    for (std::int64_t t = 0; t < T; ++t) out[t] = features.masked_select(positions == t);
+    return out;
+}
+
+// ‖o − target‖ / ‖target‖ per row, in f64.
+inline at::Tensor relative_error(const at::Tensor& o, const at::Tensor& target) {
+    auto o64 = o.to(at::kDouble), t64 = target.to(at::kDouble);
+    auto norm = at::linalg_vector_norm(t64, 2, at::IntArrayRef{-1}).clamp_min(1e-30);
+    return at::linalg_vector_norm(o64 - t64, 2, at::IntArrayRef{-1}) / norm;
+}
+
+}  // namespace detail
+
+// The search over a batch of prompts of one length: `target` is the slice's output [P, T, F] for the
+// prompts (or captured from elsewhere); the result is the ids [P, T] and a Verification per prompt.
+template <class Rank, class Model, Slice S, class Metric, class Mask, class Space, class DecoderState>
+class ExactSearch {
+public:
+    ExactSearch(const Exact<Rank>& policy, const Model& model, const S& slice, const Metric& metric, const Mask& mask, const Space& space,
+                const DecoderState& decoder)
+        : policy_(policy), model_(model), slice_(slice), metric_(metric), mask_(mask), space_(space), decoder_(decoder) {
+        require(slice.causal(), "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
+        const at::Tensor w = model.token_embedding();
+        // Allowed tokens: those the decoder does not rule out.
+        allowed_ = at::isfinite(decoder.restrict(at::zeros({w.size(0)}, at::TensorOptions(at::kFloat).device(w.device()))))
+                       .nonzero()
+                       .view({-1})
+                       .to(at::kCPU);
+        require(allowed_.numel() > 0, "exact inversion: the decoder allows no token");
+        tolerance_ = policy.tolerance.value_or(default_tolerance(model.placement().resolved().dtype));
+        require(tolerance_ > 0, "exact inversion: the tolerance must be positive");
+        require(policy.batch >= 1, "exact inversion: the candidate batch must be at least 1");
+        limit_ = policy.verify_all || policy.budget <= 0 ? allowed_.numel() : std::min<std::int64_t>(policy.budget, allowed_.numel());
+    }
+
+    struct Outcome {
+        std::vector<std::int64_t> ids;
+        Verification verification;
+    };
+
+    std::vector<Outcome> run(const at::Tensor& target) {
+        const auto started = std::chrono::steady_clock::now();
+        require(target.dim() == 3, "exact inversion: the target must be [prompts, tokens, features], not ", target.sizes());
+        const std::int64_t P = target.size(0), T = target.size(1), F = target.size(2);
+        require(T <= model_.context_length(), "exact inversion: the target has ", T, " positions but the model's context is ",
+                model_.context_length());
+        target_ = target.to(at::kCPU);
+        features_ = detail::compared_features(mask_, T, F);
+        ids_ = at::zeros({P, T}, at::kLong);
+        checks_.assign(P, std::vector<PositionCheck>(T));
+        std::vector<std::int64_t> all(P);
+        for (std::int64_t p = 0; p < P; ++p) all[p] = p;
+        for (std::int64_t t = 0; t < T; ++t) {
+            if (features_[t].numel() > 0) {
+                if (!resolved_[t]) search(t, all);
+                continue;
+            }
+            determine_through_next(t);
+        }
+        std::vector<Outcome> out;
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        for (std::int64_t p = 0; p < P; ++p) {
+            at::Tensor row = ids_[p].contiguous();
+            out.push_back({{row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + T}, {tolerance_, checks_[p], seconds / double(P)}});
+        }
+        return out;
+    }
+
+private:
+    // The slice's output at position t for rows prefix ⊕ candidate: [rows, F], chunked to bound memory.
+    at::Tensor outputs_at(std::int64_t t, const at::Tensor& prefixes, const at::Tensor& candidates) {
+        c10::InferenceMode no_autograd;
+        const auto& ctx = context(t + 1);
+        const std::int64_t rows = candidates.size(0), chunk = std::max<std::int64_t>(1, 65536 / (t + 1));
+        std::vector<at::Tensor> parts;
+        const at::Device device = model_.placement().device;
+        for (std::int64_t r = 0; r < rows; r += chunk) {
+            const auto n = std::min(chunk, rows - r);
+            at::Tensor ids = at::cat({prefixes.narrow(0, r, n), candidates.narrow(0, r, n).unsqueeze(1)}, 1).to(device);
+            at::Tensor y = apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), ctx);
+            parts.push_back(y.select(1, t).to(at::kCPU));
+        }
+        return at::cat(parts, 0);
+    }
+
+    const typename Model::Context& context(std::int64_t length) {
+        auto it = contexts_.find(length);
+        if (it == contexts_.end()) it = contexts_.emplace(length, model_.context(length, true, slice_.variant())).first;
+        return it->second;
+    }
+
+    // Candidate order per prompt: [prompts, ≤ allowed].
+    at::Tensor rank(std::int64_t t, const std::vector<std::int64_t>& prompts, std::int64_t compared_at) {
+        const auto A = static_cast<std::int64_t>(prompts.size());
+        if constexpr (std::same_as<Rank, Exhaustive>) {
+            return allowed_.unsqueeze(0).expand({A, allowed_.numel()});
+        } else {
+            static_assert(std::same_as<Space, EmbeddingSpace>, "GradientRank optimises an embedding: use EmbeddingSpace, or Exact<Exhaustive>");
+            // e_t .. e_compared continuous after the fixed prefix, optimised against the target at `compared_at`.
+            const at::Tensor index = at::tensor(prompts, at::kLong);
+            const at::Device device = model_.placement().device;
+            const at::Tensor w = model_.token_embedding();
+            const std::int64_t n = compared_at - t + 1, L = compared_at + 1;
+            at::Tensor prefix, offset = model_.position_offset(L);
+            {
+                at::NoGradGuard no_grad;
+                prefix = t > 0 ? model_.embed(ids_.index_select(0, index).narrow(1, 0, t).to(device)) : at::Tensor();
+            }
+            const at::Tensor mean = w.index_select(0, allowed_.to(w.device())).to(at::kFloat).mean(0);
+            at::Tensor e = mean.view({1, 1, -1}).expand({A, n, mean.size(0)}).clone().to(w.scalar_type());
+            if (offset.defined()) e = e + offset.narrow(0, t, n).unsqueeze(0);
+            e = e.detach().requires_grad_(true);
+            const at::Tensor features = features_[compared_at].to(device);
+            const at::Tensor target = target_.index_select(0, index).select(1, compared_at).index_select(1, features_[compared_at]).to(device, w.scalar_type());
+            const double lr = policy_.rank.lr * w.to(at::kFloat).std().item<double>();
+            at::Tensor m = at::zeros_like(e), v = at::zeros_like(e);
+            const auto& ctx = context(L);
+            for (int s = 0; s < policy_.rank.steps; ++s) {
+                at::Tensor x = prefix.defined() ? at::cat({prefix, e}, 1) : e;
+                at::Tensor out = apply_slice(slice_, model_, x, ctx).select(1, compared_at).index_select(1, features);
+                auto [d, g_out] = metric_.value_and_grad(out.detach(), target);
+                at::Tensor g = torch::autograd::grad({out}, {e}, {g_out})[0];
+                at::NoGradGuard no_grad;
+                const double rate = lr * (1.0 - double(s) / policy_.rank.steps), b1 = 0.9, b2 = 0.999;
+                m.mul_(b1).add_(g, 1 - b1), v.mul_(b2).addcmul_(g, g, 1 - b2);
+                e.addcdiv_(m, (v / (1 - std::pow(b2, s + 1))).sqrt_().add_(1e-12), -rate / (1 - std::pow(b1, s + 1)));
+            }
+            at::NoGradGuard no_grad;
+            at::Tensor token_part = e.detach().select(1, 0);
+            if (offset.defined()) token_part = token_part - offset[t];
+            at::Tensor scores = decoder_.scores(token_part.unsqueeze(1)).squeeze(1).to(at::kCPU);  // [A, V]
+            return std::get<1>(scores.topk(allowed_.numel(), -1));
+        }
+    }
+
+    // Ranks and verifies position t for `prompts` (their prefixes resolved), recording the verdicts.
+    // Returns, per prompt, whether the position verified.
+    std::vector<bool> search(std::int64_t t, const std::vector<std::int64_t>& prompts) {
+        const auto A = static_cast<std::int64_t>(prompts.size());
+        const at::Tensor order = rank(t, prompts, t);
+        const at::Tensor features = features_[t];
+        const at::Tensor index = at::tensor(prompts, at::kLong);
+        const at::Tensor targets = target_.index_select(0, index).select(1, t).index_select(1, features);  // [A, F_t]
+        const at::Tensor prefixes = ids_.index_select(0, index).narrow(1, 0, t);
+        struct State {
+            std::vector<Candidate> checked;
+            std::int64_t next = 0;
+            bool done = false;
+        };
+        std::vector<State> states(A);
+        // A well-ranked token is found in the first small batch; a poorly ranked one in few calls.
+        for (std::int64_t batch = policy_.batch;; batch = std::min(2 * batch, std::max(policy_.batch, policy_.max_batch))) {
+            std::vector<std::int64_t> rows, cands;
+            for (std::int64_t a = 0; a < A; ++a) {
+                auto& s = states[a];
+                if (s.done) continue;
+                const auto n = std::min(batch, limit_ - s.next);
+                for (std::int64_t k = 0; k < n; ++k) rows.push_back(a), cands.push_back(order[a][s.next + k].template item<std::int64_t>());
+                s.next += n;
+            }
+            if (rows.empty()) break;
+            const at::Tensor r = at::tensor(rows, at::kLong), c = at::tensor(cands, at::kLong);
+            const at::Tensor err = detail::relative_error(outputs_at(t, prefixes.index_select(0, r), c).index_select(1, features),
+                                                          targets.index_select(0, r));
+            for (std::size_t i = 0; i < rows.size(); ++i) states[rows[i]].checked.push_back({cands[i], err[i].template item<double>()});
+            for (auto& s : states) {
+                if (s.done) continue;
+                const bool found = std::any_of(s.checked.begin(), s.checked.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
+                s.done = s.next >= limit_ || (found && !policy_.verify_all);
+            }
+        }
+        std::vector<bool> verified(A);
+        for (std::int64_t a = 0; a < A; ++a) {
+            auto& checked = states[a].checked;
+            std::stable_sort(checked.begin(), checked.end(), [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
+            PositionCheck& pc = checks_[prompts[a]][t];
+            pc.compared = true;
+            pc.checked += static_cast<std::int64_t>(checked.size());
+            pc.error = checked.front().error;
+            pc.margin = checked.size() > 1 ? checked[1].error : std::numeric_limits<double>::infinity();
+            const auto within = std::count_if(checked.begin(), checked.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
+            pc.verdict = within == 1 ? Verdict::verified : within > 1 ? Verdict::ambiguous : Verdict::unmatched;
+            pc.candidates.assign(checked.begin(), checked.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), checked.size()));
+            ids_[prompts[a]][t] = checked.front().id;
+            verified[a] = within >= 1;
+        }
+        return verified;
+    }
+
+    // A position with no compared output: keep the first candidate (in rank order, within the joint
+    // budget) after which the next position verifies. Prompt by prompt, as each tries its own list.
+    void determine_through_next(std::int64_t t) {
+        const std::int64_t T = target_.size(1), P = target_.size(0);
+        const bool next_compared = t + 1 < T && features_[t + 1].numel() > 0;
+        for (std::int64_t p = 0; p < P; ++p) {
+            PositionCheck& pc = checks_[p][t];
+            pc.compared = false;
+            if (!next_compared) {  // nothing after it reads it, or the next position is uncompared too
+                pc.verdict = Verdict::undetermined;
+                ids_[p][t] = rank(t, {p}, t + 1 < T ? last_compared_after(t) : t)[0][0].template item<std::int64_t>();
+                continue;
+            }
+            const at::Tensor order = rank(t, {p}, t + 1);
+            const std::int64_t budget = std::min<std::int64_t>(policy_.joint_budget, order.size(1));
+            std::vector<Candidate> tried;
+            bool found = false;
+            for (std::int64_t k = 0; k < budget && !found; ++k) {
+                ids_[p][t] = order[0][k].template item<std::int64_t>();
+                checks_[p][t + 1] = {};
+                found = search(t + 1, {p})[0];
+                tried.push_back({ids_[p][t].template item<std::int64_t>(), checks_[p][t + 1].error});
+                pc.checked += checks_[p][t + 1].checked;
+            }
+            std::stable_sort(tried.begin(), tried.end(), [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
+            pc.candidates.assign(tried.begin(), tried.begin() + std::min<std::size_t>(5, tried.size()));
+            pc.error = tried.front().error;
+            pc.margin = tried.size() > 1 ? tried[1].error : std::numeric_limits<double>::infinity();
+            if (found) {
+                pc.verdict = Verdict::verified;
+            } else {
+                pc.verdict = Verdict::undetermined;
+                ids_[p][t] = tried.front().id;
+                checks_[p][t + 1] = {};
+                search(t + 1, {p});
+            }
+        }
+        resolved_[t + 1] = next_compared;
+    }
+
+    std::int64_t last_compared_after(std::int64_t t) const {
+        for (auto u = static_cast<std::int64_t>(features_.size()) - 1; u > t; --u)
+            if (features_[u].numel() > 0) return u;
+        return t;
+    }
+
+    Exact<Rank> policy_;
+    const Model& model_;
+    const S& slice_;
+    const Metric& metric_;
+    const Mask& mask_;
+    const Space& space_;
+    const DecoderState& decoder_;
+    at::Tensor allowed_, target_, ids_;
+    double tolerance_ = 0;
+    std::int64_t limit_ = 0;
+    std::vector<at::Tensor> features_;
+    std::vector<std::vector<PositionCheck>> checks_;
+    std::map<std::int64_t, bool> resolved_;
+    std::map<std::int64_t, typename Model::Context> contexts_;
+};
+
+}  // namespace inputrep

@@ -1,0 +1,211 @@
+// Exact inversion (Exact<Rank>): token-by-token search verified against the slice's output, on the
+// trained stories260K and on untrained models, with its honest failure modes (ambiguity, no match,
+// undetermined positions) and inversion from captured outputs with no prompt.
+#include <boost/test/unit_test.hpp>
+
+#include <inputrep/inputrep.hpp>
+
+#include "common.hpp"
+
+using namespace inputrep;
+using testing::says;
+
+namespace {
+
+const Llama& stories260K() {
+    static const Llama m = load<Llama>(testing::shared("models/stories260K/hf"));
+    return m;
+}
+
+// Prompts the model itself would write: sampled at temperature 1 from BOS (id 1), seeded.
+std::vector<std::vector<std::int64_t>> sampled_prompts(const Llama& model, int count, int length, std::uint64_t seed) {
+    c10::InferenceMode no_autograd;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    at::Tensor ids = at::ones({count, 1}, at::kLong);
+    for (int t = 1; t < length; ++t) {
+        at::Tensor x = model.embed(ids);
+        const auto ctx = model.context(t, true);
+        for (int i = 0; i < model.depth(); ++i) x = model.block(i, x, ctx);
+        at::Tensor next = at::multinomial(at::softmax(model.unembed(x).select(1, t - 1), -1), 1, false, gen);
+        ids = at::cat({ids, next}, 1);
+    }
+    std::vector<std::vector<std::int64_t>> out;
+    for (int p = 0; p < count; ++p) out.emplace_back(ids[p].data_ptr<std::int64_t>(), ids[p].data_ptr<std::int64_t>() + length);
+    return out;
+}
+
+std::vector<std::vector<std::int64_t>> random_prompts(int count, int length, std::int64_t vocab, std::uint64_t seed) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    at::Tensor ids = at::randint(vocab, {count, length}, gen, at::kLong);
+    std::vector<std::vector<std::int64_t>> out;
+    for (int p = 0; p < count; ++p) out.emplace_back(ids[p].data_ptr<std::int64_t>(), ids[p].data_ptr<std::int64_t>() + length);
+    return out;
+}
+
+template <class Exp>
+void expect_all_verified_and_exact(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts, const char* what) {
+    auto results = exp.run(prompts);
+    std::size_t exact = 0;
+    for (auto& r : results) {
+        BOOST_TEST_INFO(what);
+        BOOST_REQUIRE(r.verification());
+        BOOST_TEST(r.verification()->verified());
+        BOOST_TEST(r.exact());
+        exact += r.exact();
+    }
+    BOOST_TEST_MESSAGE(what << ": " << exact << "/" << results.size() << " prompts exact, "
+                            << results.front().verification()->candidates_checked() << " candidates checked for the first");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(exact)
+
+BOOST_AUTO_TEST_CASE(stories260K_every_block_and_block_0_recover_sampled_and_random_prompts) {
+    auto prompts = sampled_prompts(stories260K(), 3, 20, 0);
+    for (auto& p : random_prompts(2, 20, 512, 1)) prompts.push_back(p);
+    expect_all_verified_and_exact(Experiment<Llama, Blocks<0, 5>, L1, Exact<>>{stories260K()}, prompts, "stories260K 5 blocks, gradient rank");
+    expect_all_verified_and_exact(Experiment<Llama, Blocks<0, 1>, L1, Exact<>>{stories260K()}, prompts, "stories260K block 0, gradient rank");
+}
+
+BOOST_AUTO_TEST_CASE(guided_and_exhaustive_ranking_agree) {
+    const auto prompts = sampled_prompts(stories260K(), 2, 12, 3);
+    auto guided = Experiment<Llama, Blocks<0, 5>, L1, Exact<GradientRank>>{stories260K()}.run(prompts);
+    auto exhaustive = Experiment<Llama, Blocks<0, 5>, L1, Exact<Exhaustive>>{stories260K()}.run(prompts);
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+        BOOST_TEST(guided[p].ids() == exhaustive[p].ids());
+        BOOST_TEST(exhaustive[p].exact());
+        // The guided rank checks fewer candidates than the whole vocabulary at every position.
+        BOOST_TEST(guided[p].verification()->candidates_checked() < exhaustive[p].verification()->candidates_checked());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(verify_all_proves_uniqueness_and_reports_the_margin) {
+    const auto prompts = sampled_prompts(stories260K(), 1, 8, 5);
+    Exact<Exhaustive> policy;
+    policy.verify_all = true;
+    auto r = Experiment<Llama, Blocks<0, 5>, L1, Exact<Exhaustive>>{stories260K(), {}, {}, policy}.run(prompts).front();
+    const auto& v = *r.verification();
+    BOOST_TEST(r.exact());
+    for (auto& p : v.positions) {
+        BOOST_TEST(p.checked == 512);  // every token of the vocabulary
+        BOOST_TEST(p.margin > v.tolerance);
+        BOOST_TEST(p.error <= v.tolerance);
+    }
+}
+
+// Two tokens with the same embedding row give the same output wherever they stand: the search must
+// say so, not pick one.
+BOOST_AUTO_TEST_CASE(two_tokens_with_identical_embeddings_are_reported_ambiguous) {
+    auto model = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,vocab_size=300,n_positions=32"), {}, 0, Blocks<0, 1>{});
+    {
+        at::NoGradGuard no_grad;
+        model.token_embedding()[17].copy_(model.token_embedding()[42]);
+    }
+    const std::vector<std::int64_t> prompt{5, 42, 100, 7};
+    Exact<Exhaustive> policy;
+    policy.verify_all = true;
+    auto r = Experiment<GPT2, Blocks<0, 1>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompt);
+    const auto& v = *r.verification();
+    BOOST_TEST(!v.verified());
+    BOOST_TEST((v.where(Verdict::ambiguous) == std::vector<std::int64_t>{1}));
+    std::vector<std::int64_t> within;
+    for (auto& c : v.positions[1].candidates)
+        if (c.error <= v.tolerance) within.push_back(c.id);
+    std::sort(within.begin(), within.end());
+    BOOST_TEST((within == std::vector<std::int64_t>{17, 42}));
+    for (int t : {0, 2, 3}) BOOST_TEST(v.positions[t].verdict == Verdict::verified);
+}
+
+// bf16's noise through 5 trained blocks (up to 3.8e-2) reaches the distance between tokens, so
+// verdicts there are often ambiguous: the default tolerance must still accept the true token
+// everywhere, and a wrong pick must never come out as verified.
+BOOST_AUTO_TEST_CASE(bf16_verifies_with_its_own_tolerance_on_the_cpu) {
+    const auto model = load<Llama>(testing::shared("models/stories260K/hf"), {.dtype = at::kBFloat16});
+    const auto prompts = sampled_prompts(stories260K(), 2, 12, 7);
+    Exact<Exhaustive> policy;
+    policy.verify_all = true;
+    policy.max_batch = 512;
+    auto results = Experiment<Llama, Blocks<0, 5>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompts);
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+        const auto& r = results[p];
+        const auto& v = *r.verification();
+        BOOST_TEST(v.tolerance == default_tolerance(at::kBFloat16));
+        BOOST_TEST_MESSAGE("bf16, 5 blocks: " << r.exact_tokens() << "/12 exact, ambiguous at " << v.where(Verdict::ambiguous).size()
+                                              << " positions, unmatched at " << v.where(Verdict::unmatched).size());
+        BOOST_TEST(v.where(Verdict::unmatched).empty());
+        for (std::size_t t = 0; t < prompts[p].size(); ++t) {
+            const auto& pc = v.positions[t];
+            const bool true_within = std::any_of(pc.candidates.begin(), pc.candidates.end(),
+                                                 [&](const Candidate& c) { return c.id == prompts[p][t] && c.error <= v.tolerance; });
+            BOOST_TEST_INFO("position " << t);
+            BOOST_TEST(true_within);
+            if (r.ids()[t] != prompts[p][t]) BOOST_TEST(pc.verdict == Verdict::ambiguous);
+        }
+    }
+    // Through one block the true token's noise (≤ 4.4e-3) is a tenth of the default: a tolerance set to
+    // 1e-2 verifies most positions, and a wrong pick is still never called verified.
+    policy.tolerance = 1e-2;
+    auto one = Experiment<Llama, Blocks<0, 1>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompts.front());
+    const auto& v = *one.verification();
+    BOOST_TEST_MESSAGE("bf16, 1 block, tolerance 1e-2: " << one.exact_tokens() << "/12 exact, " << v.where(Verdict::verified).size() << " verified");
+    BOOST_TEST(v.where(Verdict::unmatched).empty());
+    for (std::size_t t = 0; t < 12; ++t)
+        if (one.ids()[t] != prompts.front()[t]) BOOST_TEST(v.positions[t].verdict == Verdict::ambiguous);
+}
+
+BOOST_AUTO_TEST_CASE(a_restricted_vocabulary_only_ever_yields_allowed_tokens) {
+    const auto prompt = sampled_prompts(stories260K(), 1, 10, 11).front();
+    std::vector<std::int64_t> allowed(prompt.begin(), prompt.begin() + 5);  // the last five tokens may be outside
+    for (std::int64_t id = 300; id < 340; ++id) allowed.push_back(id);
+    using Exp = Experiment<Llama, Blocks<0, 5>, L1, Exact<Exhaustive>, AllTokens, EmbeddingSpace, Restricted<>>;
+    auto r = Exp{stories260K(), {}, {}, {}, {}, {}, Restricted<>{allowed}}.run(prompt);
+    for (auto id : r.ids()) BOOST_TEST((std::find(allowed.begin(), allowed.end(), id) != allowed.end()), "token " << id);
+    const auto& v = *r.verification();
+    for (std::size_t t = 0; t < prompt.size(); ++t) {
+        const bool reachable = std::find(allowed.begin(), allowed.end(), prompt[t]) != allowed.end() &&
+                               std::all_of(prompt.begin(), prompt.begin() + t, [&](auto id) { return std::find(allowed.begin(), allowed.end(), id) != allowed.end(); });
+        if (reachable) BOOST_TEST(v.positions[t].verdict == Verdict::verified);
+        if (std::find(allowed.begin(), allowed.end(), prompt[t]) == allowed.end()) BOOST_TEST(v.positions[t].verdict == Verdict::unmatched);
+    }
+}
+
+// The seed's row 82: an untrained d = 64 mixer compared on outputs [:, 1:, :] decoded "Cario" for
+// "Mario": the first token has no output of its own. Exact search finds it through position 1,
+// which mixes it in, and says how: verified through the next position, or undetermined.
+BOOST_AUTO_TEST_CASE(mixer_first_token_without_its_own_output_is_found_through_the_next) {
+    for (auto mixing : {"flat", "expanded"}) {
+        auto model = untrained<Mixer>(config_with<Mixer>(std::string("hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=512,token_mixing=") + mixing), {}, 0,
+                                      Blocks<0, 1>{});
+        const std::vector<std::int64_t> prompt{44, 300, 12, 7, 401, 99, 5, 250, 18};
+        Exact<GradientRank> policy;
+        policy.joint_budget = 512;
+        auto r = Experiment<Mixer, Blocks<0, 1>, L1, Exact<>, Tokens<1>>{model, {}, {}, policy}.run(prompt);
+        const auto& first = r.verification()->positions[0];
+        BOOST_TEST_MESSAGE(mixing << " mixer, Tokens<1, End>: position 0 " << to_string(first.verdict) << " (" << first.checked
+                                  << " candidates checked), " << r.exact_tokens() << "/9 exact");
+        BOOST_TEST(!first.compared);
+        BOOST_TEST((first.verdict == Verdict::verified) == (r.ids()[0] == prompt[0]));
+        for (std::size_t t = 1; t < prompt.size(); ++t) BOOST_TEST(r.ids()[t] == prompt[t]);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(captured_outputs_alone_recover_the_prompt) {
+    const auto prompts = sampled_prompts(stories260K(), 2, 16, 13);
+    Experiment<Llama, Blocks<0, 5>, L1, Exact<>> exp{stories260K()};
+    at::Tensor captured;
+    {
+        c10::InferenceMode no_autograd;
+        ActivationCache cache;
+        stories260K().run_with_cache(at::tensor(prompts[0], at::kLong).unsqueeze(0), cache);
+        captured = cache["blocks.4.hook_resid_post"][0].clone();
+    }
+    auto r = exp.run_from_target(captured).front();
+    BOOST_TEST(r.ids() == prompts[0]);
+    BOOST_TEST(r.verification()->verified());
+    BOOST_TEST(!r.exact());  // no prompt was given, so there is nothing to call it exact against
+    BOOST_CHECK_EXCEPTION(exp.run_from_target(captured.narrow(1, 0, 32)), Error, says("features per position"));
+    BOOST_CHECK_EXCEPTION(exp.run_from_target(at::zeros({3, 4, 5, 6})), Error, says("[tokens, features]"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
