@@ -116,11 +116,12 @@ class Cache:
 
 class Causal:
     """A stack of `blocks` causal blocks over token embeddings x (without positions); the family
-    supplies inputs(x, pos) and block(l, x, pos, attend)."""
+    supplies inputs(x, pos) and block(l, x, pos, attend); pos is the slice of positions of x's rows
+    (one position for all rows in step)."""
 
     def hidden(self, x):
         """Full causal forward of x (T, d) -> the residual stream after the last block (T, d)."""
-        pos = torch.arange(x.shape[0])
+        pos = slice(0, x.shape[0])
         x = self.inputs(x, pos)
         for l in range(self.blocks):
             x = self.block(l, x, pos, causal_attention)
@@ -137,7 +138,7 @@ class Causal:
                 return cached_attention(q, k, v, cache.K[l][:, :t], cache.V[l][:, :t])
             return f
 
-        pos = torch.tensor([t])
+        pos = slice(t, t + 1)
         x = self.inputs(x, pos)
         for l in range(self.blocks):
             x = self.block(l, x, pos, attend(l))
@@ -156,15 +157,14 @@ class Llama(Causal):
         hd = self.d // self.heads
         inv = config.get("rope_theta", 10000.0) ** (-torch.arange(0, hd, 2).float() / hd)
         ang = torch.outer(torch.arange(config["max_position_embeddings"]).float(), inv)
-        self.cos, self.sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+        self.cos, self.sin = (f(torch.cat([ang, ang], -1)).unsqueeze(1) for f in (torch.cos, torch.sin))  # (position, 1, hd)
 
     def rms(self, x, w):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
 
     def rope(self, x, pos):
         half = x.shape[-1] // 2
-        cos, sin = self.cos[pos].unsqueeze(-2), self.sin[pos].unsqueeze(-2)
-        return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+        return x * self.cos[pos] + torch.cat([-x[..., half:], x[..., :half]], -1) * self.sin[pos]
 
     def inputs(self, x, pos):
         return x
@@ -323,12 +323,13 @@ def run(args):
         model = build(blocks)
         prompts = prompts or prompts_for(args, model.E.shape[0])
         gen = torch.Generator().manual_seed(args.seed)
-        seconds, exact, correct, total, checked, steps, unmatched = [], 0, 0, 0, [], [], 0
+        seconds, cpu, exact, correct, total, checked, steps, unmatched = [], [], 0, 0, 0, [], [], 0
         for ids in prompts:
             target = targets(model, ids, args.target)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             found, c, s, u = invert(model, target, gen, args.verify_batch)
             seconds.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
             exact += found == ids
             correct += sum(a == b for a, b in zip(found, ids))
             total += len(ids)
@@ -341,6 +342,7 @@ def run(args):
             "length": lengths[0] if len(lengths) == 1 else lengths,
             "exact": exact / len(prompts), "token_accuracy": correct / total,
             "seconds_per_prompt": {"median": statistics.median(seconds), "all": [round(x, 4) for x in seconds]},
+            "cpu_seconds_per_prompt": {"median": statistics.median(cpu), "all": [round(x, 4) for x in cpu]},
             "candidates_checked_pct": 100 * statistics.mean(checked) / model.E.shape[0],
             "gradient_steps_per_position": statistics.mean(steps), "unmatched_positions": unmatched,
             "verify_batch": args.verify_batch, "target": args.target, "threads": args.threads,
