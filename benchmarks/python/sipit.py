@@ -25,7 +25,12 @@ one with the smallest error is kept and the position is counted as unmatched.
 Efficiency (the reference runs a full forward + backward over the whole prefix and another full
 forward per single candidate): the prefix's keys and values are computed once per position (the
 accepted candidate's are appended) and shared by the gradient and the verification, which run as
-one batched forward of position t; the backward runs only when no proposal matched.
+one batched forward of position t; the backward runs only when no proposal matched. (Fusing costs
+the backward B + 1 rows instead of 1; measured at GPT-2 small, 12 blocks, B = 16 it ties with a
+separate no-grad verification plus a one-row gradient pass, 249 ms each, and at stories260K's
+d = 64 it saves a third of the per-iteration overhead.) Distances use ‖E_v‖² − 2 E_v·e (‖E_v‖²
+precomputed): one matrix-vector product per iteration. With B > 1 an iteration proposes B tokens,
+and the window W (learning-rate decay and reset) still counts iterations, i.e. gradient steps.
 
 Targets: --target full (default) is one causal forward over the whole prompt, as a capture would be;
 --target iterative is the reference code's default (position by position from the true prefix, here
@@ -308,7 +313,7 @@ def prompts_for(args, vocab):
         if bad:
             sys.exit(f"{args.prompt_file}: ids {bad[:5]} outside the vocabulary [0, {vocab})")
         return prompts
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
     sampled = args.prompts // 2 if args.case == "stories260K" else 0
     full = load_stories(5) if sampled else None
     return ([sample_stories(full, args.length, gen) for _ in range(sampled)] +
@@ -322,7 +327,7 @@ def run(args):
     for blocks in args.blocks:
         model = build(blocks)
         prompts = prompts or prompts_for(args, model.E.shape[0])
-        gen = torch.Generator().manual_seed(args.seed)
+        gen = torch.Generator().manual_seed(args.seed + 2)
         seconds, cpu, exact, correct, total, checked, steps, unmatched = [], [], 0, 0, 0, [], [], 0
         for ids in prompts:
             target = targets(model, ids, args.target)
@@ -369,13 +374,12 @@ def selftest():
     with torch.no_grad():
         logits = llama.logits(llama.hidden(llama.E[torch.tensor(reference["tokens"])]))
     check("stories260K logits vs llama2.c, max |Δ|", float((logits - torch.tensor(reference["logits"])).abs().max()), 1e-4)
-    gen = torch.Generator().manual_seed(0)
     for name, model in (("stories260K", llama), ("gpt2-small 12 blocks", GPT2(12, 0))):
-        ids = torch.randint(model.E.shape[0], (12,), generator=gen).tolist()
+        ids = torch.randint(model.E.shape[0], (12,), generator=torch.Generator().manual_seed(1)).tolist()
         full, cached = targets(model, ids, "full"), targets(model, ids, "iterative")
         check(f"{name}: cached step vs full forward, max |Δ|/(atol + rtol·|ĥ|) (≤ 1: the full target verifies)",
               float(errors(cached, full, 1e-5, 1e-5).max()), 1.0)
-        found = invert(model, full, gen)[0]
+        found = invert(model, full, torch.Generator().manual_seed(2))[0]
         check(f"{name}: SipIt on 12 random ids, wrong tokens", sum(a != b for a, b in zip(found, ids)), 0)
     sys.exit(1 if failures else 0)
 
@@ -386,7 +390,7 @@ def main():
     parser.add_argument("--blocks", type=int, nargs="+", help="the target is the residual stream after this many blocks; one JSON line each")
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--length", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0, help="prompts, GPT-2's weights and the search's random start")
+    parser.add_argument("--seed", type=int, default=0, help="GPT-2's weights (seed), the prompts (seed + 1), the search's random starts (seed + 2): separate streams, so a start never replays a prompt")
     parser.add_argument("--prompt-file", help="one prompt per line, space-separated ids (replaces --prompts/--length)")
     parser.add_argument("--verify-batch", type=int, default=16, help="proposals verified per iteration in one batched forward (the paper: 1)")
     parser.add_argument("--target", choices=["full", "iterative"], default="full",
