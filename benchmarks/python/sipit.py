@@ -160,7 +160,7 @@ class Llama(Causal):
         self.w, self.blocks = weights, blocks
         self.d, self.heads = config["hidden_size"], config["num_attention_heads"]
         self.kv_heads = config.get("num_key_value_heads", self.heads)
-        self.eps = config["rms_norm_eps"]
+        self.eps, self.positions = config["rms_norm_eps"], config["max_position_embeddings"]
         self.E = weights["model.embed_tokens.weight"]
         hd = self.d // self.heads
         inv = config.get("rope_theta", 10000.0) ** (-torch.arange(0, hd, 2).float() / hd)
@@ -194,6 +194,8 @@ class Llama(Causal):
 
 
 def load_stories(blocks):
+    if not (STORIES / "model.safetensors").exists():
+        sys.exit(f"missing {STORIES}/model.safetensors: the reference models live in /work/shared/models")
     config = json.loads((STORIES / "config.json").read_text())
     if not 1 <= blocks <= config["num_hidden_layers"]:
         sys.exit(f"--blocks {blocks}: stories260K has {config['num_hidden_layers']} blocks")
@@ -209,7 +211,7 @@ class GPT2(Causal):
             sys.exit(f"--blocks {blocks}: GPT-2 small has {layers} blocks")
         gen = torch.Generator().manual_seed(seed)
         normal = lambda *shape, std=0.02: torch.randn(shape, generator=gen) * std
-        self.blocks, self.d, self.heads, self.kv_heads = blocks, d, heads, heads
+        self.blocks, self.d, self.heads, self.kv_heads, self.positions = blocks, d, heads, heads, positions
         self.E, self.wpe = normal(vocab, d), normal(positions, d)
         resid = 0.02 / math.sqrt(2 * layers)
         self.w = [dict(attn_w=normal(d, 3 * d), attn_b=torch.zeros(3 * d),
@@ -311,7 +313,12 @@ def sample_stories(model, length, gen, bos=1):
 def prompts_for(args, vocab):
     if args.prompt_file:
         lines = [line.split() for line in pathlib.Path(args.prompt_file).read_text().splitlines() if line.strip()]
-        prompts = [[int(i) for i in line] for line in lines]
+        try:
+            prompts = [[int(i) for i in line] for line in lines]
+        except ValueError as e:
+            sys.exit(f"{args.prompt_file}: one prompt per line, space-separated integer ids ({e})")
+        if not prompts:
+            sys.exit(f"{args.prompt_file}: no prompts")
         bad = [i for p in prompts for i in p if not 0 <= i < vocab]
         if bad:
             sys.exit(f"{args.prompt_file}: ids {bad[:5]} outside the vocabulary [0, {vocab})")
@@ -330,6 +337,8 @@ def run(args):
     for blocks in args.blocks:
         model = build(blocks)
         prompts = prompts or prompts_for(args, model.E.shape[0])
+        if max(map(len, prompts)) > model.positions:
+            sys.exit(f"prompts of {max(map(len, prompts))} tokens: {args.case} has {model.positions} positions")
         gen = torch.Generator().manual_seed(args.seed + 2)
         seconds, cpu, exact, correct, total, checked, steps, unmatched = [], [], 0, 0, 0, [], [], 0
         for ids in prompts:
