@@ -350,7 +350,8 @@ private:
             byte_token_[b] = it->second;
         }
         for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
-            const auto& [left, right] = spec.merges[rank];
+            // Not a structured binding: clang before 16 (the fuzz build) cannot capture one in a lambda.
+            const std::string &left = spec.merges[rank].first, &right = spec.merges[rank].second;
             auto id = [&](const std::string& symbol) {
                 const auto it = vocab_.find(symbol);
                 require(it != vocab_.end(), origin_, ": merges[", rank, "] (\"", left, "\" \"", right, "\"): \"", symbol,
