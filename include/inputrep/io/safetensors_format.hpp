@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -182,7 +183,8 @@ inline std::map<std::string, std::filesystem::path> read_index(const std::filesy
         require(!file.empty() && file != "." && file != ".." && file.find_first_of(std::string_view("/\\\0", 3)) == file.npos,
                 ctx, ": shard ", shard.dump(), " (holding \"", name, "\") is not a plain file name in the index's folder");
         const auto path = folder / file;
-        require(std::filesystem::is_regular_file(path), ctx, ": shard ", file, " (holding \"", name, "\") is missing from ",
+        std::error_code unreadable;  // a name too long for the file system is a missing shard, not an exception
+        require(std::filesystem::is_regular_file(path, unreadable), ctx, ": shard ", file, " (holding \"", name, "\") is missing from ",
                 folder.string());
         shards.emplace(name, path);
     }

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <inputrep/io/hf_config.hpp>
@@ -53,8 +54,9 @@ public:
     // what a program asks before choosing between a model folder's own tokenizer and a default.
     static bool exists_in(const std::filesystem::path& dir) {
         namespace fs = std::filesystem;
-        auto has = [&](const char* name) { return fs::is_regular_file(dir / name); };
-        return fs::is_directory(dir) && (has("tokenizer.model") || has("tokenizer.bin") || has("tokenizer.json") ||
+        std::error_code unreadable;  // a path the file system refuses holds no tokenizer
+        auto has = [&](const char* name) { return fs::is_regular_file(dir / name, unreadable); };
+        return fs::is_directory(dir, unreadable) && (has("tokenizer.model") || has("tokenizer.bin") || has("tokenizer.json") ||
                                          (has("vocab.json") && has("merges.txt")) || (has("encoder.json") && has("vocab.bpe")));
     }
 
