@@ -51,6 +51,10 @@ endif()
 find_dependency(xtensor)
 find_dependency(range-v3)
 find_dependency(nlohmann_json)
+# {fmt} formats the reports. Used header-only (fmt::fmt-header-only, FMT_HEADER_ONLY) as the
+# library itself is: a consumer or a machine the headers are carried to (scripts/gpu-check) needs
+# no libfmt.so at run time, and the few TUs that write reports pay about a second for it.
+find_dependency(fmt 9)
 if(NOT TARGET PkgConfig::inputrep_PCRE2)
   # GPT-2's pre-tokeniser needs \p{L}/\p{N} and a lookahead: PCRE2, not std::regex. pkg-config
   # where there is one (Debian); otherwise, or when it does not know libpcre2-8 (a machine without

@@ -17,6 +17,7 @@
 #include <inputrep/model/load.hpp>
 
 #include "common.hpp"
+#include "html_check.hpp"
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
@@ -285,6 +286,32 @@ BOOST_AUTO_TEST_CASE(the_page_escapes_text_and_colours_low_to_high) {
     BOOST_TEST(count(attribution_html(r, tokenizer), "background-color: #ff6e6e") == T);
     r.normalised = xt::ones<float>({T + 1});
     BOOST_CHECK_EXCEPTION(attribution_html(r, tokenizer), Error, says("scores for"));
+}
+
+// A long prompt: the page used to format its meta line into a 64-byte buffer, which cut its
+// "</p>" off from 100 tokens on (issue 9). Read back by Python's parser: every element closed,
+// every token's span there with its text, in order.
+BOOST_AUTO_TEST_CASE(a_150_token_page_is_complete) {
+    const auto tokenizer = Tokenizer::from_folder(testing::gpt2_vocab_dir());
+    std::string text;
+    while (tokenizer.encode(text).size() < 150) text += "Tom & Jerry <3 the bus that goes swish, swish; ";
+    AttributionResult r;
+    r.model = "gpt2";
+    r.blocks = 1, r.depth = 2;
+    r.ids = tokenizer.encode(text);
+    r.ids.resize(150);
+    r.position = 149;
+    r.predicted = r.ids.front();
+    r.raw = xt::linspace<float>(0.0f, 1.0f, 150);
+    r.normalised = r.raw;
+    const auto page = attribution_html(r, tokenizer);
+    BOOST_TEST(page.find("the prediction after token 150 of 150</p>") != std::string::npos);
+    BOOST_TEST(page.find("blocks 0&ndash;0 of 2") != std::string::npos);
+    BOOST_TEST(page.ends_with("</body>\n</html>\n"));
+    const auto spans = testing::html_token_texts(page);
+    BOOST_TEST_REQUIRE(spans.size() == 150u);
+    for (std::size_t t = 0; t < 150; ++t)
+        BOOST_TEST_CONTEXT("token " << t) BOOST_TEST(spans[t] == tokenizer.decode(std::span(&r.ids[t], 1)));
 }
 
 BOOST_AUTO_TEST_CASE(the_page_renders_in_headless_chromium) {

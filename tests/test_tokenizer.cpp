@@ -3,6 +3,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -12,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <inputrep/tokenizer/gpt2_bpe.hpp>
+#include <inputrep/tokenizer/tokenizer.hpp>
 
 #include "common.hpp"
 
@@ -320,6 +322,92 @@ BOOST_AUTO_TEST_CASE(bad_ids_text_and_regex_are_reported) {
     write(dir.path / "tokenizer.json", file.dump());
     BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_tokenizer_json(dir.path / "tokenizer.json"), inputrep::Error,
                           message_has({"(unclosed", "does not compile"}));
+}
+
+// An id far past the file's token count used to size the decode table: 10^9 asked for ~40 GB and
+// ended the program with std::bad_alloc (issue 10).
+BOOST_AUTO_TEST_CASE(ids_far_past_the_token_count_are_rejected) {
+    TempDir dir;
+    json vocab = json::object();
+    std::int64_t next_id = 0;
+    for (const auto& symbol : inputrep::detail::byte_alphabet().symbol) vocab[symbol] = next_id++;
+    vocab["far"] = 1'000'000'000;
+    write(dir.path / "vocab.json", vocab.dump());
+    write(dir.path / "merges.txt", "#version: 0.2\n");
+    BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_folder(dir.path), inputrep::Error,
+                          message_has({"\"far\" has id 1000000000", "holds 257 tokens", "below 514"}));
+    vocab["far"] = 513;  // the largest id the bound allows still loads
+    write(dir.path / "vocab.json", vocab.dump());
+    BOOST_TEST(Gpt2Bpe::from_folder(dir.path).vocab_size() == 514);
+    const json file = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}},
+                       {"added_tokens", {{{"id", 900'000'000}, {"content", "<big>"}}}}};
+    write(dir.path / "tokenizer.json", file.dump());
+    BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_tokenizer_json(dir.path / "tokenizer.json"), inputrep::Error,
+                          message_has({"special token \"<big>\" has id 900000000"}));
+}
+
+// A folder with only llama2.c's tokenizer.bin (no config.json to give the vocabulary size) is
+// read with it: the file's tokens are counted.
+BOOST_AUTO_TEST_CASE(a_folder_with_only_tokenizer_bin_uses_it) {
+    TempDir dir;
+    BOOST_TEST(!inputrep::Tokenizer::exists_in(dir.path));
+    std::string file(4, '\0');
+    auto piece = [&](const std::string& text, float score) {
+        const auto n = static_cast<std::int32_t>(text.size());
+        file.append(reinterpret_cast<const char*>(&score), 4).append(reinterpret_cast<const char*>(&n), 4).append(text);
+    };
+    for (const char* special : {"<unk>", "\n<s>\n", "\n</s>\n"}) piece(special, 0);
+    for (int b = 0; b < 256; ++b) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "<0x%02X>", b);
+        piece(hex, 0);
+    }
+    for (const char* text : {" ", "h", "i", "hi", " hi"}) piece(text, std::strlen(text));  // longer pieces score higher
+    write(dir.path / "tokenizer.bin", file);
+    BOOST_TEST(inputrep::Tokenizer::exists_in(dir.path));
+    const auto tokenizer = inputrep::Tokenizer::from_folder(dir.path);
+    BOOST_TEST(tokenizer.vocab_size() == 264);
+    BOOST_TEST(tokenizer.encode("hi hi") == (Ids{263, 263}), boost::test_tools::per_element());
+    BOOST_TEST(tokenizer.decode(Ids{263, 263}) == " hi hi");
+    // With a config.json, its vocab_size must match the file.
+    write(dir.path / "config.json", R"({"vocab_size": 300})");
+    BOOST_CHECK_EXCEPTION(inputrep::Tokenizer::from_folder(dir.path), inputrep::Error, message_has({"ends inside token 264 of 300"}));
+    write(dir.path / "tokenizer.bin", file.substr(0, file.size() - 2));
+    std::filesystem::remove(dir.path / "config.json");
+    BOOST_CHECK_EXCEPTION(inputrep::Tokenizer::from_folder(dir.path), inputrep::Error, message_has({"past the end of the file"}));
+}
+
+// A folder with only SentencePiece's tokenizer.model is read with it, not with a BPE default.
+BOOST_AUTO_TEST_CASE(a_folder_with_only_tokenizer_model_uses_it) {
+    TempDir dir;
+    {
+        std::ofstream corpus(dir.path / "corpus.txt");
+        for (int i = 0; i < 300; ++i) corpus << "the cat sat on the mat number " << i << " and the dog ran to the tree\n";
+    }
+    const std::string command = "spm_train --input='" + (dir.path / "corpus.txt").string() + "' --model_prefix='" +
+                                (dir.path / "tokenizer").string() + "' --model_type=bpe --vocab_size=60 "
+                                "--normalization_rule_name=identity > '" + (dir.path / "train.log").string() + "' 2>&1";
+    BOOST_TEST_REQUIRE(std::system(command.c_str()) == 0,
+                       "spm_train failed; the SentencePiece command-line tools come with scripts/setup (apt package sentencepiece)");
+    std::filesystem::remove(dir.path / "tokenizer.vocab");
+    std::filesystem::remove(dir.path / "corpus.txt");
+    BOOST_TEST(inputrep::Tokenizer::exists_in(dir.path));
+    const auto sentencepiece = inputrep::SentencePiece::from_file(dir.path / "tokenizer.model");
+    const auto tokenizer = inputrep::Tokenizer::from_folder(dir.path);
+    BOOST_TEST(tokenizer.vocab_size() == 60);
+    const std::string text = "the cat ran to the mat";
+    BOOST_TEST(tokenizer.encode(text) == sentencepiece.encode(text), boost::test_tools::per_element());
+    BOOST_TEST(tokenizer.decode(tokenizer.encode(text)) == text);
+}
+
+BOOST_AUTO_TEST_CASE(exists_in_sees_every_bpe_layout) {
+    BOOST_TEST(inputrep::Tokenizer::exists_in(testing::gpt2_vocab_dir()));
+    BOOST_TEST(!inputrep::Tokenizer::exists_in(testing::gpt2_vocab_dir() / "absent"));
+    TempDir dir;
+    write(dir.path / "vocab.json", "{}");
+    BOOST_TEST(!inputrep::Tokenizer::exists_in(dir.path));  // vocab.json without merges.txt
+    write(dir.path / "merges.txt", "");
+    BOOST_TEST(inputrep::Tokenizer::exists_in(dir.path));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

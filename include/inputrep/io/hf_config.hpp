@@ -1,10 +1,15 @@
 #pragma once
 // Hugging Face config.json: read, query with defaults, and override with key=value pairs as the
 // CLI's --untrained FAMILY:key=value,... names them.
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -36,10 +41,27 @@ inline Json read_config(const std::filesystem::path& model) {
 }
 
 // config[key] if present and not null, else `fallback`; a value of the wrong type is an error.
+// An integer key takes a JSON integer, or a number with an integral value, that fits T: JSON's
+// numbers are doubles to many writers (4096.0), but 1e87 or 2.5 must not be converted (the
+// conversion of an out-of-range double is undefined behaviour, found by fuzz/config_llama).
 template <class T>
 T config_value(const Json& config, std::string_view key, const T& fallback) {
     auto it = config.find(key);
     if (it == config.end() || it->is_null()) return fallback;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        using limits = std::numeric_limits<T>;
+        bool fits = false;
+        if (it->is_number_unsigned()) fits = std::in_range<T>(it->get<std::uint64_t>());
+        else if (it->is_number_integer()) fits = std::in_range<T>(it->get<std::int64_t>());
+        else if (it->is_number_float()) {
+            const double v = it->get<double>();
+            // max + 1 is a power of two, exact as a double even where max itself is not (2^63 − 1).
+            fits = std::trunc(v) == v && v >= static_cast<double>(limits::min()) && v < static_cast<double>(limits::max()) + 1.0;
+            if (fits) return static_cast<T>(v);
+        }
+        require(fits || !it->is_number(), "config key \"", key, "\" is ", it->dump(), ", not an integer in [", limits::min(), ", ",
+                limits::max(), "]");
+    }
     try {
         return it->get<T>();
     } catch (const Json::exception&) {

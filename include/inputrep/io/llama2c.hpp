@@ -13,10 +13,7 @@
 // w1 is the gate (SiLU) projection, w3 the up projection and w2 the down projection. q and k rows
 // are in Meta's interleaved RoPE layout and are permuted to HF's rotate-half layout on load.
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,18 +24,10 @@
 #include <inputrep/core/device.hpp>
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/mapped_file.hpp>
+#include <inputrep/io/llama2c_format.hpp>
 #include <inputrep/io/safetensors.hpp>
 
 namespace inputrep {
-
-struct Llama2cHeader {
-    int version = 0;  // 0: run.c's legacy layout, 1: export.py's "ak42" layout
-    std::int64_t dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
-    bool shared_classifier = true;
-    std::size_t bytes = 0;  // of the header itself
-
-    std::int64_t head_size() const { return dim / n_heads; }
-};
 
 class Llama2cCheckpoint {
 public:
@@ -46,8 +35,8 @@ public:
         Llama2cCheckpoint c;
         c.path_ = path;
         c.file_ = MappedFile::open(path);
-        c.header_ = read_header(*c.file_, path.string());
-        c.lay_out();
+        c.header_ = llama2c::read_header(c.file_->bytes(), path.string());
+        c.entries_ = llama2c::lay_out(c.header_, c.file_->size(), path.string());
         return c;
     }
 
@@ -83,7 +72,7 @@ public:
     at::Tensor load(const std::string& name, const Placement& placement) const {
         auto it = entries_.find(name);
         if (it == entries_.end()) fail(path_.string(), ": no tensor \"", name, "\" in this llama2.c checkpoint");
-        const Entry& e = it->second;
+        const llama2c::Place& e = it->second;
         auto keep = file_;
         at::Tensor t = at::from_blob(file_->bytes().data() + e.offset, e.shape, [keep](void*) {}, at::TensorOptions().dtype(at::kFloat));
         if (e.rotary_heads > 0) t = interleaved_to_rotate_half(t, e.rotary_heads);
@@ -105,103 +94,11 @@ public:
     }
 
 private:
-    struct Entry {
-        std::size_t offset = 0;
-        std::vector<std::int64_t> shape;
-        std::int64_t rotary_heads = 0;  // > 0: q or k, whose rows are permuted per head
-    };
-
     // Meta rotates adjacent pairs (2i, 2i+1) of a head, HF pairs i with i + hd/2: listing each
     // head's even rows, then its odd rows, turns one into the other (convert_llama_weights_to_hf).
     static at::Tensor interleaved_to_rotate_half(const at::Tensor& w, std::int64_t heads) {
         const auto rows = w.size(0), cols = w.size(1);
         return w.view({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols});
-    }
-
-    static Llama2cHeader read_header(const MappedFile& file, const std::string& where) {
-        const auto bytes = file.bytes();
-        auto int_at = [&](std::size_t offset) {
-            std::int32_t v;
-            std::memcpy(&v, bytes.data() + offset, 4);
-            return std::int64_t(v);
-        };
-        require(!bytes.empty(), where, ": empty file, not a llama2.c checkpoint");
-        require(!(bytes.size() >= 4 && std::memcmp(bytes.data(), "PK\x03\x04", 4) == 0), where,
-                ": a PyTorch zip checkpoint, not a llama2.c one (convert it to safetensors)");
-        Llama2cHeader h;
-        std::size_t ints = 0;
-        std::uint32_t magic = 0;
-        if (bytes.size() >= 4) std::memcpy(&magic, bytes.data(), 4);
-        if (magic == 0x616b3432u) {  // "ak42"
-            require(bytes.size() >= 256, where, ": ", bytes.size(), " bytes are too few for a llama2.c v1 header (256)");
-            h.version = static_cast<int>(int_at(4));
-            require(h.version == 1, where, ": llama2.c export version ", h.version,
-                    " is not supported (only the f32 formats: legacy v0 and v1; v2 is runq.c's int8 format)");
-            ints = 8;
-            h.bytes = 256;
-        } else {
-            h.bytes = 28;
-            require(bytes.size() >= h.bytes, where, ": ", bytes.size(), " bytes are too few for a llama2.c header (28)");
-        }
-        h.dim = int_at(ints), h.hidden_dim = int_at(ints + 4), h.n_layers = int_at(ints + 8), h.n_heads = int_at(ints + 12);
-        h.n_kv_heads = int_at(ints + 16), h.vocab_size = int_at(ints + 20), h.seq_len = int_at(ints + 24);
-        if (h.version == 1) {
-            h.shared_classifier = std::to_integer<int>(bytes[ints + 28]) != 0;
-        } else {
-            h.shared_classifier = h.vocab_size > 0;
-            h.vocab_size = std::abs(h.vocab_size);
-        }
-        require(h.dim > 0 && h.hidden_dim > 0 && h.n_layers > 0 && h.n_heads > 0 && h.n_kv_heads > 0 && h.vocab_size > 0 && h.seq_len > 0,
-                where, ": not a llama2.c checkpoint (header dim ", h.dim, ", hidden_dim ", h.hidden_dim, ", n_layers ", h.n_layers,
-                ", n_heads ", h.n_heads, ", n_kv_heads ", h.n_kv_heads, ", vocab_size ", h.vocab_size, ", seq_len ", h.seq_len,
-                " must all be positive)");
-        require(h.dim % h.n_heads == 0 && h.head_size() % 2 == 0 && h.n_heads % h.n_kv_heads == 0, where,
-                ": header has dim ", h.dim, ", ", h.n_heads, " heads and ", h.n_kv_heads,
-                " kv heads: dim must split into heads of even size and heads into kv groups");
-        return h;
-    }
-
-    // Walk the file in storage order, naming each tensor; the total must be the file's size.
-    void lay_out() {
-        const auto& h = header_;
-        const auto d = h.dim, hs = h.head_size(), q = h.n_heads * hs, kv = h.n_kv_heads * hs;
-        struct Group {
-            std::string name;  // per layer: the part after "model.layers.N."; empty: skipped
-            std::vector<std::int64_t> shape;
-            bool per_layer;
-            std::int64_t rotary_heads = 0;
-        };
-        const Group embed{"model.embed_tokens.weight", {h.vocab_size, d}, false};
-        const Group attn_norm{"input_layernorm.weight", {d}, true}, ffn_norm{"post_attention_layernorm.weight", {d}, true};
-        const Group wq{"self_attn.q_proj.weight", {q, d}, true, h.n_heads}, wk{"self_attn.k_proj.weight", {kv, d}, true, h.n_kv_heads};
-        const Group wv{"self_attn.v_proj.weight", {kv, d}, true}, wo{"self_attn.o_proj.weight", {d, q}, true};
-        const Group w1{"mlp.gate_proj.weight", {h.hidden_dim, d}, true}, w2{"mlp.down_proj.weight", {d, h.hidden_dim}, true};
-        const Group w3{"mlp.up_proj.weight", {h.hidden_dim, d}, true};
-        const Group final_norm{"model.norm.weight", {d}, false}, rope_table{"", {h.seq_len, hs / 2}, false};
-        const Group classifier{"lm_head.weight", {h.vocab_size, d}, false};
-        std::vector<Group> order = h.version == 0
-            ? std::vector<Group>{embed, attn_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3, final_norm, rope_table, rope_table}
-            : std::vector<Group>{attn_norm, ffn_norm, final_norm, embed, wq, wk, wv, wo, w1, w2, w3};
-        if (!h.shared_classifier) order.push_back(classifier);
-
-        // 128 bits: a corrupt header's sizes (int32 products over every layer) cannot wrap around.
-        unsigned __int128 offset = h.bytes;
-        auto place = [&](const std::string& name, const Group& g) {
-            unsigned __int128 n = sizeof(float);
-            for (auto s : g.shape) n *= static_cast<std::uint64_t>(s);
-            if (!name.empty()) entries_[name] = Entry{static_cast<std::size_t>(offset), g.shape, g.rotary_heads};
-            offset += n;
-        };
-        for (const auto& g : order) {
-            if (!g.per_layer) place(g.name, g);
-            else
-                for (std::int64_t i = 0; i < h.n_layers; ++i) place("model.layers." + std::to_string(i) + "." + g.name, g);
-        }
-        const bool fits = offset <= std::numeric_limits<std::uint64_t>::max();
-        require(offset == file_->size(), path_.string(), ": the llama2.c v", h.version, " header (dim ", h.dim, ", hidden_dim ", h.hidden_dim,
-                ", ", h.n_layers, " layers, ", h.n_heads, " heads, ", h.n_kv_heads, " kv heads, vocab ", h.vocab_size,
-                h.shared_classifier ? " shared" : " unshared", ", seq_len ", h.seq_len, ") implies ",
-                fits ? std::to_string(static_cast<std::uint64_t>(offset)) : std::string("over 2^64"), " bytes but the file has ", file_->size());
     }
 
     struct State {
@@ -211,7 +108,7 @@ private:
     std::filesystem::path path_;
     std::shared_ptr<MappedFile> file_;
     Llama2cHeader header_;
-    std::map<std::string, Entry> entries_;
+    std::map<std::string, llama2c::Place> entries_;
     std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 

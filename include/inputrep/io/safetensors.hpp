@@ -99,21 +99,7 @@ public:
         const auto single = path / "model.safetensors";
         const auto index = path / "model.safetensors.index.json";
         if (std::filesystem::exists(index)) {
-            nlohmann::json json;
-            try {
-                std::ifstream in(index);
-                json = nlohmann::json::parse(in);
-            } catch (const nlohmann::json::exception& e) {
-                fail(index.string(), ": not valid JSON (", e.what(), ")");
-            }
-            require(json.contains("weight_map") && json["weight_map"].is_object(), index.string(), ": no weight_map");
-            for (auto& [name, shard] : json["weight_map"].items()) {
-                require(shard.is_string(), index.string(), ": weight_map entry for \"", name, "\" is not a file name");
-                auto file = path / shard.get<std::string>();
-                require(std::filesystem::exists(file), index.string(), ": shard ", shard.get<std::string>(), " (holding \"",
-                        name, "\") is missing from ", path.string());
-                c.where_[name] = file;
-            }
+            c.where_ = safetensors::read_index(index);
         } else if (std::filesystem::exists(single)) {
             c.add_file(single);
         } else {

@@ -6,11 +6,15 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -152,6 +156,39 @@ inline Header parse_header(std::span<const std::byte> file, std::uint64_t file_s
             " bytes (truncated file or out-of-range offsets)");
     require(expected == buffer, ctx, ": ", buffer - expected, " trailing bytes after the last tensor");
     return header;
+}
+
+// A sharded checkpoint's model.safetensors.index.json: tensor name -> its shard, a file in the
+// index's folder. Shard names are plain file names: an index that names "/etc/passwd" or "../x"
+// would have the loader read outside the folder. (A shard that is a symbolic link is followed, as
+// model.safetensors is: the Hugging Face cache links every file to its blob, and whoever controls
+// the folder's links controls the folder anyway; the index, a small text file, is what travels.)
+inline std::map<std::string, std::filesystem::path> read_index(const std::filesystem::path& index) {
+    const std::string ctx = index.string();
+    std::ifstream in(index, std::ios::binary);
+    require(in.good(), ctx, ": cannot open the shard index");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    nlohmann::json json;
+    try {
+        json = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        fail(ctx, ": not valid JSON (", e.what(), ")");
+    }
+    require(json.is_object() && json.contains("weight_map") && json["weight_map"].is_object(), ctx, ": no weight_map");
+    const auto folder = index.parent_path();
+    std::map<std::string, std::filesystem::path> shards;
+    for (const auto& [name, shard] : json["weight_map"].items()) {
+        require(shard.is_string(), ctx, ": weight_map entry for \"", name, "\" is not a file name");
+        const auto file = shard.get<std::string>();
+        require(!file.empty() && file != "." && file != ".." && file.find_first_of(std::string_view("/\\\0", 3)) == file.npos,
+                ctx, ": shard ", shard.dump(), " (holding \"", name, "\") is not a plain file name in the index's folder");
+        const auto path = folder / file;
+        std::error_code unreadable;  // a name too long for the file system is a missing shard, not an exception
+        require(std::filesystem::is_regular_file(path, unreadable), ctx, ": shard ", file, " (holding \"", name, "\") is missing from ",
+                folder.string());
+        shards.emplace(name, path);
+    }
+    return shards;
 }
 
 // The header a writer produces for `entries` laid out back to back in the given order; padded with

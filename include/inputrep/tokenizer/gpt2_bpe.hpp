@@ -319,12 +319,21 @@ private:
 
     explicit Gpt2Bpe(Spec spec) : origin_(std::move(spec.origin)), ignore_merges_(spec.ignore_merges) {
         require(spec.vocab.is_object(), origin_, ": the vocabulary is not a JSON object of token -> id");
+        // Ids index a table, so an id is bounded by the file's own token count: a real vocabulary
+        // numbers its tokens densely, and one that left more than half of its id space empty is
+        // corrupt (an id of 10^9 in a 50k-token file would otherwise allocate 40 GB).
+        const std::int64_t tokens = std::int64_t(spec.vocab.size() + spec.specials.size()), id_bound = 2 * tokens;
+        auto check_id = [&](std::string_view what, std::string_view token, std::int64_t id) {
+            require(id < id_bound, origin_, ": ", what, " \"", token, "\" has id ", id, ", but the file holds ", tokens,
+                    " tokens: ids must be below ", id_bound, " (twice the token count)");
+        };
         std::vector<const std::string*> owner;  // id -> its vocabulary string, to report duplicate ids
         for (const auto& [token, value] : spec.vocab.items()) {
             require(value.is_number_integer() && value.get<std::int64_t>() >= 0 &&
                         value.get<std::int64_t>() <= std::numeric_limits<std::int32_t>::max(),
                     origin_, ": token \"", token, "\" has id ", value.dump(), ", not an integer in [0, 2^31)");
             const auto id = value.get<std::int64_t>();
+            check_id("token", token, id);
             const auto [it, fresh] = vocab_.emplace(token, id);
             if (std::size_t(id) >= bytes_.size()) bytes_.resize(id + 1), owner.resize(id + 1);
             require(!owner[id], origin_, ": id ", id, " is given to both \"", owner[id] ? *owner[id] : "", "\" and \"",
@@ -341,7 +350,8 @@ private:
             byte_token_[b] = it->second;
         }
         for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
-            const auto& [left, right] = spec.merges[rank];
+            // Not a structured binding: clang before 16 (the fuzz build) cannot capture one in a lambda.
+            const std::string &left = spec.merges[rank].first, &right = spec.merges[rank].second;
             auto id = [&](const std::string& symbol) {
                 const auto it = vocab_.find(symbol);
                 require(it != vocab_.end(), origin_, ": merges[", rank, "] (\"", left, "\" \"", right, "\"): \"", symbol,
@@ -355,6 +365,7 @@ private:
         for (auto& [content, id] : spec.specials) {
             require(!content.empty() && id >= 0 && id <= std::numeric_limits<std::int32_t>::max(), origin_,
                     ": special token \"", content, "\" with id ", id, " is empty or out of range");
+            check_id("special token", content, id);
             if (std::size_t(id) >= bytes_.size()) bytes_.resize(id + 1);
             bytes_[id] = content;  // added tokens decode to their text, never through the byte alphabet
             specials_.push_back({std::move(content), id});

@@ -1,7 +1,7 @@
 #pragma once
 // llama2.c's tokenizer.bin and run.c's encoder, which approximates SentencePiece BPE:
 //   file: int32 max_token_length, then per token: f32 score, int32 length, the piece's bytes
-//         (the token count is not stored; it is the model's vocab_size)
+//         (the token count is not stored: it is the model's vocab_size, or what the file holds)
 //   ids:  0 <unk>, 1 <s> (BOS), 2 </s> (EOS), 3..258 the bytes <0x00>..<0xFF>, then merged pieces
 //         with U+2581 '▁' written as an ASCII space
 //   encode: a dummy-prefix " ", then one piece per UTF-8 code point (absent ones fall back to
@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,18 +30,23 @@ class Llama2cTokenizer {
 public:
     static constexpr std::int64_t bos_id = 1, eos_id = 2;
 
-    // vocab_size comes from the model (its llama2.c header or config.json).
-    static Llama2cTokenizer from_file(const std::filesystem::path& path, std::int64_t vocab_size) {
+    // vocab_size comes from the model (its llama2.c header or config.json) and is checked against
+    // the file; without one, the file's tokens are counted (it holds exactly its tokens).
+    static Llama2cTokenizer from_file(const std::filesystem::path& path, std::optional<std::int64_t> expected_vocab_size = {}) {
         std::ifstream in(path, std::ios::binary);
         require(in.good(), path.string(), ": cannot open the llama2.c tokenizer");
         const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        require(vocab_size >= 259, path.string(), ": vocab_size ", vocab_size,
+        const bool counted = !expected_vocab_size;
+        // Every token takes at least 8 bytes, so the count has this bound.
+        const std::int64_t vocab_size = expected_vocab_size.value_or(std::int64_t(bytes.size() / 8));
+        require(counted || vocab_size >= 259, path.string(), ": vocab_size ", vocab_size,
                 " is too small for a llama2.c vocabulary (<unk>, <s>, </s> and 256 byte pieces come first)");
 
         std::size_t at = 0;
         auto read = [&](void* out, std::size_t n, std::int64_t token) {
-            require(at + n <= bytes.size(), path.string(), ": ends inside token ", token, " of ", vocab_size,
-                    " (truncated, or vocab_size is larger than the file's vocabulary)");
+            require(at + n <= bytes.size(), path.string(), ": ends inside token ", token,
+                    counted ? std::string(" (truncated)")
+                            : " of " + std::to_string(vocab_size) + " (truncated, or vocab_size is larger than the file's vocabulary)");
             std::memcpy(out, bytes.data() + at, n);
             at += n;
         };
@@ -48,7 +54,7 @@ public:
         t.origin_ = path.string();
         std::int32_t max_token_length = 0;  // only sizes run.c's buffers
         read(&max_token_length, 4, -1);
-        for (std::int64_t id = 0; id < vocab_size; ++id) {
+        for (std::int64_t id = 0; id < vocab_size && !(counted && at == bytes.size()); ++id) {
             float score = 0;
             std::int32_t length = 0;
             read(&score, 4, id);
@@ -63,6 +69,8 @@ public:
         }
         require(at == bytes.size(), path.string(), ": ", bytes.size() - at, " bytes follow token ", vocab_size - 1,
                 " (is vocab_size ", vocab_size, " right?)");
+        require(!counted || t.pieces_.size() >= 259, path.string(), ": holds ", t.pieces_.size(),
+                " tokens, too few for a llama2.c vocabulary (<unk>, <s>, </s> and 256 byte pieces come first)");
         return t;
     }
 

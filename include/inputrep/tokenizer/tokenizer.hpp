@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <inputrep/io/hf_config.hpp>
@@ -28,8 +30,8 @@ public:
 
     // A model folder's own tokenizer files, or a vocabulary folder: tokenizer.model (SentencePiece,
     // Llama 1/2, Mistral; Llama 3 ships a tiktoken file under that name, so tokenizer.json then),
-    // tokenizer.bin (llama2.c, its size from config.json), else byte-level BPE (vocab.json +
-    // merges.txt, encoder.json + vocab.bpe, tokenizer.json).
+    // tokenizer.bin (llama2.c; its size from config.json when there is one, else counted from the
+    // file), else byte-level BPE (vocab.json + merges.txt, encoder.json + vocab.bpe, tokenizer.json).
     static Tokenizer from_folder(const std::filesystem::path& dir) {
         require(std::filesystem::is_directory(dir), dir.string(), ": no such tokenizer folder");
         if (std::filesystem::exists(dir / "tokenizer.model")) {
@@ -39,9 +41,23 @@ public:
                 if (!std::filesystem::exists(dir / "tokenizer.json")) throw;
             }
         }
-        if (std::filesystem::exists(dir / "tokenizer.bin"))
-            return Llama2cTokenizer::from_file(dir / "tokenizer.bin", config_required<std::int64_t>(read_config(dir), "vocab_size"));
+        if (std::filesystem::exists(dir / "tokenizer.bin")) {
+            std::optional<std::int64_t> vocab_size;
+            if (std::filesystem::exists(dir / "config.json"))
+                vocab_size = config_required<std::int64_t>(read_config(dir), "vocab_size");
+            return Llama2cTokenizer::from_file(dir / "tokenizer.bin", vocab_size);
+        }
         return Gpt2Bpe::from_folder(dir);
+    }
+
+    // Whether `dir` holds tokenizer files from_folder reads (it may still find them malformed):
+    // what a program asks before choosing between a model folder's own tokenizer and a default.
+    static bool exists_in(const std::filesystem::path& dir) {
+        namespace fs = std::filesystem;
+        std::error_code unreadable;  // a path the file system refuses holds no tokenizer
+        auto has = [&](const char* name) { return fs::is_regular_file(dir / name, unreadable); };
+        return fs::is_directory(dir, unreadable) && (has("tokenizer.model") || has("tokenizer.bin") || has("tokenizer.json") ||
+                                         (has("vocab.json") && has("merges.txt")) || (has("encoder.json") && has("vocab.bpe")));
     }
 
     std::vector<std::int64_t> encode(std::string_view text) const { return self_->encode(text); }

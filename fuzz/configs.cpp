@@ -1,0 +1,41 @@
+// The fuzz targets of config.json, one per family: JSON -> the family's Config, whose checks are
+// the only guard between a downloaded file and the sizes the model allocates. These headers pull
+// in ATen, so this one file links libtorch (uninstrumented; only this file's code is checked).
+// First, before anything includes ATen/core/List.h: libtorch 1.13's List.h moves a
+// std::vector<IValue> while IValue is still incomplete, which clang in C++20 mode rejects where
+// GCC does not (libstdc++ 12's vector is constexpr, so clang instantiates it eagerly;
+// pytorch/pytorch#97689). Included from ivalue.h, List.h sees IValue complete.
+#include <ATen/core/ivalue.h>
+
+#include <string_view>
+
+#include <inputrep/model/gpt2.hpp>
+#include <inputrep/model/gptj.hpp>
+#include <inputrep/model/llama.hpp>
+#include <inputrep/model/mixer.hpp>
+
+#include "scratch.hpp"
+#include "targets.hpp"
+
+namespace inputrep::fuzz {
+
+namespace {
+
+template <class Config>
+void config(const std::uint8_t* data, std::size_t size) {
+    const auto json = Json::parse(text(data, size), nullptr, /*allow_exceptions=*/false);
+    if (json.is_discarded() || !json.is_object()) return;  // read_config rejects these before a family sees them
+    try {
+        (void)Config::from_json(json);
+    } catch (const Error&) {
+    }
+}
+
+}  // namespace
+
+void config_gpt2(const std::uint8_t* data, std::size_t size) { config<GPT2Config>(data, size); }
+void config_llama(const std::uint8_t* data, std::size_t size) { config<LlamaConfig>(data, size); }
+void config_gptj(const std::uint8_t* data, std::size_t size) { config<GPTJConfig>(data, size); }
+void config_mixer(const std::uint8_t* data, std::size_t size) { config<MixerConfig>(data, size); }
+
+}  // namespace inputrep::fuzz

@@ -1,0 +1,30 @@
+#pragma once
+// One function per parser that takes untrusted bytes. Each harness executable (harness.cpp,
+// compiled once per target) hands libFuzzer's input to one of them; the parsers themselves are
+// compiled once, in parsers.cpp and configs.cpp, so the fuzz build stays a few translation units.
+//
+// A target returns normally when the input is accepted or rejected with inputrep::Error (the
+// library's one clear error). Anything else escapes: another exception, a crash, a leak, undefined
+// behaviour, a huge allocation or a slow input, and libFuzzer reports it.
+#include <cstddef>
+#include <cstdint>
+
+#define INPUTREP_FUZZ_TARGETS(X)                                                                                           \
+    X(safetensors)     /* a .safetensors file: header, dtypes, shapes, data ranges */                                 \
+    X(shard_index)     /* model.safetensors.index.json */                                                              \
+    X(llama2c_header)  /* a llama2.c checkpoint: header and layout against the file's size */                          \
+    X(vocab_merges)    /* vocab.json NUL merges.txt (Hugging Face's GPT-2 files) */                                   \
+    X(encoder_bpe)     /* encoder.json NUL vocab.bpe (OpenAI's GPT-2 files) */                                        \
+    X(tokenizer_json)  /* a Hugging Face tokenizer.json (byte-level BPE) */                                           \
+    X(tokenizer_bin)   /* llama2.c's tokenizer.bin */                                                                  \
+    X(tokenizer_model) /* SentencePiece's tokenizer.model (protobuf) */                                               \
+    X(config_gpt2)     /* config.json -> GPT2Config */                                                                 \
+    X(config_llama)    /* config.json -> LlamaConfig (Llama, Mistral, Llama 3 rope_scaling) */                        \
+    X(config_gptj)     /* config.json -> GPTJConfig */                                                                 \
+    X(config_mixer)    /* config.json -> MixerConfig */
+
+namespace inputrep::fuzz {
+#define INPUTREP_FUZZ_DECLARE(name) void name(const std::uint8_t* data, std::size_t size);
+INPUTREP_FUZZ_TARGETS(INPUTREP_FUZZ_DECLARE)
+#undef INPUTREP_FUZZ_DECLARE
+}  // namespace inputrep::fuzz
