@@ -269,7 +269,7 @@ BOOST_AUTO_TEST_CASE(gptj_rotates_adjacent_pairs_of_the_first_rotary_dims) {
     const std::int64_t T = 5, hd = 16, rd = 8;
     const auto ctx = m.context(T, true);
     const auto x = at::randn({1, 2, T, hd}, at::kDouble).to(at::kFloat);
-    const auto y = GPTJ::rotate(x, ctx);
+    const auto y = ctx.rotary(x);
     BOOST_TEST(at::equal(y.narrow(-1, rd, hd - rd), x.narrow(-1, rd, hd - rd)));
     auto xa = x.accessor<float, 4>(), ya = y.accessor<float, 4>();
     double worst = 0;

@@ -24,17 +24,9 @@
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/llama2c.hpp>
 #include <inputrep/io/safetensors.hpp>
-#include <inputrep/kernels/cpu.hpp>
-#include <inputrep/model/model.hpp>
+#include <inputrep/model/family.hpp>
 
 namespace inputrep {
-
-// Where a family's weights come from: a safetensors Checkpoint, a llama2.c file, or anything else
-// that serves a tensor by Hugging Face name, checking the shape the config implies.
-template <class S>
-concept TensorSource = requires(const S& s, const std::string& name, const Placement& p, at::IntArrayRef shape) {
-    { s.load(name, p, shape) } -> std::same_as<at::Tensor>;
-};
 
 // Llama 3.1's long-context rewrite of the rotary frequencies (rope_scaling.rope_type "llama3"):
 // wavelengths below original/high_freq_factor are kept, those above original/low_freq_factor are
@@ -100,8 +92,8 @@ struct LlamaConfig {
         c.intermediate_size = config_value<std::int64_t>(j, "intermediate_size", c.intermediate_size);
         c.num_hidden_layers = config_value<std::int64_t>(j, "num_hidden_layers", c.num_hidden_layers);
         c.num_attention_heads = config_value<std::int64_t>(j, "num_attention_heads", c.num_attention_heads);
-        c.num_key_value_heads = config_value<std::int64_t>(j, "num_key_value_heads", 0);
-        c.head_dim = config_value<std::int64_t>(j, "head_dim", 0);
+        c.num_key_value_heads = optional_size(j, "llama", "num_key_value_heads");
+        c.head_dim = optional_size(j, "llama", "head_dim");
         c.rms_norm_eps = config_value<double>(j, "rms_norm_eps", c.rms_norm_eps);
         c.rope_theta = config_value<double>(j, "rope_theta", c.rope_theta);
         c.max_position_embeddings = config_value<std::int64_t>(j, "max_position_embeddings", c.max_position_embeddings);
@@ -118,10 +110,12 @@ struct LlamaConfig {
         require(!config_value<bool>(j, "attention_bias", false) && !config_value<bool>(j, "mlp_bias", false),
                 "llama: attention_bias / mlp_bias are not supported");
 
-        require(c.hidden_size > 0 && c.num_attention_heads > 0 && c.intermediate_size > 0 && c.num_hidden_layers > 0 &&
-                    c.vocab_size > 0 && c.max_position_embeddings > 0,
-                "llama: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, vocab_size and "
-                "max_position_embeddings must be positive");
+        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
+                                  {"num_hidden_layers", c.num_hidden_layers}, {"num_attention_heads", c.num_attention_heads},
+                                  {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.max_position_embeddings}})
+            require_positive("llama", key, double(value));
+        require_positive("llama", "rms_norm_eps", c.rms_norm_eps);
+        require_positive("llama", "rope_theta", c.rope_theta);
         require(c.head_dim > 0 || c.hidden_size % c.num_attention_heads == 0, "llama: hidden_size (", c.hidden_size,
                 ") must be a multiple of num_attention_heads (", c.num_attention_heads, ") unless head_dim is given");
         require(c.head_size() % 2 == 0, "llama: the head size (", c.head_size(), ") must be even for rotary embeddings");
@@ -179,24 +173,28 @@ private:
     }
 };
 
-class Llama {
-public:
-    using Config = LlamaConfig;
-    static constexpr std::string_view family = "llama";
+struct LlamaBlock {
+    at::Tensor input_layernorm, q_proj, k_proj, v_proj, o_proj;
+    at::Tensor post_attention_layernorm, gate_proj, up_proj, down_proj;
+    // q|k|v and gate|up stacked, with the named weights as views into them: one matrix
+    // product each instead of three and two, in the forward pass and in the gradient.
+    at::Tensor qkv, gate_up;
+};
 
-    struct Block {
-        at::Tensor input_layernorm, q_proj, k_proj, v_proj, o_proj;
-        at::Tensor post_attention_layernorm, gate_proj, up_proj, down_proj;
-        // q|k|v and gate|up stacked, with the named weights as views into them: one matrix
-        // product each instead of three and two, in the forward pass and in the gradient.
-        at::Tensor qkv, gate_up;
-    };
+class Llama : public Family<Llama, LlamaConfig, LlamaBlock> {
+    using Base = Family<Llama, LlamaConfig, LlamaBlock>;
+    friend Base;
+
+public:
+    static constexpr std::string_view family = "llama";
+    using Base::block;
+    using Base::load;
 
     // Shared by every block call on sequences of one length: the rotary tables and the mask.
     struct Context {
         std::int64_t length = 0;
-        at::Tensor cos, sin;  // [T, head_size], cos/sin of position·inv_freq, each frequency twice
-        at::Tensor mask;      // [T, T] additive, −inf where a query may not see a key; undefined when it sees all
+        Rotary rotary;    // rotate-half, tables [T, head_size]: cos/sin of position·inv_freq, each frequency twice
+        at::Tensor mask;  // [T, T] additive, −inf where a query may not see a key; undefined when it sees all
         BlockVariant variant;
     };
 
@@ -204,13 +202,9 @@ public:
     // initial scale as for GPT-2, whose embeddings have the same N(0, 0.02) scale untrained.
     static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.02, 0.002}}; }
 
-    const Config& config() const { return config_; }
-    int depth() const { return config_.layers(); }
     std::int64_t context_length() const { return config_.max_position_embeddings; }
     std::int64_t d_model() const { return config_.hidden_size; }
     std::int64_t vocab_size() const { return config_.vocab_size; }
-    Placement placement() const { return placement_; }
-    const at::Tensor& token_embedding() const { return need(embed_tokens_, "the token embedding model.embed_tokens"); }
 
     // Positions 0..T−1. Causal: a query sees keys up to itself. A sliding window W additionally
     // hides keys more than W−1 positions back (q−W < k ≤ q). Bidirectional drops only the causal
@@ -219,7 +213,7 @@ public:
         const auto inv = at::tensor(config_.rope_frequencies(), at::kDouble);
         auto angles = at::outer(at::arange(length, at::kDouble), inv);
         angles = at::cat({angles, angles}, -1);
-        Context c{length, angles.cos().to(placement_.options()), angles.sin().to(placement_.options()), {}, variant};
+        Context c{length, {Rotary::half, angles.cos().to(placement_.options()), angles.sin().to(placement_.options())}, {}, variant};
         const auto q = at::arange(length, at::kLong).unsqueeze(1), k = at::arange(length, at::kLong).unsqueeze(0);
         auto hidden = causal ? k > q : at::zeros({length, length}, at::kBool);
         if (config_.sliding_window) hidden = hidden.logical_or(k <= q - *config_.sliding_window);
@@ -227,13 +221,6 @@ public:
             c.mask = at::zeros({length, length}, at::kFloat).masked_fill(hidden, -std::numeric_limits<double>::infinity()).to(placement_.options());
         return c;
     }
-
-    // Rotary models add nothing to the token embedding.
-    at::Tensor position_offset(std::int64_t) const { return {}; }
-
-    at::Tensor embed(const at::Tensor& ids) const { return at::embedding(token_embedding(), ids); }
-
-    at::Tensor block(int i, const at::Tensor& x, const Context& ctx) const { return forward_block(i, x, ctx, nullptr, nullptr); }
 
     // What the input gradient of one block needs from its forward pass.
     struct Tape {
@@ -243,7 +230,7 @@ public:
     };
 
     // The block, recording its tape; the same code path as block().
-    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const { return forward_block(i, x, ctx, nullptr, &tape); }
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const { return forward_block(i, x, ctx, BlockHooks{i}, &tape); }
 
     // ∂(Σ dy·block(x))/∂x from the tape: the chain rule written out, input gradients only.
     //   MLP:       out = mid + down(silu(gate) ⊙ up),   gate|up = W·RMSNorm(mid)
@@ -253,45 +240,37 @@ public:
         const Block& b = layer(i);
         auto dgate_up = swiglu_input_grad(at::matmul(dy, b.down_proj), t.gate_up);
         auto dmid = rms_norm_input_grad(at::matmul(dgate_up, b.gate_up), t.mid, t.r_2, b.post_attention_layernorm, dy);
-        auto dqkv = attention_input_grad(at::matmul(dmid, b.o_proj), ctx, t.attention);
+        auto dqkv = attention_input_grad(at::matmul(dmid, b.o_proj), heads_of(dy), ctx.rotary, t.attention);
         return rms_norm_input_grad(at::matmul(dqkv, b.qkv), t.x, t.r_1, b.input_layernorm, dmid);
     }
 
-    at::Tensor unembed(const at::Tensor& x) const {
-        auto h = rms_norm(x, need(norm_, "the final norm model.norm"));
-        return at::linear(h, lm_head_.defined() ? lm_head_ : token_embedding());
-    }
+    at::Tensor final_norm(const at::Tensor& x) const { return rms_norm(x, need(norm_, "the final norm model.norm")); }
+    at::Tensor head(const at::Tensor& h) const { return at::linear(h, lm_head_.defined() ? lm_head_ : token_embedding()); }
 
-    // The whole forward pass with every hook point recorded; logits when the head was loaded.
-    at::Tensor run_with_cache(const at::Tensor& ids, ActivationCache& cache) const {
-        auto x = embed(ids);
-        cache.add("hook_embed", x);
-        const auto ctx = context(ids.size(-1), true);
-        for (int i = 0; i < depth(); ++i) {
-            cache.add("blocks." + std::to_string(i) + ".hook_resid_pre", x);
-            x = forward_block(i, x, ctx, &cache, nullptr);
-            cache.add("blocks." + std::to_string(i) + ".hook_resid_post", x);
+    // Every tensor `needs` asks for, with its Hugging Face name, the shape the config implies and
+    // Hugging Face's initialisation (Linear and Embedding weights N(0, 0.02), RMSNorm weights 1).
+    template <class Self, class Visit>
+    static void each_tensor(Self& m, const Needs& needs, Visit&& visit) {
+        const Config& c = m.config_;
+        const auto d = c.hidden_size, ff = c.intermediate_size, q = c.num_attention_heads * c.head_size(), kv = c.kv_heads() * c.head_size();
+        const auto w = Init::gaussian(0.02), ones = Init{Init::ones};
+        if (needs.embedding || (needs.head && c.tie_word_embeddings)) visit("model.embed_tokens.weight", m.embedding_, Shape{c.vocab_size, d}, w);
+        each_block(m, needs, [&](int i, auto& b) {
+            const auto n = "model.layers." + std::to_string(i) + ".";
+            visit(n + "input_layernorm.weight", b.input_layernorm, Shape{d}, ones);
+            visit(n + "self_attn.q_proj.weight", b.q_proj, Shape{q, d}, w);
+            visit(n + "self_attn.k_proj.weight", b.k_proj, Shape{kv, d}, w);
+            visit(n + "self_attn.v_proj.weight", b.v_proj, Shape{kv, d}, w);
+            visit(n + "self_attn.o_proj.weight", b.o_proj, Shape{d, q}, w);
+            visit(n + "post_attention_layernorm.weight", b.post_attention_layernorm, Shape{d}, ones);
+            visit(n + "mlp.gate_proj.weight", b.gate_proj, Shape{ff, d}, w);
+            visit(n + "mlp.up_proj.weight", b.up_proj, Shape{ff, d}, w);
+            visit(n + "mlp.down_proj.weight", b.down_proj, Shape{d, ff}, w);
+        });
+        if (needs.head) {
+            visit("model.norm.weight", m.norm_, Shape{d}, ones);
+            if (!c.tie_word_embeddings) visit("lm_head.weight", m.lm_head_, Shape{c.vocab_size, d}, w);
         }
-        return norm_.defined() ? unembed(x) : at::Tensor();
-    }
-
-    // Every materialised tensor under its Hugging Face name.
-    std::vector<std::pair<std::string, at::Tensor>> named_tensors() const {
-        std::vector<std::pair<std::string, at::Tensor>> out;
-        each_tensor(*this, Needs{{0, depth()}, true, true}, [&](const std::string& name, const at::Tensor& t, const Shape&) {
-            if (t.defined()) out.emplace_back(name, t);
-        });
-        return out;
-    }
-
-    // Hugging Face initialisation: Linear and Embedding weights N(0, 0.02), RMSNorm weights 1.
-    static Llama untrained(const Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
-        Llama m(config, placement, needs);
-        each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape) {
-            slot = name.ends_with("norm.weight") ? init::constant(shape, 1.0, placement) : init::normal(shape, 0.02, seed, name, placement);
-        });
-        m.stack_projections();
-        return m;
     }
 
     // A Hugging Face folder (config.json + safetensors) or a llama2.c .bin checkpoint.
@@ -300,57 +279,21 @@ public:
             auto file = Llama2cCheckpoint::open(path);
             return load(Config::from_json(file.config()), file, placement, needs);
         }
-        auto config = Config::from_json(read_config(path));
-        return load(config, Checkpoint::open(path), placement, needs);
+        return Base::load(path, placement, needs);
     }
 
-    template <TensorSource Source>
-    static Llama load(const Config& config, const Source& source, const Placement& placement, const Needs& needs) {
-        Llama m(config, placement, needs);
-        each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape) { slot = source.load(name, placement, shape); });
-        m.stack_projections();
-        return m;
+    // The tensor list's bytes, plus one block's q|k|v and gate|up while finish() stacks them.
+    static std::uint64_t estimated_bytes(const Config& c, const Needs& needs, at::ScalarType dtype = at::kFloat) {
+        const auto stacked = (c.num_attention_heads + 2 * c.kv_heads()) * c.head_size() * c.hidden_size + 2 * c.intermediate_size * c.hidden_size;
+        const bool any = needs.blocks.end > needs.blocks.begin;
+        return Base::estimated_bytes(c, needs, dtype) + (any ? std::uint64_t(stacked) * c10::elementSize(Placement{at::kCPU, dtype}.resolved().dtype) : 0);
     }
 
 private:
-    using Shape = std::vector<std::int64_t>;
+    using Base::Base;
 
-    Llama(const Config& config, const Placement& placement, const Needs& needs)
-        : config_(config), placement_(placement.resolved()), layers_(config.num_hidden_layers) {
-        require(needs.blocks.begin >= 0 && needs.blocks.begin <= needs.blocks.end && needs.blocks.end <= config.num_hidden_layers,
-                "llama: blocks [", needs.blocks.begin, ", ", needs.blocks.end, ") are outside the model's ", config.num_hidden_layers, " blocks");
-        for (int i = needs.blocks.begin; i < needs.blocks.end; ++i) layers_[i].emplace();
-    }
-
-    // Every tensor `needs` asks for, with its Hugging Face name and the shape the config implies:
-    // the one list that untrained(), load() and named_tensors() walk. Blocks not built are skipped.
-    template <class Self, class F>
-    static void each_tensor(Self& m, const Needs& needs, F&& f) {
-        const Config& c = m.config_;
-        const auto d = c.hidden_size, ff = c.intermediate_size, q = c.num_attention_heads * c.head_size(), kv = c.kv_heads() * c.head_size();
-        if (needs.embedding || (needs.head && c.tie_word_embeddings)) f("model.embed_tokens.weight", m.embed_tokens_, Shape{c.vocab_size, d});
-        for (int i = needs.blocks.begin; i < needs.blocks.end; ++i) {
-            if (!m.layers_[i]) continue;
-            auto& b = *m.layers_[i];
-            const auto n = "model.layers." + std::to_string(i) + ".";
-            f(n + "input_layernorm.weight", b.input_layernorm, Shape{d});
-            f(n + "self_attn.q_proj.weight", b.q_proj, Shape{q, d});
-            f(n + "self_attn.k_proj.weight", b.k_proj, Shape{kv, d});
-            f(n + "self_attn.v_proj.weight", b.v_proj, Shape{kv, d});
-            f(n + "self_attn.o_proj.weight", b.o_proj, Shape{d, q});
-            f(n + "post_attention_layernorm.weight", b.post_attention_layernorm, Shape{d});
-            f(n + "mlp.gate_proj.weight", b.gate_proj, Shape{ff, d});
-            f(n + "mlp.up_proj.weight", b.up_proj, Shape{ff, d});
-            f(n + "mlp.down_proj.weight", b.down_proj, Shape{d, ff});
-        }
-        if (needs.head) {
-            f("model.norm.weight", m.norm_, Shape{d});
-            if (!c.tie_word_embeddings) f("lm_head.weight", m.lm_head_, Shape{c.vocab_size, d});
-        }
-    }
-
-    void stack_projections() {
-        for (auto& layer : layers_) {
+    void finish() {
+        for (auto& layer : blocks_) {
             if (!layer) continue;
             auto& b = *layer;
             const auto q = b.q_proj.size(0), kv = b.k_proj.size(0), ff = b.gate_proj.size(0);
@@ -361,36 +304,24 @@ private:
         }
     }
 
-    const at::Tensor& need(const at::Tensor& t, std::string_view what) const {
-        if (!t.defined()) fail("llama: ", what, " was not loaded (load the model with the Needs that include it)");
-        return t;
-    }
-    const Block& layer(int i) const {
-        require(i >= 0 && i < depth(), "llama: block ", i, " does not exist (the model has ", depth(), " blocks)");
-        require(layers_[i].has_value(), "llama: block ", i, " was not loaded (load the model for a slice that includes it)");
-        return *layers_[i];
-    }
-
     // The block as the context's variant asks (the seed's ablations drop the norms, the residual
-    // around attention, or the MLP). With a cache, sub-layer outputs are recorded under
-    // TransformerLens names.
-    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, ActivationCache* cache, Tape* tape) const {
+    // around attention, or the MLP), recording what the input gradient needs.
+    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook, Tape* tape = nullptr) const {
         const Block& b = layer(i);
         const BlockVariant& v = ctx.variant;
-        require(x.dim() == 3 && x.size(2) == config_.hidden_size, "llama: block input must be [batch, tokens, ", config_.hidden_size, "]");
-        require(x.size(1) == ctx.length, "llama: the context was built for ", ctx.length, " tokens but the input has ", x.size(1));
+        check_input(x, ctx);
         Tape unused;
         Tape& t = tape ? *tape : unused;
-        const auto n = "blocks." + std::to_string(i) + ".";
         t.x = x;
-        auto attn_out = attention(b, v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x, ctx, t.attention);
+        auto h = v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x;
+        auto attn_out = at::linear(attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention), b.o_proj);
+        if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.mid = v.attention_residual ? x + attn_out : attn_out;
-        if (cache) cache->add(n + "hook_attn_out", attn_out), cache->add(n + "hook_resid_mid", t.mid);
-        if (!v.mlp) return t.mid;
-        auto h = v.norms ? rms_norm(t.mid, b.post_attention_layernorm, t.r_2) : t.mid;
+        if (hook(Hook::resid_mid, t.mid) || !v.mlp) return t.mid;
+        h = v.norms ? rms_norm(t.mid, b.post_attention_layernorm, t.r_2) : t.mid;
         t.gate_up = at::linear(h, b.gate_up);
         auto mlp_out = at::linear(swiglu(t.gate_up), b.down_proj);
-        if (cache) cache->add(n + "hook_mlp_out", mlp_out);
+        if (hook(Hook::mlp_out, mlp_out)) return mlp_out;
         return t.mid + mlp_out;
     }
 
@@ -431,59 +362,11 @@ private:
         return at::cat({da * up * sig * (1 + gate * (1 - sig)), da * gate * sig}, -1);
     }
 
-    // Rotate-half: dimension i pairs with i + hd/2.
-    static at::Tensor rotate(const at::Tensor& x, const Context& ctx) {
-        const auto half = x.size(-1) / 2;
-        return x * ctx.cos + at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1) * ctx.sin;
-    }
-    // Its transpose: the rotation by the opposite angle.
-    static at::Tensor rotate_input_grad(const at::Tensor& dz, const Context& ctx) {
-        const auto half = dz.size(-1) / 2;
-        auto s = dz * ctx.sin;
-        return dz * ctx.cos + at::cat({s.narrow(-1, half, half), -s.narrow(-1, 0, half)}, -1);
-    }
-
     Heads heads_of(const at::Tensor& x) const {
         return {x.size(0), x.size(1), config_.num_attention_heads, config_.kv_heads(), config_.head_size()};
     }
 
-    // Heads as [B, kv_heads, group, T, hd] for queries and [B, kv_heads, 1, T, hd] for keys and
-    // values, so each kv head broadcasts over the query heads it serves without being copied.
-    at::Tensor attention(const Block& b, const at::Tensor& h, const Context& ctx, AttentionTape& t) const {
-        const Heads s = heads_of(h);
-        auto qkv = at::linear(h, b.qkv);
-        if (cpu::attention_applies(qkv, s)) return at::linear(cpu::attention(qkv, ctx.cos, ctx.sin, ctx.mask, s, t), b.o_proj);
-        const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
-        auto heads = [&](std::int64_t offset, std::int64_t group) {
-            return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
-        };
-        t.q = rotate(heads(0, s.group()), ctx), t.k = rotate(heads(s.heads, 1), ctx), t.v = heads(s.heads + KV, 1);
-        auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
-        if (ctx.mask.defined()) scores.add_(ctx.mask);
-        t.p = at::softmax(scores, -1, at::kFloat).to(h.scalar_type());
-        auto y = at::matmul(t.p, t.v);
-        return at::linear(y.permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads * hd}), b.o_proj);
-    }
-
-    // ∂/∂(q|k|v) from ∂/∂(merged heads): softmax's backward, then the rotations turned back.
-    at::Tensor attention_input_grad(const at::Tensor& dy, const Context& ctx, const AttentionTape& t) const {
-        const Heads s = heads_of(dy);
-        if (cpu::attention_applies(dy, s)) return cpu::attention_input_grad(dy, ctx.cos, ctx.sin, s, t);
-        const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
-        auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
-        auto dyh = dy.view({B, T, KV, s.group(), hd}).permute({0, 2, 3, 1, 4});
-        auto dp = at::matmul(dyh, t.v.transpose(-2, -1));
-        auto dv = at::matmul(t.p.transpose(-2, -1), dyh).sum(2, true);
-        auto ds = at::_softmax_backward_data(dp, t.p, -1, t.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
-        auto dq = rotate_input_grad(at::matmul(ds, t.k), ctx);
-        auto dk = rotate_input_grad(at::matmul(ds.transpose(-2, -1), t.q).sum(2, true), ctx);
-        return at::cat({merge(dq), merge(dk), merge(dv)}, -1);
-    }
-
-    Config config_;
-    Placement placement_;
-    at::Tensor embed_tokens_, norm_, lm_head_;
-    std::vector<std::optional<Block>> layers_;
+    at::Tensor norm_, lm_head_;
 };
 
 }  // namespace inputrep

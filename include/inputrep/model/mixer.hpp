@@ -33,7 +33,7 @@
 
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
-#include <inputrep/model/model.hpp>
+#include <inputrep/model/family.hpp>
 
 namespace inputrep {
 
@@ -66,9 +66,10 @@ struct MixerConfig {
         c.expansion_factor = config_value<double>(j, "expansion_factor", c.expansion_factor);
         c.parallel_convolutions = config_value<std::int64_t>(j, "parallel_convolutions", c.parallel_convolutions);
         c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", false);
-        require(c.hidden_size > 0 && c.num_hidden_layers > 0 && c.context_length > 0 && c.vocab_size > 0,
-                "mixer: hidden_size, num_hidden_layers, context_length and vocab_size must be positive");
-        require(c.parallel_convolutions >= 1, "mixer: parallel_convolutions must be at least 1");
+        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size}, {"num_hidden_layers", c.num_hidden_layers},
+                                  {"context_length", c.context_length}, {"vocab_size", c.vocab_size}, {"parallel_convolutions", c.parallel_convolutions}})
+            require_positive("mixer", key, double(value));
+        if (c.expanded) require_positive("mixer", "expansion_factor", c.expansion_factor);
         require(!c.expanded || c.expanded_length() >= 1, "mixer: expansion_factor ", c.expansion_factor, " times context_length ",
                 c.context_length, " leaves no hidden positions");
         return c;
@@ -87,19 +88,22 @@ struct MixerConfig {
     }
 };
 
-class Mixer {
-public:
-    using Config = MixerConfig;
-    static constexpr std::string_view family = "mixer";
-
+struct MixerBlock {
     struct Conv {
         at::Tensor w, b;  // Conv1d layout: weight [out, in, 1], bias [out]
     };
-    struct Block {
-        at::Tensor seq_ln_w, seq_ln_b;
-        std::vector<std::vector<Conv>> mixers;  // p mixers, each 1 conv (flat) or 2 with a GELU between (expanded)
-        at::Tensor patch_ln_w, patch_ln_b, ff_in_w, ff_in_b, ff_out_w, ff_out_b;
-    };
+    at::Tensor seq_ln_w, seq_ln_b;
+    std::vector<std::vector<Conv>> mixers;  // p mixers, each 1 conv (flat) or 2 with a GELU between (expanded)
+    at::Tensor patch_ln_w, patch_ln_b, ff_in_w, ff_in_b, ff_out_w, ff_out_b;
+};
+
+class Mixer : public Family<Mixer, MixerConfig, MixerBlock> {
+    using Base = Family<Mixer, MixerConfig, MixerBlock>;
+    friend Base;
+
+public:
+    static constexpr std::string_view family = "mixer";
+    using Conv = Block::Conv;
 
     struct Context {
         std::int64_t length = 0;
@@ -111,165 +115,60 @@ public:
     // every token and end below the shifted input's distance; GPT-2's 0.01 rates do not.
     static InversionDefaults defaults() { return {.steps = 500, .init_scale = 1.0, .adam = {0.05, 0.0}, .gradient_descent = {0.02, 0.002}}; }
 
-    const Config& config() const { return config_; }
-    int depth() const { return static_cast<int>(config_.num_hidden_layers); }
     std::int64_t context_length() const { return config_.context_length; }
     std::int64_t d_model() const { return config_.hidden_size; }
     std::int64_t vocab_size() const { return config_.vocab_size; }
-    Placement placement() const { return placement_; }
-    const at::Tensor& token_embedding() const { return need(wte_, "the token embedding wte"); }
 
     // The triangular weights make every block causal; there is no bidirectional mixer to ask for.
     Context context(std::int64_t length, bool causal, BlockVariant variant = {}) const {
         require(causal, "mixer: the token mixing is causal by construction (triangular weights); a bidirectional slice does not apply");
-        length_check(length);
+        require(length <= config_.context_length, "mixer: ", length, " tokens exceed the context_length of ", config_.context_length,
+                " (the token-mixing weights are context_length × context_length)");
         return {length, variant};
     }
 
-    at::Tensor position_offset(std::int64_t) const { return {}; }
-
-    at::Tensor embed(const at::Tensor& ids) const {
-        length_check(ids.size(-1));
-        return at::embedding(token_embedding(), ids);
+    // No final norm: the head reads the residual stream.
+    at::Tensor head(const at::Tensor& x) const {
+        return at::linear(x, need(config_.tie_word_embeddings ? embedding_ : lm_head_, "the head lm_head"));
     }
 
-    at::Tensor block(int i, const at::Tensor& x, const Context& ctx) const { return forward_block(i, x, ctx, nullptr); }
-
-    at::Tensor unembed(const at::Tensor& x) const {
-        return at::linear(x, need(config_.tie_word_embeddings ? wte_ : lm_head_, "the head lm_head"));
-    }
-
-    at::Tensor run_with_cache(const at::Tensor& ids, ActivationCache& cache) const {
-        auto x = embed(ids);
-        cache.add("hook_embed", x);
-        auto ctx = context(ids.size(-1), true);
-        for (int i = 0; i < depth(); ++i) {
-            cache.add("blocks." + std::to_string(i) + ".hook_resid_pre", x);
-            x = forward_block(i, x, ctx, &cache);
-            cache.add("blocks." + std::to_string(i) + ".hook_resid_post", x);
-        }
-        return head_ ? unembed(x) : at::Tensor();
-    }
-
-    // Every materialised tensor under its name, in model order.
-    std::vector<std::pair<std::string, at::Tensor>> named_tensors() const {
-        std::vector<std::pair<std::string, at::Tensor>> out;
-        if (wte_.defined()) out.emplace_back("wte.weight", wte_);
-        for (int i = 0; i < depth(); ++i) {
-            if (!blocks_[i]) continue;
-            const Block& b = *blocks_[i];
-            auto n = "mixerblocks." + std::to_string(i) + ".";
-            out.emplace_back(n + "seq_layernorm.weight", b.seq_ln_w);
-            out.emplace_back(n + "seq_layernorm.bias", b.seq_ln_b);
-            for (std::size_t k = 0; k < b.mixers.size(); ++k)
-                for (std::size_t l = 0; l < b.mixers[k].size(); ++l) {
-                    auto c = conv_name(i, int(k), int(l));
-                    out.emplace_back(c + ".weight", b.mixers[k][l].w);
-                    out.emplace_back(c + ".bias", b.mixers[k][l].b);
+    // The seed's PyTorch names and PyTorch's defaults, as its untrained mixers had them: Embedding
+    // N(0, 1); Conv1d and Linear weights and biases U(±1/√fan_in); LayerNorm (1, 0). A tied matrix
+    // is the head's, since the seed ties by handing lm_head's weight to wte.
+    template <class Self, class Visit>
+    static void each_tensor(Self& m, const Needs& needs, Visit&& visit) {
+        const Config& c = m.config_;
+        const auto D = c.hidden_size, T = c.context_length, V = c.vocab_size, eT = c.expanded_length();
+        const auto ones = Init{Init::ones}, zeros = Init{};
+        auto fan_in = [](std::int64_t n) { return Init::bounded(1.0 / std::sqrt(double(n))); };
+        if (needs.embedding || (needs.head && c.tie_word_embeddings))
+            visit("wte.weight", m.embedding_, Shape{V, D}, c.tie_word_embeddings ? fan_in(D) : Init::gaussian(1.0));
+        each_block(m, needs, [&](int i, auto& b) {
+            const auto n = "mixerblocks." + std::to_string(i) + ".";
+            visit(n + "seq_layernorm.weight", b.seq_ln_w, Shape{D}, ones), visit(n + "seq_layernorm.bias", b.seq_ln_b, Shape{D}, zeros);
+            for (std::size_t k = 0; k < b.mixers.size(); ++k) {
+                const auto conv = n + (b.mixers.size() == 1 ? "conv" : "convs." + std::to_string(k));
+                // (out, in) of each conv of one token mixer: T×T, or T→eT→T with the GELU at index 1.
+                const std::vector<std::pair<std::int64_t, std::int64_t>> shapes =
+                    c.expanded ? std::vector<std::pair<std::int64_t, std::int64_t>>{{eT, T}, {T, eT}} : std::vector<std::pair<std::int64_t, std::int64_t>>{{T, T}};
+                for (std::size_t l = 0; l < shapes.size(); ++l) {
+                    const auto [out, in] = shapes[l];
+                    const auto name = c.expanded ? conv + "." + std::to_string(2 * l) : conv;
+                    visit(name + ".weight", b.mixers[k][l].w, Shape{out, in, 1}, fan_in(in));
+                    visit(name + ".bias", b.mixers[k][l].b, Shape{out}, fan_in(in));
                 }
-            out.emplace_back(n + "patch_layernorm.weight", b.patch_ln_w);
-            out.emplace_back(n + "patch_layernorm.bias", b.patch_ln_b);
-            out.emplace_back(n + "patch_ff.0.weight", b.ff_in_w);
-            out.emplace_back(n + "patch_ff.0.bias", b.ff_in_b);
-            out.emplace_back(n + "patch_ff.2.weight", b.ff_out_w);
-            out.emplace_back(n + "patch_ff.2.bias", b.ff_out_b);
-        }
-        if (lm_head_.defined()) out.emplace_back("lm_head.weight", lm_head_);
-        return out;
-    }
-
-    // PyTorch's defaults, as the seed's untrained mixers had them: Embedding N(0, 1); Conv1d and
-    // Linear weights and biases U(±1/√fan_in); LayerNorm (1, 0). A tied matrix is the head's, since
-    // the seed ties by handing lm_head's weight to wte.
-    static Mixer untrained(const Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
-        Mixer m(config, placement, needs);
-        m.build(needs, [&](const std::string& name, at::IntArrayRef shape, Init init) {
-            switch (init.kind) {
-                case Init::normal: return init::normal(shape, init.scale, seed, name, placement);
-                case Init::uniform: return init::uniform(shape, init.scale, seed, name, placement);
-                default: return init::constant(shape, init.kind == Init::ones ? 1.0 : 0.0, placement);
             }
+            visit(n + "patch_layernorm.weight", b.patch_ln_w, Shape{D}, ones), visit(n + "patch_layernorm.bias", b.patch_ln_b, Shape{D}, zeros);
+            visit(n + "patch_ff.0.weight", b.ff_in_w, Shape{4 * D, D}, fan_in(D)), visit(n + "patch_ff.0.bias", b.ff_in_b, Shape{4 * D}, fan_in(D));
+            visit(n + "patch_ff.2.weight", b.ff_out_w, Shape{D, 4 * D}, fan_in(4 * D)), visit(n + "patch_ff.2.bias", b.ff_out_b, Shape{D}, fan_in(4 * D));
         });
-        return m;
-    }
-
-    static Mixer load(const std::filesystem::path& folder, const Placement& placement, const Needs& needs) {
-        auto config = Config::from_json(read_config(folder));
-        auto ckpt = Checkpoint::open(folder);
-        return load(config, ckpt, placement, needs);
-    }
-
-    static Mixer load(const Config& config, const Checkpoint& ckpt, const Placement& placement, const Needs& needs) {
-        Mixer m(config, placement, needs);
-        m.build(needs, [&](const std::string& name, at::IntArrayRef shape, Init) { return ckpt.load(name, placement, shape); });
-        return m;
+        if (needs.head && !c.tie_word_embeddings) visit("lm_head.weight", m.lm_head_, Shape{V, D}, fan_in(D));
     }
 
 private:
-    struct Init {
-        enum Kind { normal, uniform, ones, zeros } kind;
-        double scale = 0;  // σ of normal, bound of uniform
-    };
-
-    Mixer(const Config& config, const Placement& placement, const Needs& needs)
-        : config_(config), placement_(placement.resolved()), blocks_(config.num_hidden_layers), head_(needs.head) {
-        require(needs.blocks.begin >= 0 && needs.blocks.begin <= needs.blocks.end && needs.blocks.end <= config.num_hidden_layers,
-                "mixer: blocks [", needs.blocks.begin, ", ", needs.blocks.end, ") are outside the model's ", config.num_hidden_layers,
-                " blocks");
-    }
-
-    std::string conv_name(int block, int k, int layer) const {
-        auto n = "mixerblocks." + std::to_string(block) + (config_.parallel_convolutions == 1 ? ".conv" : ".convs." + std::to_string(k));
-        return config_.expanded ? n + "." + std::to_string(2 * layer) : n;
-    }
-
-    // One list of what `needs` materialises, with names, shapes and initialisation; `make` reads
-    // or draws each tensor.
-    template <class Make>
-    void build(const Needs& needs, Make&& make) {
-        const auto D = config_.hidden_size, T = config_.context_length, V = config_.vocab_size;
-        auto bound = [](std::int64_t fan_in) { return Init{Init::uniform, 1.0 / std::sqrt(double(fan_in))}; };
-        if (needs.embedding || (needs.head && config_.tie_word_embeddings))
-            wte_ = make("wte.weight", {V, D}, config_.tie_word_embeddings ? bound(D) : Init{Init::normal, 1.0});
-        // (out, in) of each conv of one token mixer.
-        std::vector<std::pair<std::int64_t, std::int64_t>> convs{{T, T}};
-        if (config_.expanded) convs = {{config_.expanded_length(), T}, {T, config_.expanded_length()}};
-        for (int i = needs.blocks.begin; i < needs.blocks.end; ++i) {
-            auto n = "mixerblocks." + std::to_string(i) + ".";
-            Block b;
-            b.seq_ln_w = make(n + "seq_layernorm.weight", {D}, Init{Init::ones});
-            b.seq_ln_b = make(n + "seq_layernorm.bias", {D}, Init{Init::zeros});
-            for (int k = 0; k < config_.parallel_convolutions; ++k) {
-                auto& mixer = b.mixers.emplace_back();
-                for (std::size_t l = 0; l < convs.size(); ++l) {
-                    auto [out, in] = convs[l];
-                    auto c = conv_name(i, k, int(l));
-                    mixer.push_back({make(c + ".weight", {out, in, 1}, bound(in)), make(c + ".bias", {out}, bound(in))});
-                }
-            }
-            b.patch_ln_w = make(n + "patch_layernorm.weight", {D}, Init{Init::ones});
-            b.patch_ln_b = make(n + "patch_layernorm.bias", {D}, Init{Init::zeros});
-            b.ff_in_w = make(n + "patch_ff.0.weight", {4 * D, D}, bound(D));
-            b.ff_in_b = make(n + "patch_ff.0.bias", {4 * D}, bound(D));
-            b.ff_out_w = make(n + "patch_ff.2.weight", {D, 4 * D}, bound(4 * D));
-            b.ff_out_b = make(n + "patch_ff.2.bias", {D}, bound(4 * D));
-            blocks_[i] = std::move(b);
-        }
-        if (needs.head && !config_.tie_word_embeddings) lm_head_ = make("lm_head.weight", {V, D}, bound(D));
-    }
-
-    void length_check(std::int64_t length) const {
-        require(length <= config_.context_length, "mixer: ", length, " tokens exceed the context_length of ", config_.context_length,
-                " (the token-mixing weights are context_length × context_length)");
-    }
-    const at::Tensor& need(const at::Tensor& t, std::string_view what) const {
-        if (!t.defined()) fail("mixer: ", what, " was not loaded (load the model with the Needs that include it)");
-        return t;
-    }
-    const Block& layer(int i) const {
-        require(i >= 0 && i < depth(), "mixer: block ", i, " does not exist (the model has ", depth(), " blocks)");
-        require(blocks_[i].has_value(), "mixer: block ", i, " was not loaded (load the model for a slice that includes it)");
-        return *blocks_[i];
+    Mixer(const Config& config, const Placement& placement, const Needs& needs) : Base(config, placement, needs) {
+        for (auto& b : blocks_)
+            if (b) b->mixers.assign(config.parallel_convolutions, std::vector<Conv>(config.expanded ? 2 : 1));
     }
 
     // y [B, n, D] → [B, min(t, out), D] through the leading rows and columns of the triangle.
@@ -279,38 +178,36 @@ private:
         return at::matmul(w, y) + c.b.narrow(0, 0, rows).unsqueeze(-1);
     }
 
-    at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h) const {
+    static at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h) {
         auto y = causal_conv(mixer.front(), h, h.size(1));
         for (std::size_t l = 1; l < mixer.size(); ++l) y = causal_conv(mixer[l], at::gelu(y), h.size(1));
         return y;
     }
 
     // The block as the context's variant asks, token mixing standing where attention stands in a
-    // transformer: without the layer norms, without the residual around the token mixing, or
-    // without patch_ff (all three off: the token mixing alone).
-    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, ActivationCache* cache) const {
+    // transformer (hook_attn_out) and patch_ff where the MLP stands (hook_mlp_out): without the
+    // layer norms, without the residual around the token mixing, or without patch_ff (all three
+    // off: the token mixing alone).
+    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook) const {
         const Block& b = layer(i);
         const BlockVariant& v = ctx.variant;
         const auto D = config_.hidden_size;
-        require(x.dim() == 3 && x.size(2) == D, "mixer: block input must be [batch, tokens, ", D, "]");
-        require(x.size(1) == ctx.length, "mixer: ", x.size(1), " tokens but the context was built for ", ctx.length);
+        check_input(x, ctx);
         auto h = v.norms ? at::layer_norm(x, {D}, b.seq_ln_w, b.seq_ln_b, layer_norm_eps) : x;
         auto mixed = token_mix(b.mixers.front(), h);
         for (std::size_t k = 1; k < b.mixers.size(); ++k) mixed = mixed + token_mix(b.mixers[k], h);
+        if (hook(Hook::attn_out, mixed)) return mixed;
         auto y = v.attention_residual ? x + mixed : mixed;
-        if (!v.mlp) return y;
-        if (cache) cache->add("blocks." + std::to_string(i) + ".hook_resid_mid", y);
+        if (hook(Hook::resid_mid, y) || !v.mlp) return y;
         h = v.norms ? at::layer_norm(y, {D}, b.patch_ln_w, b.patch_ln_b, layer_norm_eps) : y;
-        return y + at::linear(at::gelu(at::linear(h, b.ff_in_w, b.ff_in_b)), b.ff_out_w, b.ff_out_b);
+        auto mlp_out = at::linear(at::gelu(at::linear(h, b.ff_in_w, b.ff_in_b)), b.ff_out_w, b.ff_out_b);
+        if (hook(Hook::mlp_out, mlp_out)) return mlp_out;
+        return y + mlp_out;
     }
 
     static constexpr double layer_norm_eps = 1e-5;  // nn.LayerNorm's default; the seed never sets it
 
-    Config config_;
-    Placement placement_;
-    at::Tensor wte_, lm_head_;
-    std::vector<std::optional<Block>> blocks_;
-    bool head_ = false;
+    at::Tensor lm_head_;
 };
 
 }  // namespace inputrep

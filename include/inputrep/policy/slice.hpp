@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <concepts>
 #include <limits>
+#include <optional>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
-#include <inputrep/model/model.hpp>
+#include <inputrep/model/family.hpp>
 
 namespace inputrep {
 
@@ -75,6 +77,40 @@ struct Concat {
     at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const;
 };
 
+// Blocks begin.. end.block, the last one only up to end.hook.
+template <class M, class Context>
+at::Tensor run_to(const M& model, at::Tensor x, const Context& ctx, int begin, HookPoint end) {
+    for (int i = begin; i < end.block; ++i) x = model.block(i, x, ctx);
+    return end.hook == Hook::resid_post ? model.block(end.block, x, ctx) : model.block_to(end.block, x, ctx, end.hook);
+}
+
+// Blocks B.. up to a hook point inside the last one (DESIGN §3): UpTo<"blocks.3.hook_resid_mid"> is
+// blocks 0-2 and block 3's attention sub-layer with its residual; its output is that hook's cache
+// entry. UpTo<"blocks.3.hook_resid_post"> is Blocks<0, 4>, UpTo<"blocks.3.hook_resid_pre"> Blocks<0, 3>.
+template <std::size_t N>
+struct HookString {
+    char text[N]{};
+    constexpr HookString(const char (&s)[N]) { std::copy_n(s, N, text); }
+    constexpr std::string_view view() const { return {text, N - 1}; }
+};
+
+template <HookString Name, int B = 0>
+struct UpTo {
+    static constexpr HookParse parsed = parse_hook_point(Name.view());
+    static_assert(parsed.error == nullptr,
+                  "UpTo<\"NAME\">: NAME must be blocks.N.hook_resid_pre (N > 0), blocks.N.hook_attn_out, blocks.N.hook_resid_mid, "
+                  "blocks.N.hook_mlp_out or blocks.N.hook_resid_post");
+    static constexpr HookPoint end = parsed.point.slice_end();
+    static_assert(B >= 0 && B <= end.block, "UpTo<NAME, B>: the first block B must be >= 0 and not after the hook's block");
+    static constexpr int static_end = end.block + 1;
+    constexpr BlockRange range() const { return {B, end.block + 1}; }
+    constexpr bool causal() const { return true; }
+    constexpr BlockVariant variant() const { return {}; }
+
+    template <class M, class Context>
+    at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const { return run_to(model, x, ctx, B, end); }
+};
+
 // Slices that are a plain run of whole blocks, so the model's own input gradient can replace autograd.
 template <class S>
 inline constexpr bool is_block_chain = false;
@@ -114,12 +150,21 @@ at::Tensor Concat<Parts...>::apply(const M& model, const at::Tensor& x, const Co
     return std::apply([&](const auto&... p) { return at::cat({apply_slice(p, model, x, ctx)...}, -1); }, parts);
 }
 
-// Any of the above, chosen at run time (the CLI's --blocks and --slice): one or more block ranges
-// from a common input, joined along features when there are several.
+// Any of the above, chosen at run time (the CLI's --blocks, --slice and --hook): one or more block
+// ranges from a common input, joined along features when there are several; or one range whose
+// last block stops at a hook point (SliceSpec::up_to(parse_hook("blocks.3.hook_resid_mid"))).
 struct SliceSpec {
     std::vector<BlockRange> parts{{0, 1}};
     bool is_causal = true;
     BlockVariant block_variant{};
+    std::optional<HookPoint> end_hook;  // the single part ends at this point of its last block
+
+    static SliceSpec up_to(HookPoint point, int begin = 0) {
+        const auto end = point.slice_end();
+        require(end.block >= 0, "the slice would end at ", point.name(), ", the embedding itself: it holds no block");
+        require(begin >= 0 && begin <= end.block, "a slice from block ", begin, " cannot end at ", point.name());
+        return {{{begin, end.block + 1}}, true, {}, end};
+    }
 
     BlockRange range() const {
         BlockRange r{std::numeric_limits<int>::max(), 0};
@@ -131,6 +176,10 @@ struct SliceSpec {
 
     template <class M, class Context>
     at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const {
+        if (end_hook) {
+            require(parts.size() == 1, "a slice that ends at a hook point has one block range");
+            return run_to(model, x, ctx, parts.front().begin, *end_hook);
+        }
         std::vector<at::Tensor> outputs;
         for (auto& p : parts) outputs.push_back(apply_slice(BlockSlice{p}, model, x, ctx));
         return outputs.size() == 1 ? outputs.front() : at::cat(outputs, -1);

@@ -1,0 +1,423 @@
+#pragma once
+// The skeleton every model family stands on: one tensor list walked by load, untrained init, save
+// and the memory estimate; the blocks a caller asked for; hook points under TransformerLens names;
+// one attention (and its input gradient) for every family.
+//
+// A family F derives from Family<F, Config, Block> and writes only what is its own:
+//   static constexpr std::string_view family;                       "gpt2"
+//   template <class Self, class Visit> static void each_tensor(Self& m, const Needs&, Visit&&);
+//       visit(HF name, slot, Shape, Init) for each tensor the Needs materialise, in model order
+//   Context context(T, causal, variant) const;                      what every block call of one length shares
+//   at::Tensor forward_block(i, x, ctx, const BlockHooks&) const;    one block; hooks(Hook::attn_out, y) at each
+//                                                                    sub-layer output returns true where to stop
+//   at::Tensor final_norm(x) const (none: leave it out);  at::Tensor head(h) const   the unembedding
+//   context_length(), d_model(), vocab_size(), defaults()
+// and gets the rest: embed (ids and length checked), block, block_to, unembed, run_with_cache,
+// named_tensors, parameters, untrained, load, estimated_bytes.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <inputrep/io/hf_config.hpp>
+#include <inputrep/io/safetensors.hpp>
+#include <inputrep/kernels/cpu.hpp>
+#include <inputrep/model/model.hpp>
+
+namespace inputrep {
+
+// ---- Hook points ----------------------------------------------------------------------------------
+
+// The points inside block N, in the order a pre-LN block produces them (TransformerLens names).
+// A parallel block (GPT-J) has no resid_mid; the masked mixer's token mixing stands where
+// attention stands (attn_out) and its patch_ff where the MLP stands (mlp_out).
+enum class Hook { resid_pre, attn_out, resid_mid, mlp_out, resid_post };
+inline constexpr std::array<std::string_view, 5> hook_names{"hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out",
+                                                            "hook_resid_post"};
+
+inline std::string hook_name(int block, Hook hook) { return "blocks." + std::to_string(block) + "." + std::string(hook_names[int(hook)]); }
+
+// A hook point inside a block: blocks.3.hook_resid_mid is {3, Hook::resid_mid}.
+struct HookPoint {
+    int block = 0;
+    Hook hook = Hook::resid_post;
+    constexpr bool operator==(const HookPoint&) const = default;
+    std::string name() const { return hook_name(block, hook); }
+    // Where a slice ending here stops: resid_pre of block N is resid_post of block N-1.
+    constexpr HookPoint slice_end() const { return hook == Hook::resid_pre ? HookPoint{block - 1, Hook::resid_post} : *this; }
+};
+
+// Shared by UpTo<"..."> at compile time and parse_hook at run time: the point, or why the name is not one.
+struct HookParse {
+    HookPoint point;
+    const char* error = nullptr;
+};
+constexpr HookParse parse_hook_point(std::string_view s) {
+    constexpr std::string_view prefix = "blocks.";
+    if (!s.starts_with(prefix))
+        return {{}, "a slice ends at a block's hook point: blocks.N.hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post"};
+    s.remove_prefix(prefix.size());
+    int block = 0;
+    std::size_t digits = 0;
+    for (; digits < s.size() && s[digits] >= '0' && s[digits] <= '9'; ++digits) {
+        block = block * 10 + (s[digits] - '0');
+        if (block > 1'000'000) return {{}, "the block number is too large"};
+    }
+    if (digits == 0 || digits == s.size() || s[digits] != '.') return {{}, "expected blocks.N.hook_... with a block number N"};
+    s.remove_prefix(digits + 1);
+    for (std::size_t h = 0; h < hook_names.size(); ++h)
+        if (s == hook_names[h]) {
+            const HookPoint p{block, Hook(h)};
+            if (p.hook == Hook::resid_pre && block == 0) return {p, "blocks.0.hook_resid_pre is the embedding itself: the slice would hold no block"};
+            return {p, nullptr};
+        }
+    return {{}, "unknown hook point (expected hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post)"};
+}
+
+// The run-time parse (the CLI's --hook NAME).
+inline HookPoint parse_hook(std::string_view name) {
+    const auto r = parse_hook_point(name);
+    if (r.error) fail("hook \"", name, "\": ", r.error);
+    return r.point;
+}
+
+// What one block call records and where it stops. The family calls it at each sub-layer output;
+// it records into the cache (when there is one) and answers whether the block should return here.
+struct BlockHooks {
+    int block = 0;
+    ActivationCache* cache = nullptr;
+    Hook stop = Hook::resid_post;
+    mutable bool reached = false;
+    bool operator()(Hook hook, const at::Tensor& value) const {
+        if (cache) cache->add(hook_name(block, hook), value);
+        return reached = hook == stop;
+    }
+};
+
+// ---- Tensors ----------------------------------------------------------------------------------
+
+using Shape = std::vector<std::int64_t>;
+
+// How an untrained tensor is drawn; the seed comes from the tensor's name (init::tensor_seed).
+struct Init {
+    enum Kind { normal, uniform, ones, zeros } kind = zeros;
+    double scale = 0;  // σ of normal, bound of uniform
+    static Init gaussian(double std) { return {normal, std}; }
+    static Init bounded(double bound) { return {uniform, bound}; }
+    at::Tensor draw(at::IntArrayRef shape, std::uint64_t seed, std::string_view name, const Placement& p) const {
+        switch (kind) {
+            case normal: return init::normal(shape, scale, seed, name, p);
+            case uniform: return init::uniform(shape, scale, seed, name, p);
+            default: return init::constant(shape, kind == ones ? 1.0 : 0.0, p);
+        }
+    }
+};
+
+// Where weights come from: a safetensors Checkpoint, a llama2.c file, or anything else that serves
+// a tensor by Hugging Face name, checking the shape the config implies.
+template <class S>
+concept TensorSource = requires(const S& s, const std::string& name, const Placement& p, at::IntArrayRef shape) {
+    { s.load(name, p, shape) } -> std::same_as<at::Tensor>;
+};
+
+// Token ids must index the embedding: one check, one message, for every path into a model.
+inline void check_token_ids(const at::Tensor& ids, std::int64_t vocab) {
+    const auto bad = ids.lt(0).logical_or(ids.ge(vocab));
+    if (bad.any().item<bool>()) fail("token id ", ids.masked_select(bad)[0].item<std::int64_t>(), " is outside the vocabulary of ", vocab);
+}
+
+// ---- Config checks ----------------------------------------------------------------------------
+
+inline void require_positive(std::string_view family, std::string_view key, double value) {
+    require(value > 0 && std::isfinite(value), family, ": ", key, " must be positive (got ", value, ")");
+}
+
+// An optional size whose absence (or null) means "derive it": 0 then; a value given must be positive,
+// so num_key_value_heads=0 is an error rather than a silent "no grouping".
+inline std::int64_t optional_size(const Json& j, std::string_view family, std::string_view key) {
+    const auto v = config_value<std::int64_t>(j, key, 0);
+    const auto it = j.find(key);
+    if (it != j.end() && !it->is_null())
+        require(v > 0, family, ": ", key, " must be positive (got ", v, "); leave it out or null for the default");
+    return v;
+}
+
+// ---- Memory -----------------------------------------------------------------------------------
+
+// MemAvailable from /proc/meminfo, or nothing where the file is not there.
+inline std::optional<std::uint64_t> available_memory_bytes() {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    std::uint64_t kib = 0;
+    std::string unit;
+    while (in >> key >> kib >> unit)
+        if (key == "MemAvailable:") return kib * 1024;
+    return std::nullopt;
+}
+
+// Refuses a model whose tensors would not fit in the memory available, before anything is allocated.
+// `bytes` from Family::estimated_bytes; `override_check` lets a user try anyway (e.g. swap).
+inline void check_memory(std::uint64_t bytes, bool override_check, std::optional<std::uint64_t> available = available_memory_bytes()) {
+    if (override_check || !available) return;
+    auto gb = [](std::uint64_t b) { return std::round(double(b) / 1e8) / 10; };
+    require(bytes <= *available, "the model needs about ", gb(bytes), " GB of memory but ", gb(*available),
+            " GB are available (MemAvailable in /proc/meminfo); use a smaller slice or dtype, or override the memory check to try anyway");
+}
+
+// ---- Attention --------------------------------------------------------------------------------
+
+// Rotary position embedding on queries and keys: Llama's rotate-half (dimension i pairs with
+// i + hd/2, tables [T, hd] in the compute dtype) or GPT-J's adjacent pairs (2j, 2j+1) of the first
+// rotary_dim dims (tables [T, rotary_dim/2], turned in f32 as Hugging Face does).
+struct Rotary {
+    enum Style { none, half, pairs } style = none;
+    at::Tensor cos, sin;
+
+    // x [..., T, hd] turned by each position's angle, or by the opposite angle (the transpose:
+    // what the input gradient needs).
+    at::Tensor operator()(const at::Tensor& x, bool inverse = false) const {
+        if (style == none) return x;
+        const auto T = x.size(-2);
+        const auto c = cos.narrow(0, 0, T), s = inverse ? -sin.narrow(0, 0, T) : sin.narrow(0, 0, T);
+        if (style == half) {
+            const auto h = x.size(-1) / 2;
+            return x * c + at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1) * s;
+        }
+        const auto rd = 2 * cos.size(-1);
+        auto pairs = x.narrow(-1, 0, rd).to(at::kFloat).unflatten(-1, {rd / 2, 2});
+        auto x1 = pairs.select(-1, 0), x2 = pairs.select(-1, 1);
+        auto turned = at::stack({x1 * c - x2 * s, x2 * c + x1 * s}, -1).flatten(-2);
+        return at::cat({turned, x.narrow(-1, rd, x.size(-1) - rd).to(at::kFloat)}, -1);
+    }
+};
+
+// Softmax attention from packed q|k|v [B, T, (H + 2·KV)·hd] to the merged heads [B, T, H·hd]:
+//   P = softmax(RoPE(Q)·RoPE(K)ᵀ/√hd + mask),  y = P·V
+// Heads as [B, KV, group, T, hd] for queries and [B, KV, 1, T, hd] for keys and values, so each kv
+// head broadcasts over the query heads it serves (GQA) without being copied; H = KV is plain
+// multi-head attention. The softmax is taken in f32 whatever the compute dtype. The fused loop of
+// kernels/cpu.hpp serves f32 on the CPU outside a graph where it applies (no GPT-J rotation).
+inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, AttentionTape& t) {
+    if (rotary.style != Rotary::pairs && cpu::attention_applies(qkv, s)) return cpu::attention(qkv, rotary.cos, rotary.sin, mask, s, t);
+    const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
+    auto heads = [&](std::int64_t offset, std::int64_t group) {
+        return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
+    };
+    t.q = rotary(heads(0, s.group())), t.k = rotary(heads(s.heads, 1)), t.v = heads(s.heads + KV, 1);
+    auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
+    if (mask.defined()) scores.add_(mask);
+    t.p = at::softmax(scores, -1, at::kFloat).to(t.v.scalar_type());
+    return at::matmul(t.p, t.v).permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads * hd});
+}
+
+// ∂(Σ dy·attention)/∂(q|k|v), packed like attention's input: softmax's backward, then the
+// rotations turned back.
+inline at::Tensor attention_input_grad(const at::Tensor& dy, const Heads& s, const Rotary& rotary, const AttentionTape& t) {
+    if (rotary.style != Rotary::pairs && cpu::attention_applies(dy, s)) return cpu::attention_input_grad(dy, rotary.cos, rotary.sin, s, t);
+    const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
+    auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
+    auto dyh = dy.view({B, T, KV, s.group(), hd}).permute({0, 2, 3, 1, 4});
+    auto dp = at::matmul(dyh, t.v.transpose(-2, -1));
+    auto dv = at::matmul(t.p.transpose(-2, -1), dyh).sum(2, true);
+    auto ds = at::_softmax_backward_data(dp, t.p, -1, t.p.scalar_type()).mul_(1.0 / std::sqrt(double(hd)));
+    auto dq = rotary(at::matmul(ds, t.k), true);
+    auto dk = rotary(at::matmul(ds.transpose(-2, -1), t.q).sum(2, true), true);
+    return at::cat({merge(dq), merge(dk), merge(dv)}, -1).to(dy.scalar_type());
+}
+
+// The additive causal mask [T, T]: −inf where a query may not see a key.
+inline at::Tensor causal_mask(std::int64_t length, const Placement& p) {
+    return at::full({length, length}, -std::numeric_limits<double>::infinity(), p.options()).triu(1);
+}
+
+// ---- The skeleton -----------------------------------------------------------------------------
+
+template <class Derived, class ConfigT, class BlockT>
+class Family {
+public:
+    using Config = ConfigT;
+    using Block = BlockT;
+
+    const Config& config() const { return config_; }
+    int depth() const { return config_.layers(); }
+    Placement placement() const { return placement_; }
+    const at::Tensor& token_embedding() const { return need(embedding_, "the token embedding"); }
+
+    // What embed adds beyond W_E[ids]: nothing, unless the family has absolute positions.
+    at::Tensor position_offset(std::int64_t) const { return {}; }
+
+    // ids [B, T] → the block-0 input [B, T, d].
+    at::Tensor embed(const at::Tensor& ids) const {
+        check_ids(ids);
+        auto x = at::embedding(token_embedding(), ids);
+        auto offset = self().position_offset(ids.size(-1));
+        return offset.defined() ? x + offset : x;
+    }
+
+    template <class Context>
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx) const {
+        return self().forward_block(i, x, ctx, BlockHooks{i});
+    }
+
+    // Block i up to one of its hook points: its output there.
+    template <class Context>
+    at::Tensor block_to(int i, const at::Tensor& x, const Context& ctx, Hook stop) const {
+        if (stop == Hook::resid_pre) return x;
+        const BlockHooks hooks{i, nullptr, stop};
+        auto y = self().forward_block(i, x, ctx, hooks);
+        require(hooks.reached || stop == Hook::resid_post, Derived::family, " has no ", hook_name(i, stop),
+                " (a point its block does not have, or one the slice's block variant leaves out)");
+        return y;
+    }
+
+    // Final norm (where the family has one) and head → logits.
+    at::Tensor unembed(const at::Tensor& x) const { return self().head(normalized(x)); }
+
+    // The whole forward pass with every hook point recorded, in the order produced; logits when
+    // the head was loaded.
+    at::Tensor run_with_cache(const at::Tensor& ids, ActivationCache& cache) const {
+        check_ids(ids);
+        at::Tensor x = at::embedding(token_embedding(), ids);
+        cache.add("hook_embed", x);
+        if (auto offset = self().position_offset(ids.size(-1)); offset.defined()) {
+            auto pos = offset.expand_as(x);
+            cache.add("hook_pos_embed", pos);
+            x = x + pos;
+        }
+        const auto ctx = self().context(ids.size(-1), true);
+        for (int i = 0; i < depth(); ++i) {
+            cache.add(hook_name(i, Hook::resid_pre), x);
+            x = self().forward_block(i, x, ctx, BlockHooks{i, &cache});
+            cache.add(hook_name(i, Hook::resid_post), x);
+        }
+        if (!needs_.head) return {};
+        auto h = normalized(x);
+        if (has_final_norm()) cache.add("ln_final.hook_normalized", h);
+        return self().head(h);
+    }
+
+    // Every materialised tensor under its Hugging Face name, in model order (what a save writes).
+    std::vector<std::pair<std::string, at::Tensor>> named_tensors() const {
+        std::vector<std::pair<std::string, at::Tensor>> out;
+        Derived::each_tensor(self(), everything(), [&](const std::string& name, const at::Tensor& t, const Shape&, const Init&) {
+            if (t.defined()) out.emplace_back(name, t);
+        });
+        return out;
+    }
+
+    // The tensors the forward pass computes with, each once: where a family stacks several named
+    // weights into one (Llama's q|k|v), the stack rather than its views. A trainer sets
+    // requires_grad on these and steps them in place; named_tensors() then saves the new values.
+    std::vector<at::Tensor> parameters() const {
+        std::vector<at::Tensor> out;
+        for (auto& [_, t] : named_tensors()) {
+            const at::Tensor p = t.is_view() ? at::Tensor(t._base()) : t;
+            if (std::none_of(out.begin(), out.end(), [&](const at::Tensor& o) { return o.is_same(p); })) out.push_back(p);
+        }
+        return out;
+    }
+
+    // Hugging Face's initialisation as each family's tensor list states it, seeded per tensor name.
+    static Derived untrained(const Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
+        Derived m(config, placement, needs);
+        Derived::each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape, const Init& init) {
+            slot = init.draw(shape, seed, name, placement);
+        });
+        m.finish();
+        return m;
+    }
+
+    template <TensorSource Source>
+    static Derived load(const Config& config, const Source& source, const Placement& placement, const Needs& needs) {
+        Derived m(config, placement, needs);
+        Derived::each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape, const Init&) {
+            slot = source.load(name, placement, shape);
+        });
+        m.finish();
+        return m;
+    }
+
+    // A Hugging Face folder: config.json and safetensors.
+    static Derived load(const std::filesystem::path& folder, const Placement& placement, const Needs& needs) {
+        return Derived::load(Config::from_json(read_config(folder)), Checkpoint::open(folder), placement, needs);
+    }
+
+    // The bytes the tensors `needs` materialises will take, from the same list, allocating nothing.
+    static std::uint64_t estimated_bytes(const Config& config, const Needs& needs, at::ScalarType dtype = at::kFloat) {
+        const Placement p{at::kCPU, dtype};
+        const Derived m(config, p, needs);
+        std::uint64_t n = 0;
+        Derived::each_tensor(m, needs, [&](const std::string&, const at::Tensor&, const Shape& shape, const Init&) {
+            std::uint64_t e = c10::elementSize(p.resolved().dtype);
+            for (auto s : shape) e *= std::uint64_t(s);
+            n += e;
+        });
+        return n;
+    }
+
+protected:
+    Family(const Config& config, const Placement& placement, const Needs& needs)
+        : config_(config), placement_(placement.resolved()), needs_(needs), blocks_(config.layers()) {
+        require(needs.blocks.begin >= 0 && needs.blocks.begin <= needs.blocks.end && needs.blocks.end <= config.layers(),
+                Derived::family, ": blocks [", needs.blocks.begin, ", ", needs.blocks.end, ") are outside the model's ", config.layers(),
+                " blocks");
+        for (int i = needs.blocks.begin; i < needs.blocks.end; ++i) blocks_[i].emplace();
+    }
+
+    void finish() {}  // what a family does once its tensors are in place (Llama stacks q|k|v)
+
+    Needs everything() const { return {{0, depth()}, true, true}; }
+
+    // f(i, block) for each block `needs` asks for that this model built.
+    template <class Self, class F>
+    static void each_block(Self& m, const Needs& needs, F&& f) {
+        for (int i = needs.blocks.begin; i < needs.blocks.end; ++i)
+            if (m.blocks_[i]) f(i, *m.blocks_[i]);
+    }
+
+    const at::Tensor& need(const at::Tensor& t, std::string_view what) const {
+        if (!t.defined()) fail(Derived::family, ": ", what, " was not loaded (load the model with the Needs that include it)");
+        return t;
+    }
+    const Block& layer(int i) const {
+        require(i >= 0 && i < depth(), Derived::family, ": block ", i, " does not exist (the model has ", depth(), " blocks)");
+        require(blocks_[i].has_value(), Derived::family, ": block ", i, " was not loaded (load the model for a slice that includes it)");
+        return *blocks_[i];
+    }
+    // A block's input must be [batch, tokens, d] with as many tokens as its context was built for.
+    template <class Context>
+    void check_input(const at::Tensor& x, const Context& ctx) const {
+        const auto d = self().d_model();
+        require(x.dim() == 3 && x.size(2) == d, Derived::family, ": block input must be [batch, tokens, ", d, "]");
+        require(x.size(1) == ctx.length, Derived::family, ": ", x.size(1), " tokens but the context was built for ", ctx.length);
+    }
+    void check_ids(const at::Tensor& ids) const {
+        const auto T = ids.size(-1), n = self().context_length();
+        require(T <= n, Derived::family, ": ", T, " tokens exceed the context_length of ", n);
+        check_token_ids(ids, token_embedding().size(0));
+    }
+
+    Config config_;
+    Placement placement_;
+    Needs needs_;
+    at::Tensor embedding_;  // W_E [V, d]
+    std::vector<std::optional<Block>> blocks_;
+
+private:
+    const Derived& self() const { return static_cast<const Derived&>(*this); }
+
+    static constexpr bool has_final_norm() { return requires(const Derived& d, const at::Tensor& x) { d.final_norm(x); }; }
+    at::Tensor normalized(const at::Tensor& x) const {
+        if constexpr (has_final_norm()) return self().final_norm(x); else return x;
+    }
+};
+
+}  // namespace inputrep
