@@ -1,51 +1,14 @@
 // The command-line program, run as a user runs it.
 #include <boost/test/unit_test.hpp>
 
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <fstream>
 
 #include <inputrep/inputrep.hpp>
 
-#include "common.hpp"
+#include "cli_run.hpp"
 
 using namespace inputrep;
-
-namespace {
-
-struct Run {
-    int status;
-    std::string out;
-};
-
-// Runs the CLI with `args` (shell-quoted by the caller); stderr is folded into out.
-Run run_cli(const std::string& args) {
-    std::string command = std::string("'") + INPUTREP_CLI + "' " + args + " 2>&1";
-    FILE* pipe = ::popen(command.c_str(), "r");
-    BOOST_REQUIRE(pipe);
-    std::string out;
-    std::array<char, 4096> buf;
-    while (auto n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-    int status = ::pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-Json cli_json(const std::string& args) {
-    auto r = run_cli(args + " --json");
-    BOOST_TEST_INFO(r.out);
-    BOOST_REQUIRE_EQUAL(r.status, 0);
-    return Json::parse(r.out);
-}
-
-std::string vocab() { return "--vocab '" + testing::gpt2_vocab_dir().string() + "'"; }
-
-
-
-bool one_line_error(const Run& r) { return r.status == 2 && std::count(r.out.begin(), r.out.end(), '\n') == 1; }
-
-}  // namespace
+using namespace testing;
 
 BOOST_AUTO_TEST_SUITE(cli)
 

@@ -1,93 +1,80 @@
 #pragma once
-// Command-line parsing shared by the inputrep program's translation units.
-#include <algorithm>
-#include <iostream>
-#include <map>
+// The inputrep program's command table on CLI11. Each group of subcommands registers itself from
+// its own file (register_NAME); main.cpp lists the groups. Options are turned into library
+// policies as the command line is parsed, by the parser next to each policy, so a typo exits 2
+// before any model is built.
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
-#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <inputrep/core/error.hpp>
+#include <inputrep/core/text.hpp>
 
 namespace cli {
 
-// A mistake in the command line itself: one line on stderr, exit code 2.
+// A mistake in the command line found after parsing (two options that exclude each other): one
+// line on stderr, exit code 2, as CLI11's own parse errors.
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-struct Option {
-    std::string name;
-    bool takes_value;
-    std::string help;
-};
-
-class Args {
-public:
-    Args(std::vector<std::string> argv, const std::vector<Option>& spec) {
-        for (std::size_t i = 0; i < argv.size(); ++i) {
-            const auto& a = argv[i];
-            if (!a.starts_with("--") || a == "--") {
-                positional.push_back(a);
-                continue;
+// `--flag N` stored into `into` (a T or an optional<T>), read by the library's number reader and
+// checked against [lo, hi] as the command line is parsed (NaN is outside every range, "1e12" is not
+// an integer, "-1" is not unsigned); --help states the range.
+template <class T, class Into>
+CLI::Option* add_number(CLI::App& app, const std::string& flag, Into& into, T lo, T hi, const std::string& help) {
+    return app.add_option_function<std::string>(
+        flag,
+        [&into, lo, hi, flag](const std::string& text) {
+            try {
+                const T value = inputrep::text::to_number<T>(text, flag);
+                inputrep::require(value >= lo && value <= hi, flag, ": ", text, " is outside [", lo, ", ", hi, "]");
+                into = value;
+            } catch (const inputrep::Error& e) {
+                throw CLI::ValidationError(e.what());
             }
-            auto name = a.substr(2);
-            std::optional<std::string> inline_value;
-            if (auto eq = name.find('='); eq != std::string::npos) inline_value = name.substr(eq + 1), name = name.substr(0, eq);
-            auto it = std::find_if(spec.begin(), spec.end(), [&](const Option& o) { return o.name == name; });
-            if (it == spec.end()) throw UsageError("unknown option --" + name);
-            if (!it->takes_value) {
-                if (inline_value) throw UsageError("option --" + name + " takes no value");
-                values[name].push_back("");
-                continue;
-            }
-            if (inline_value) values[name].push_back(*inline_value);
-            else if (i + 1 < argv.size()) values[name].push_back(argv[++i]);
-            else throw UsageError("option --" + name + " needs a value");
-        }
-    }
-    bool has(const std::string& name) const { return values.contains(name); }
-    std::string get(const std::string& name, const std::string& fallback = "") const {
-        auto it = values.find(name);
-        return it == values.end() ? fallback : it->second.back();
-    }
-    std::vector<std::string> all(const std::string& name) const {
-        auto it = values.find(name);
-        return it == values.end() ? std::vector<std::string>{} : it->second;
-    }
-    template <class T>
-    std::optional<T> number(const std::string& name) const {
-        if (!has(name)) return std::nullopt;
-        auto text = get(name);
-        try {
-            std::size_t used = 0;
-            T v;
-            if constexpr (std::is_floating_point_v<T>) v = static_cast<T>(std::stod(text, &used));
-            else v = static_cast<T>(std::stoll(text, &used));
-            if (used != text.size()) throw std::invalid_argument(text);
-            return v;
-        } catch (const std::logic_error&) {
-            throw UsageError("option --" + name + " expects a number, got \"" + text + "\"");
-        }
-    }
-    std::vector<std::string> positional;
-
-private:
-    std::map<std::string, std::vector<std::string>> values;
-};
-
-inline void print_help(const std::string& usage, const std::vector<Option>& spec) {
-    std::cout << "usage: " << usage << "\n\noptions:\n";
-    for (auto& o : spec) {
-        auto flag = "--" + o.name + (o.takes_value ? " VALUE" : "");
-        std::cout << "  " << flag << std::string(flag.size() < 22 ? 22 - flag.size() : 1, ' ') << o.help << "\n";
-    }
+        },
+        fmt::format("{} [{}, {}]", help, lo, hi))->type_name("N");
 }
 
-inline std::vector<Option> options_of(std::initializer_list<std::vector<Option>> groups) {
-    std::vector<Option> all;
-    for (auto& g : groups) all.insert(all.end(), g.begin(), g.end());
-    return all;
+// `--flag TEXT` turned into a policy by the library's `parse` (text → value, inputrep::Error on a
+// mistake, which becomes CLI11's exit-2 validation error naming the flag).
+template <class Into, class Parse>
+CLI::Option* add_parsed(CLI::App& app, const std::string& flag, Into& into, Parse parse, const std::string& help) {
+    return app.add_option_function<std::string>(
+        flag,
+        [&into, parse, flag](const std::string& text) {
+            try {
+                into = parse(text);
+            } catch (const inputrep::Error& e) {
+                throw CLI::ValidationError(flag, e.what());
+            }
+        },
+        help)->type_name("TEXT");
 }
+
+// A check by a library parser, for an option kept as text until the command runs (what it means
+// depends on other options): the parser's message is CLI11's exit-2 validation error.
+template <class Parse>
+CLI::Validator parsed_by(Parse parse) {
+    return CLI::Validator(
+        [parse](std::string& text) -> std::string {
+            try {
+                return parse(text), std::string();
+            } catch (const inputrep::Error& e) {
+                return e.what();
+            }
+        },
+        "");
+}
+
+// The groups of subcommands, one file each.
+void register_tokenize(CLI::App& app);   // tokenize.cpp: tokenize
+void register_inspect(CLI::App& app);    // inspect.cpp: hidden, generate
+void register_invert(CLI::App& app);     // invert.cpp: invert, bandwidth
+void register_attribute(CLI::App& app);  // attribute.cpp: attribute
 
 }  // namespace cli

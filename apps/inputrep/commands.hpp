@@ -1,178 +1,235 @@
 #pragma once
-// The commands that run a model, as templates over the model family. Each family's translation
-// unit (family_*.cpp) instantiates them once, so the program compiles in parallel and never
-// instantiates the product of every policy axis: each axis is dispatched at run time here.
-#include <sys/resource.h>
-
+// What every command that runs a model shares: the model options, the families, the prompt
+// options, and the commands that are templates over the model family. Those are instantiated once
+// per family in family_*.cpp, so the program compiles in parallel and never instantiates the
+// product of every policy axis: each axis is dispatched at run time.
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
-#include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
-#include <xtensor/xjson.hpp>
-
+#include <inputrep/bandwidth.hpp>
+#include <inputrep/core/text.hpp>
 #include <inputrep/inputrep.hpp>
-#include <inputrep/report/html.hpp>
+
+#include "cli.hpp"
 
 namespace cli {
 
 using namespace inputrep;
+namespace fs = std::filesystem;
 
-inline std::int64_t peak_rss_bytes() {
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;
+// The families the program runs, with the config.json model_type names each reads. A new family
+// is one entry here and a family_NAME.cpp that instantiates the commands for it.
+template <class M>
+struct Family {
+    using Model = M;
+    std::vector<std::string_view> model_types;
+};
+inline const std::tuple families{Family<GPT2>{{"gpt2"}}, Family<Llama>{{"llama", "mistral"}}, Family<GPTJ>{{"gptj"}},
+                                 Family<Mixer>{{"mixer"}}};
+
+// Calls `f.template operator()<M>()` for the family that reads `model_type`.
+template <class F>
+void with_family(std::string_view model_type, F&& f) {
+    std::string known;
+    const bool found = std::apply(
+        [&](const auto&... family) {
+            auto try_one = [&]<class M>(const Family<M>& fam) {
+                for (auto name : fam.model_types) known += (known.empty() ? "" : ", ") + std::string(name);
+                if (std::ranges::find(fam.model_types, model_type) == fam.model_types.end()) return false;
+                f.template operator()<M>();
+                return true;
+            };
+            return (... || try_one(family));
+        },
+        families);
+    if (!found) fail("unknown model_type \"", model_type, "\" (supported: ", known, ")");
+}
+
+// --model/--untrained and where and how it runs.
+struct ModelOptions {
+    std::string model, untrained, vocab;
+    std::uint64_t seed = 0;
+    int threads = 1;
+    Placement placement;
+};
+
+inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
+    auto o = std::make_shared<ModelOptions>();
+    app.add_option("--model", o->model, "Hugging Face model folder (config.json + safetensors, sharded or not) or a llama2.c .bin file");
+    app.add_option("--untrained", o->untrained,
+                   "untrained model FAMILY[:key=value,...] with config.json keys, e.g. gpt2:n_layer=1; its vocab_size is the "
+                   "tokenizer's when the command reads one")
+        ->type_name("FAMILY");
+    add_number(app, "--seed", o->seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
+               "seed for untrained weights and the optimisation (default 0)");
+    add_parsed(app, "--device", o->placement.device, parse_device, "cpu (default), cuda or cuda:N");
+    add_parsed(app, "--dtype", o->placement.dtype, parse_dtype, "f32 (default), bf16 or f16 (f16 computes as f32 on the CPU)");
+    app.add_option("--vocab", o->vocab, "tokenizer folder (default: the model folder's own tokenizer, else GPT-2's from scripts/setup)")
+        ->type_name("DIR");
+    add_number(app, "--threads", o->threads, 1, 256,
+               "libtorch intra-op threads (default 1: more compete with OpenBLAS's own threads; docs/performance.md)");
+    app.parse_complete_callback([o] {
+        if (o->model.empty() == o->untrained.empty()) throw UsageError("give exactly one of --model DIR and --untrained FAMILY");
+    });
+    return o;
+}
+
+// A folder holds a tokenizer in one of the formats Tokenizer::from_folder reads.
+inline bool has_tokenizer(const fs::path& dir) {
+    return std::ranges::any_of(std::initializer_list<const char*>{"tokenizer.model", "tokenizer.bin", "tokenizer.json", "vocab.json", "encoder.json"},
+                               [&](const char* name) { return fs::exists(dir / name); });
+}
+
+// --vocab, else the model folder's own tokenizer, else GPT-2's vocabulary from scripts/setup.
+inline Tokenizer tokenizer_for(const ModelOptions& o) {
+    if (!o.vocab.empty()) return Tokenizer::from_folder(o.vocab);
+    if (!o.model.empty() && fs::is_directory(o.model) && has_tokenizer(o.model)) return Tokenizer::from_folder(o.model);
+    const char* env = std::getenv("INPUTREP_DATA");
+    const auto dir = fs::path(env ? env : INPUTREP_DATA_DIR) / "gpt2";
+    require(fs::exists(dir), "no tokenizer: pass --vocab DIR, or run scripts/setup to fetch GPT-2's vocabulary into ", dir.string());
+    return Tokenizer::from_folder(dir);
+}
+
+// Calls `body(model)` with the model the options name, built with only what `needs` asks for. An
+// untrained model takes `vocab_size` (the tokenizer's, when the command read one) unless its
+// FAMILY:key=value list sets it.
+template <class Body>
+void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> vocab_size, Body&& body) {
+    at::set_num_threads(o.threads);
+    std::optional<Json> config;
+    std::string family, overrides;
+    if (!o.model.empty()) {
+        config = model_config(o.model);
+        family = config_value<std::string>(*config, "model_type", "");
+    } else {
+        const auto colon = o.untrained.find(':');
+        family = o.untrained.substr(0, colon);
+        if (colon != std::string::npos) overrides = o.untrained.substr(colon + 1);
+    }
+    with_family(family, [&]<class M>() {
+        using Config = typename M::Config;
+        std::optional<Config> cfg;
+        if (config) {
+            cfg = Config::from_json(*config);
+        } else {
+            Json json = Config{}.to_json();
+            json["model_type"] = family;
+            if (vocab_size) json["vocab_size"] = *vocab_size;
+            apply_overrides(json, overrides);
+            cfg = Config::from_json(json);
+        }
+        const int depth = cfg->layers();
+        if (needs.blocks.end < 0) needs.blocks = {0, depth};
+        require(needs.blocks.end <= depth, family, " model has ", depth, " blocks; --blocks asks for block ", needs.blocks.end - 1);
+        body(config ? load<M>(o.model, o.placement, needs) : untrained<M>(*cfg, o.placement, o.seed, needs));
+    });
+}
+
+// --prompt TEXT or --ids I,J,...
+struct PromptOptions {
+    std::vector<std::string> prompts, ids;
+};
+
+// "I,J,...", checked as the command line is parsed.
+inline std::vector<std::int64_t> parse_ids(std::string_view text) {
+    std::vector<std::int64_t> ids;
+    for (auto id : text::split(text, ',')) ids.push_back(text::to_number<std::int64_t>(id, text));
+    return ids;
+}
+
+inline std::shared_ptr<PromptOptions> add_prompt_options(CLI::App& app, bool repeatable, const std::string& what) {
+    auto o = std::make_shared<PromptOptions>();
+    const std::string again = repeatable ? " (repeat for a batch)" : "";
+    auto prompt = app.add_option("--prompt", o->prompts, what + again)->type_name("TEXT")->expected(1)->allow_extra_args(false);
+    auto ids = app.add_option("--ids", o->ids, "token ids I,J,... instead of --prompt" + again)->type_name("I,J,...")->expected(1)->allow_extra_args(false)->check(parsed_by(parse_ids));
+    if (repeatable)
+        for (auto* option : {prompt, ids}) option->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    return o;
+}
+
+inline void require_one_prompt(const PromptOptions& p) {
+    if (p.prompts.size() + p.ids.size() != 1) throw UsageError("give exactly one of --prompt TEXT and --ids I,J,...");
+}
+
+// The tokenizer a command reads when it need not print text: the one --vocab names, or the
+// default when the prompt is text.
+inline std::optional<Tokenizer> tokenizer_if_asked(const ModelOptions& o, const PromptOptions& p) {
+    require_one_prompt(p);
+    if (o.vocab.empty() && p.prompts.empty()) return std::nullopt;
+    return tokenizer_for(o);
+}
+
+// The one prompt of a command that takes exactly one.
+inline std::vector<std::int64_t> one_prompt(const PromptOptions& p, const std::optional<Tokenizer>& tokenizer) {
+    require_one_prompt(p);
+    auto ids = p.ids.empty() ? tokenizer->encode(p.prompts.front()) : parse_ids(p.ids.front());
+    require(!ids.empty(), "empty prompt: no tokens to run");
+    return ids;
+}
+
+// The same contract as the library's embed: every id names a row of the embedding.
+template <class M>
+void check_ids(const M& model, const std::vector<std::int64_t>& ids) {
+    for (auto id : ids) require(id >= 0 && id < model.vocab_size(), "token id ", id, " is outside the vocabulary of ", model.vocab_size());
+    require(static_cast<std::int64_t>(ids.size()) <= model.context_length(), "prompt of ", ids.size(),
+            " tokens is longer than the model's context of ", model.context_length(), " positions");
+}
+
+// A run that produced NaN or inf names where it first appeared, in the order the forward pass
+// records its hook points, looking only at positions before `positions` (all when unset).
+inline void require_finite(const ActivationCache& cache, std::string_view what, std::optional<std::int64_t> positions = std::nullopt) {
+    for (const auto& [hook, value] : cache.entries()) {
+        auto seen = positions ? value.narrow(1, 0, *positions) : value;
+        require(at::isfinite(seen).all().item<bool>(), what, ": ", hook, " holds non-finite values (NaN or inf)");
+    }
 }
 
 struct InvertRequest {
     std::vector<std::vector<std::int64_t>> prompts;
     SliceSpec slice;
     bool plain_blocks = true;  // one range, causal, whole blocks: the written-out gradient applies
-    AnyMetric metric;
-    AnyOptimizer optimizer;
-    bool sequential = false;
-    AnyMask mask;
-    bool vocabulary_space = false;
-    AnyDecoder decoder;
+    AnyMetric metric{L1{}};
+    AnyOrSequentialOptimizer optimizer = AnyOptimizer{Adam<>{}};
+    AnyMask mask{AllTokens{}, std::nullopt};
+    AnySpace space = EmbeddingSpace{};
+    AnyDecoder decoder{PseudoInverse{}};
     RunOptions options;
-    Tokenizer tokenizer;
+    std::optional<Tokenizer> tokenizer;
     bool json = false, stats = false;
-    std::optional<std::filesystem::path> report;
+    std::optional<fs::path> report;
 };
 
 struct AttributeRequest {
     std::vector<std::int64_t> ids;
-    AttributionMethod method;
+    AttributionMethod method = AttributionMethod::combined;
     AttributionOptions options;
-    Tokenizer tokenizer;
-    std::optional<std::filesystem::path> html;
+    std::optional<Tokenizer> tokenizer;
+    std::optional<fs::path> html;
     bool json = false;
 };
 
 struct BandwidthRequest {
     std::vector<std::int64_t> prompt;
-    BlockRange blocks;
-    AnyMetric metric;
-    AnyOptimizer optimizer;
+    BlockRange blocks{0, 1};
+    AnyMetric metric{L1{}};
+    AnyOptimizer optimizer{Adam<>{}};
     BandwidthOptions options;
-    std::optional<std::filesystem::path> report;
+    std::optional<fs::path> report;
     bool json = false;
 };
 
-inline Json describe(const Result& r, bool stats) {
-    Json out{{"target", r.target()},
-             {"ids", r.ids()},
-             {"top_k", r.top_k_ids()},
-             {"top_k_scores", r.top_k_scores()},
-             {"top_k_text", r.top_k(r.top_k_ids().shape(0))},
-             {"decoded", r.decoded()},
-             {"exact", r.exact()},
-             {"exact_tokens", r.exact_tokens()},
-             {"distance", r.distance()},
-             {"shifted_distance", r.shifted_distance()},
-             {"trace", r.trace()},
-             {"steps_per_second", r.steps_per_second()},
-             {"restart", r.restart()},
-             {"batch", r.batch()}};
-    if (stats) out["peak_rss_bytes"] = peak_rss_bytes();
-    return out;
-}
-
-inline void print(const std::vector<Result>& results, const InvertRequest& q) {
-    if (q.json) {
-        if (results.size() == 1) {
-            std::cout << describe(results[0], q.stats).dump() << "\n";
-        } else {
-            Json all = Json::array();
-            for (auto& r : results) all.push_back(describe(r, q.stats));
-            std::cout << Json{{"results", all}}.dump() << "\n";
-        }
-        return;
-    }
-    for (auto& r : results) {
-        std::cout << "target:   " << Json(q.tokenizer.decode(r.target())).dump() << "\n";
-        auto lines = r.top_k(r.top_k_ids().shape(0));
-        for (std::size_t k = 0; k < lines.size(); ++k) std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
-        std::cout << "distance: " << r.distance() << " (shifted input: " << r.shifted_distance() << ", "
-                  << (r.succeeded_in_distance() ? "closer" : "not closer") << ")\n"
-                  << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size() << " tokens)\n";
-        if (q.stats)
-            std::cout << "speed:    " << r.steps_per_second() << " steps/s (batch " << r.batch() << "), peak RSS "
-                      << peak_rss_bytes() / (1 << 20) << " MiB\n";
-    }
-}
-
+// Defined in family.hpp, instantiated for each family in family_*.cpp.
 template <class M>
-void invert(const M& model, const InvertRequest& q) {
-    auto go = [&](auto space, auto slice, auto optimizer) {
-        Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
-        exp.with_tokenizer(q.tokenizer);
-        auto results = exp.run(q.prompts, q.options);
-        if (q.options.progress) std::cerr << "\n";
-        print(results, q);
-        if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &q.tokenizer));
-    };
-    auto with_optimizer = [&](auto space, auto slice) {
-        if (q.sequential) go(space, slice, Sequential<AnyOptimizer>{q.optimizer});
-        else go(space, slice, q.optimizer);
-    };
-    auto with_slice = [&](auto space) {
-        if (q.plain_blocks) with_optimizer(space, BlockSlice{q.slice.parts.front()});
-        else with_optimizer(space, q.slice);
-    };
-    if (q.vocabulary_space) with_slice(VocabularySpace{});
-    else with_slice(EmbeddingSpace{});
-}
-
+void run_invert(const M& model, const InvertRequest& q);
 template <class M>
-void attribute(const M& model, const AttributeRequest& q) {
-    auto r = inputrep::attribute(model, q.ids, q.method, q.options);
-    if (q.html) write_attribution_html(*q.html, r, q.tokenizer);
-    if (q.json) {
-        std::cout << Json{{"ids", r.ids},
-                          {"method", std::string(method_name(r.method))},
-                          {"position", r.position},
-                          {"predicted", r.predicted},
-                          {"predicted_text", q.tokenizer.decode(std::vector<std::int64_t>{r.predicted})},
-                          {"scores", std::vector<float>(r.normalised.begin(), r.normalised.end())},
-                          {"raw", std::vector<float>(r.raw.begin(), r.raw.end())}}
-                         .dump()
-                  << "\n";
-        return;
-    }
-    for (std::size_t t = 0; t < r.ids.size(); ++t)
-        std::cout << Json(q.tokenizer.decode(std::vector<std::int64_t>{r.ids[t]})).dump() << "\t" << r.normalised(t) << "\n";
-    std::cout << "predicted next token: " << Json(q.tokenizer.decode(std::vector<std::int64_t>{r.predicted})).dump() << "\n";
-}
-
+void run_attribute(const M& model, const AttributeRequest& q);
 template <class M>
-void bandwidth(const M& model, const BandwidthRequest& q) {
-    auto r = bandwidth_sweep(model, BlockSlice{q.blocks}, q.prompt, q.options, q.metric, q.optimizer);
-    if (q.report) report::write(*q.report, report::bandwidth_report("inputrep bandwidth", r));
-    if (q.json) {
-        Json curve = Json::array();
-        for (std::size_t i = 0; i < r.curve.shape(0); ++i) curve.push_back({r.curve(i, 0), r.curve(i, 1)});
-        std::cout << Json{{"k", r.k}, {"d_model", r.d_model}, {"curve", curve}}.dump() << "\n";
-        return;
-    }
-    std::cout << "smallest k with exact recovery: " << (r.k > 0 ? std::to_string(r.k) : "none") << " of " << r.d_model << "\n";
-    for (std::size_t i = 0; i < r.curve.shape(0); ++i) std::cout << "k=" << r.curve(i, 0) << "\texact " << r.curve(i, 1) << "\n";
-}
-
-// The families the program runs; each has a translation unit defining these four functions.
-#define INPUTREP_CLI_DECLARE(Family)                                  \
-    void run_invert(const Family&, const InvertRequest&);            \
-    void run_attribute(const Family&, const AttributeRequest&);      \
-    void run_bandwidth(const Family&, const BandwidthRequest&);
-#define INPUTREP_CLI_DEFINE(Family)                                                                          \
-    void run_invert(const Family& m, const InvertRequest& q) { invert(m, q); }                             \
-    void run_attribute(const Family& m, const AttributeRequest& q) { attribute(m, q); }                   \
-    void run_bandwidth(const Family& m, const BandwidthRequest& q) { bandwidth(m, q); }
-
-INPUTREP_CLI_DECLARE(GPT2)
-INPUTREP_CLI_DECLARE(Llama)
-INPUTREP_CLI_DECLARE(GPTJ)
-INPUTREP_CLI_DECLARE(Mixer)
+void run_bandwidth(const M& model, const BandwidthRequest& q);
 
 }  // namespace cli

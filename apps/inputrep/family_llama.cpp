@@ -1,6 +1,4 @@
 // The inputrep program's commands for Llama and Mistral (one translation unit per family keeps the build parallel).
-#include "commands.hpp"
+#include "family.hpp"
 
-namespace cli {
-INPUTREP_CLI_DEFINE(Llama)
-}
+INPUTREP_CLI_FAMILY(Llama)

@@ -1,6 +1,4 @@
 // The inputrep program's commands for Mixer (one translation unit per family keeps the build parallel).
-#include "commands.hpp"
+#include "family.hpp"
 
-namespace cli {
-INPUTREP_CLI_DEFINE(Mixer)
-}
+INPUTREP_CLI_FAMILY(Mixer)

@@ -4,6 +4,7 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -85,5 +86,18 @@ concept Decoder = requires(const D& d, const at::Tensor& t) {
     { d.prepare(t).scores(t) } -> std::same_as<at::Tensor>;
     { d.prepare(t).restrict(t) } -> std::same_as<at::Tensor>;
 };
+
+// ---- Parser: the CLI's --decode, as text ---------------------------------------------------------
+
+// "pinv", "nearest" or "restricted:TEXT" (only the tokens `encode(TEXT)` gives may be decoded).
+template <class Encode>
+    requires std::invocable<const Encode&, std::string_view>
+AnyDecoder parse_decoder(std::string_view s, const Encode& encode) {
+    constexpr std::string_view restricted = "restricted:";
+    if (s == "pinv") return {PseudoInverse{}};
+    if (s == "nearest") return {Nearest{}};
+    if (s.starts_with(restricted)) return {Restricted<PseudoInverse>{encode(s.substr(restricted.size()))}};
+    fail("unknown decoder \"", s, "\" (expected pinv, nearest or restricted:TEXT)");
+}
 
 }  // namespace inputrep

@@ -142,5 +142,19 @@ struct AnyOptimizer {
     }
 };
 
+// ---- Parser: the CLI's --optimizer, as text -------------------------------------------------------
+
+// An optimizer over every position at once, or one position at a time.
+using AnyOrSequentialOptimizer = std::variant<AnyOptimizer, Sequential<AnyOptimizer>>;
+
+// "adam", "gd", "sequential" (Adam, one position at a time) or "sequential:adam|gd".
+inline AnyOrSequentialOptimizer parse_optimizer(std::string_view s) {
+    constexpr std::string_view sequential = "sequential";
+    if (s == sequential) return Sequential<AnyOptimizer>{AnyOptimizer::parse("adam")};
+    if (s.starts_with(sequential) && s.substr(sequential.size()).starts_with(':'))
+        return Sequential<AnyOptimizer>{AnyOptimizer::parse(s.substr(sequential.size() + 1))};
+    if (s == "adam" || s == "gd") return AnyOptimizer::parse(s);
+    fail("unknown optimizer \"", s, "\" (expected adam, gd, sequential or sequential:adam|gd)");
+}
 
 }  // namespace inputrep

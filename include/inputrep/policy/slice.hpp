@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include <inputrep/core/text.hpp>
 #include <inputrep/model/family.hpp>
 
 namespace inputrep {
@@ -185,5 +186,46 @@ struct SliceSpec {
         return outputs.size() == 1 ? outputs.front() : at::cat(outputs, -1);
     }
 };
+
+// ---- Parsers: the CLI's --blocks and --slice, as text -------------------------------------------
+
+// "B:E": blocks B..E-1.
+inline BlockRange parse_block_range(std::string_view s) {
+    const auto bounds = text::split(s, ':');
+    require(bounds.size() == 2, "blocks \"", s, "\" is not B:E");
+    const BlockRange r{text::to_number<int>(bounds[0], "blocks B"), text::to_number<int>(bounds[1], "blocks E")};
+    require(r.begin >= 0 && r.begin < r.end, "blocks B:E needs 0 <= B < E (E is exclusive), got ", s);
+    return r;
+}
+
+// Modifiers of `blocks`, comma-separated: bidirectional, no-residual, no-norm, attention (the
+// attention sub-layers alone), attention:I (block I's alone), concat:E1:E2:... (the outputs after
+// blocks B..E1-1, B..E2-1, ... joined along features).
+inline SliceSpec parse_slice(BlockRange blocks, std::string_view modifiers) {
+    SliceSpec spec{{blocks}};
+    if (modifiers.empty()) return spec;
+    for (auto item : text::split(modifiers, ',')) {
+        const auto words = text::split(item, ':');
+        if (item == "bidirectional") spec.is_causal = false;
+        else if (item == "no-residual") spec.block_variant.attention_residual = false;
+        else if (item == "no-norm") spec.block_variant.norms = false;
+        else if (item == "attention") spec.block_variant = {false, false, false};
+        else if (words[0] == "attention" && words.size() == 2) {
+            const int i = text::to_number<int>(words[1], "slice attention:I");
+            require(i >= 0, "slice attention:I needs a block index >= 0, got ", i);
+            spec.parts = {{i, i + 1}}, spec.block_variant = {false, false, false};
+        } else if (words[0] == "concat" && words.size() >= 2) {
+            spec.parts.clear();
+            for (std::size_t k = 1; k < words.size(); ++k) {
+                const int end = text::to_number<int>(words[k], "slice concat:E1:E2:...");
+                require(end > blocks.begin, "slice concat:E1:E2:... needs block ends after ", blocks.begin, ", got ", end);
+                spec.parts.push_back({blocks.begin, end});
+            }
+        } else {
+            fail("unknown slice modifier \"", item, "\" (expected bidirectional, no-residual, no-norm, attention, attention:I or concat:E1:E2:...)");
+        }
+    }
+    return spec;
+}
 
 }  // namespace inputrep

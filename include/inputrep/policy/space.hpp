@@ -4,6 +4,7 @@
 // (no autograd) works for every space.
 #include <concepts>
 #include <string_view>
+#include <variant>
 
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
@@ -88,5 +89,17 @@ struct VocabularySpace {
 
 template <class S>
 concept InputSpace = requires { S::name; };
+
+// ---- Parser: the CLI's --space, as text ----------------------------------------------------------
+
+// Chosen at run time; a visit picks the space once per run.
+using AnySpace = std::variant<EmbeddingSpace, VocabularySpace>;
+
+// "embedding" (optimise the block-0 input) or "vocabulary" (a vocabulary-sized vector per position).
+inline AnySpace parse_space(std::string_view s) {
+    if (s == EmbeddingSpace::name) return EmbeddingSpace{};
+    if (s == VocabularySpace::name) return VocabularySpace{};
+    fail("unknown space \"", s, "\" (expected embedding or vocabulary)");
+}
 
 }  // namespace inputrep

@@ -1,0 +1,128 @@
+#pragma once
+// The commands that are templates over the model family, included only by family_*.cpp, each of
+// which instantiates them for its family with INPUTREP_CLI_FAMILY.
+#include <sys/resource.h>
+
+#include <iostream>
+
+#include <xtensor/xjson.hpp>
+
+#include <inputrep/report/html.hpp>
+
+#include "commands.hpp"
+
+namespace cli {
+
+inline std::int64_t peak_rss_bytes() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;
+}
+
+// Timings and memory only with --stats, so the same command prints the same bytes.
+inline Json describe(const Result& r, bool stats) {
+    Json out{{"target", r.target()},
+             {"ids", r.ids()},
+             {"top_k", r.top_k_ids()},
+             {"top_k_scores", r.top_k_scores()},
+             {"top_k_text", r.top_k(r.top_k_ids().shape(0))},
+             {"decoded", r.decoded()},
+             {"exact", r.exact()},
+             {"exact_tokens", r.exact_tokens()},
+             {"distance", r.distance()},
+             {"shifted_distance", r.shifted_distance()},
+             {"trace", r.trace()},
+             {"restart", r.restart()},
+             {"batch", r.batch()}};
+    if (stats) out["steps_per_second"] = r.steps_per_second(), out["peak_rss_bytes"] = peak_rss_bytes();
+    return out;
+}
+
+inline void print(const std::vector<Result>& results, const InvertRequest& q) {
+    if (q.json) {
+        if (results.size() == 1) {
+            std::cout << describe(results[0], q.stats).dump() << "\n";
+        } else {
+            Json all = Json::array();
+            for (auto& r : results) all.push_back(describe(r, q.stats));
+            std::cout << Json{{"results", all}}.dump() << "\n";
+        }
+        return;
+    }
+    for (auto& r : results) {
+        std::cout << "target:   " << Json(q.tokenizer->decode(r.target())).dump() << "\n";
+        auto lines = r.top_k(r.top_k_ids().shape(0));
+        for (std::size_t k = 0; k < lines.size(); ++k) std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
+        std::cout << "distance: " << r.distance() << " (shifted input: " << r.shifted_distance() << ", "
+                  << (r.succeeded_in_distance() ? "closer" : "not closer") << ")\n"
+                  << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size() << " tokens)\n";
+        if (q.stats)
+            std::cout << "speed:    " << r.steps_per_second() << " steps/s (batch " << r.batch() << "), peak RSS "
+                      << peak_rss_bytes() / (1 << 20) << " MiB\n";
+    }
+}
+
+template <class M>
+void run_invert(const M& model, const InvertRequest& q) {
+    for (auto& ids : q.prompts) check_ids(model, ids);
+    auto go = [&](auto space, auto slice, auto optimizer) {
+        Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
+        exp.with_tokenizer(*q.tokenizer);
+        auto results = exp.run(q.prompts, q.options);
+        if (q.options.progress) std::cerr << "\n";
+        print(results, q);
+        if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &*q.tokenizer));
+    };
+    std::visit(
+        [&](auto space, auto optimizer) {
+            if (q.plain_blocks) go(space, BlockSlice{q.slice.parts.front()}, optimizer);
+            else go(space, q.slice, optimizer);
+        },
+        q.space, q.optimizer);
+}
+
+template <class M>
+void run_attribute(const M& model, const AttributeRequest& q) {
+    check_ids(model, q.ids);
+    auto r = attribute(model, q.ids, q.method, q.options);
+    auto text = [&](std::int64_t id) { return Json(q.tokenizer->decode(std::vector<std::int64_t>{id})).dump(); };
+    if (q.html) write_attribution_html(*q.html, r, *q.tokenizer);
+    if (q.json) {
+        std::cout << Json{{"ids", r.ids},
+                          {"method", std::string(method_name(r.method))},
+                          {"position", r.position},
+                          {"predicted", r.predicted},
+                          {"predicted_text", q.tokenizer->decode(std::vector<std::int64_t>{r.predicted})},
+                          {"scores", std::vector<float>(r.normalised.begin(), r.normalised.end())},
+                          {"raw", std::vector<float>(r.raw.begin(), r.raw.end())}}
+                         .dump()
+                  << "\n";
+        return;
+    }
+    for (std::size_t t = 0; t < r.ids.size(); ++t) std::cout << text(r.ids[t]) << "\t" << r.normalised(t) << "\n";
+    std::cout << "predicted next token: " << text(r.predicted) << "\n";
+}
+
+template <class M>
+void run_bandwidth(const M& model, const BandwidthRequest& q) {
+    check_ids(model, q.prompt);
+    auto r = bandwidth_sweep(model, BlockSlice{q.blocks}, q.prompt, q.options, q.metric, q.optimizer);
+    if (q.report) report::write(*q.report, report::bandwidth_report("inputrep bandwidth", r));
+    if (q.json) {
+        Json curve = Json::array();
+        for (std::size_t i = 0; i < r.curve.shape(0); ++i) curve.push_back({r.curve(i, 0), r.curve(i, 1)});
+        std::cout << Json{{"k", r.k}, {"d_model", r.d_model}, {"curve", curve}}.dump() << "\n";
+        return;
+    }
+    std::cout << "smallest k with exact recovery: " << (r.k > 0 ? std::to_string(r.k) : "none") << " of " << r.d_model << "\n";
+    for (std::size_t i = 0; i < r.curve.shape(0); ++i) std::cout << "k=" << r.curve(i, 0) << "\texact " << r.curve(i, 1) << "\n";
+}
+
+}  // namespace cli
+
+#define INPUTREP_CLI_FAMILY(Family)                                                     \
+    namespace cli {                                                                     \
+    template void run_invert<Family>(const Family&, const InvertRequest&);              \
+    template void run_attribute<Family>(const Family&, const AttributeRequest&);        \
+    template void run_bandwidth<Family>(const Family&, const BandwidthRequest&);        \
+    }

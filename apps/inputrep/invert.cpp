@@ -1,0 +1,143 @@
+// Recovering prompts from a slice's outputs: invert, bandwidth.
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "commands.hpp"
+
+namespace cli {
+
+namespace {
+
+// --lr START[:END]: a linear decay from START in (0, 1000] to END in [0, 1000].
+std::pair<double, double> parse_rates(std::string_view text) {
+    const auto parts = text::split(text, ':');
+    require(parts.size() <= 2, "\"", text, "\" is not START[:END]");
+    const double start = text::to_number<double>(parts.front(), "START"), end = text::to_number<double>(parts.back(), "END");
+    require(start > 0 && start <= 1000, "the starting rate must lie in (0, 1000], got ", start);
+    require(end >= 0 && end <= 1000, "the final rate must lie in [0, 1000], got ", end);
+    return {start, end};
+}
+
+// What invert and bandwidth share: the slice, the metric and the optimisation loop.
+struct PolicyOptions {
+    BlockRange blocks{0, 1};
+    std::string slice;
+    AnyMetric metric{L1{}};
+    std::optional<std::pair<double, double>> rates;
+    RunOptions run;
+
+    RunOptions options(const ModelOptions& o) const {
+        auto r = run;
+        if (rates) std::tie(r.lr_start, r.lr_end) = *rates;
+        r.seed = o.seed;
+        return r;
+    }
+};
+
+std::shared_ptr<PolicyOptions> add_policy_options(CLI::App& app) {
+    auto o = std::make_shared<PolicyOptions>();
+    add_parsed(app, "--blocks", o->blocks, parse_block_range, "slice B:E, blocks B..E-1 (default 0:1)")->type_name("B:E");
+    app.add_option("--slice", o->slice,
+               "modifiers, comma-separated: bidirectional, no-residual, no-norm, attention (attention sub-layers alone), "
+               "attention:I (block I's alone), concat:E1:E2:... (outputs after blocks B..E1-1, B..E2-1, ... joined)")
+        ->check(parsed_by([](std::string_view s) { return parse_slice({0, 1}, s); }));
+    add_parsed(app, "--metric", o->metric, AnyMetric::parse, "l1 (default), l2, cosine (1-|cos|), signed-cosine or combined:ALPHA:BETA");
+    add_number(app, "--steps", o->run.steps, 1, 1'000'000, "optimisation steps (default: the family's)");
+    add_parsed(app, "--lr", o->rates, parse_rates, "learning rate START[:END], START in (0, 1000] decaying linearly to END in [0, 1000] (default: the family's)")
+        ->type_name("START:END");
+    add_number(app, "--init-scale", o->run.init_scale, 1e-6, 1e3, "sigma of the N(0, sigma) initial input (default: the family's)");
+    return o;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+    require(!fs::is_directory(path), "--batch ", path, " is a folder, not a file of prompts");
+    std::ifstream in(path);
+    require(in.good(), "--batch: cannot read ", path);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty()) lines.push_back(line);
+    require(!lines.empty(), "--batch ", path, " holds no prompts (one per line)");
+    return lines;
+}
+
+void invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, const std::vector<std::string>& batches,
+            const std::string& decode, InvertRequest q) {
+    if (p.prompts.empty() && p.ids.empty() && batches.empty()) throw UsageError("give --prompt TEXT (or --ids I,J,... or --batch FILE)");
+    try {
+        q.slice = parse_slice(policy.blocks, policy.slice);
+    } catch (const Error& e) {
+        throw UsageError(std::string("--slice: ") + e.what());
+    }
+    q.plain_blocks = policy.slice.empty();
+    q.metric = policy.metric;
+    q.options = policy.options(o);
+    q.tokenizer = tokenizer_for(o);
+    auto encode = [&](std::string_view text) { return q.tokenizer->encode(text); };
+    q.decoder = parse_decoder(decode, encode);
+    for (auto& text : p.prompts) q.prompts.push_back(encode(text));
+    for (auto& file : batches)
+        for (auto& text : read_lines(file)) q.prompts.push_back(encode(text));
+    for (auto& ids : p.ids) q.prompts.push_back(parse_ids(ids));
+    if (!q.json && isatty(STDERR_FILENO))
+        q.options.progress = [](int step, int steps) { std::cerr << "\rstep " << step << "/" << steps << std::flush; };
+    with_model(o, Needs{q.slice.range(), true, false}, q.tokenizer->vocab_size(), [&](const auto& model) { run_invert(model, q); });
+}
+
+void bandwidth(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, BandwidthRequest q) {
+    if (!policy.slice.empty()) throw UsageError("bandwidth sweeps whole blocks: --slice is not supported here");
+    const auto tok = tokenizer_if_asked(o, p);
+    q.prompt = one_prompt(p, tok);
+    q.blocks = policy.blocks, q.metric = policy.metric, q.options.run = policy.options(o);
+    if (!q.json && isatty(STDERR_FILENO))
+        q.options.progress = [](std::int64_t k, double f) { std::cerr << "k=" << k << ": " << f << " exact\n"; };
+    with_model(o, Needs{{0, q.blocks.end}, true, false}, tok ? std::optional(tok->vocab_size()) : std::nullopt,
+               [&](const auto& model) { run_bandwidth(model, q); });
+}
+
+}  // namespace
+
+void register_invert(CLI::App& app) {
+    {
+        auto sub = app.add_subcommand("invert", "Recover prompts from a slice's outputs (--model DIR | --untrained FAMILY) --prompt TEXT [options]");
+        auto o = add_model_options(*sub);
+        auto policy = add_policy_options(*sub);
+        auto p = add_prompt_options(*sub, true, "text to recover");
+        auto q = std::make_shared<InvertRequest>();
+        auto batches = std::make_shared<std::vector<std::string>>();
+        auto decode = std::make_shared<std::string>("pinv");
+        sub->add_option("--batch", *batches, "a file of prompts, one per line, all in one batch")->type_name("FILE")->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+        add_parsed(*sub, "--mask", q->mask, AnyMask::parse,
+                   "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
+        add_parsed(*sub, "--optimizer", q->optimizer, parse_optimizer,
+                   "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time)");
+        add_parsed(*sub, "--space", q->space, parse_space,
+                   "embedding (default: optimise the block-0 input) or vocabulary (optimise a vocabulary-sized vector)");
+        sub->add_option("--decode", *decode, "pinv (default), nearest, or restricted:TEXT (only the tokens of TEXT)")
+            ->check(parsed_by([](std::string_view s) { return parse_decoder(s, [](std::string_view) { return std::vector<std::int64_t>{}; }); }));
+        add_number(*sub, "--restarts", policy->run.restarts, 1, 1000, "random restarts per prompt in one batch, best kept (default 1)");
+        add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");
+        sub->add_flag("--early-stop", policy->run.early_stop, "stop once every prompt is closer than its shifted input");
+        add_parsed(*sub, "--report", q->report, [](std::string_view s) { return fs::path(s); },
+                   "write an HTML report with the distance per step to this file")->type_name("FILE");
+        sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
+        sub->add_flag("--json", q->json, "print one JSON object");
+        sub->callback([=] { invert(*o, *policy, *p, *batches, *decode, *q); });
+    }
+    {
+        auto sub = app.add_subcommand("bandwidth", "The smallest number of output dimensions that recover a prompt "
+                                                   "(--model DIR | --untrained FAMILY) --prompt TEXT [--blocks B:E]");
+        auto o = add_model_options(*sub);
+        auto policy = add_policy_options(*sub);
+        auto p = add_prompt_options(*sub, false, "text to recover");
+        auto q = std::make_shared<BandwidthRequest>();
+        add_parsed(*sub, "--optimizer", q->optimizer, AnyOptimizer::parse, "adam (default) or gd (plain gradient descent)");
+        add_parsed(*sub, "--report", q->report, [](std::string_view s) { return fs::path(s); },
+                   "write an HTML report with the bandwidth curve to this file")->type_name("FILE");
+        sub->add_flag("--json", q->json, "print one JSON object");
+        sub->callback([=] { bandwidth(*o, *policy, *p, *q); });
+    }
+}
+
+}  // namespace cli
