@@ -42,11 +42,7 @@ class AttnOnly : public Family<AttnOnly, AttnOnlyConfig, AttnOnlyBlock> {
 public:
     static constexpr std::string_view family = "attn-only";
 
-    struct Context {
-        std::int64_t length = 0;
-        at::Tensor mask;  // causal; undefined when bidirectional
-        BlockVariant variant;
-    };
+    using Context = AttentionContext;
 
     static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.01, 1e-4}}; }
 
@@ -55,7 +51,7 @@ public:
     std::int64_t vocab_size() const { return config_.d_vocab; }
 
     Context context(std::int64_t length, bool causal, BlockVariant variant = {}) const {
-        return {length, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
+        return {length, {}, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
     }
     at::Tensor position_offset(std::int64_t length) const { return need(pos_, "W_pos").narrow(0, 0, length); }
     at::Tensor final_norm(const at::Tensor& x) const { return at::layer_norm(x, {config_.d_model}, need(ln_w_, "ln_final"), ln_b_); }
@@ -87,12 +83,12 @@ private:
     // The block as the variant asks; hook(...) records each sub-layer output and says where to stop.
     at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook) const {
         const Block& b = layer(i);
-        check_input(x, ctx);
+        check_input(x, ctx, hook);
         const auto H = config_.n_heads;
         auto h = ctx.variant.norms ? at::layer_norm(x, {config_.d_model}, b.ln_w, b.ln_b) : x;
         AttentionTape unused;
         const Heads heads{x.size(0), x.size(1), H, H, config_.d_model / H};
-        auto attn_out = at::linear(attention(at::linear(h, b.qkv, b.qkv_b), heads, {}, ctx.mask, unused), b.out, b.out_b);
+        auto attn_out = at::linear(attention(at::linear(h, b.qkv, b.qkv_b), heads, {}, ctx.mask, unused, hook.prefix), b.out, b.out_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         return ctx.variant.attention_residual ? x + attn_out : attn_out;
     }

@@ -253,7 +253,7 @@ BOOST_AUTO_TEST_CASE(configs_are_validated_per_family) {
 }
 
 // The estimate walks the same tensor list the loaders fill: it is the bytes an untrained model
-// holds (Llama: plus one block's stacked q|k|v and gate|up while they are built).
+// holds (Llama and GPT-J: plus one block's stacked q|k|v (and gate|up) while they are built).
 BOOST_AUTO_TEST_CASE(memory_estimates_are_the_bytes_a_model_holds) {
     for (auto dtype : {at::kFloat, at::kBFloat16}) {
         const Placement p{at::kCPU, dtype};
@@ -264,7 +264,7 @@ BOOST_AUTO_TEST_CASE(memory_estimates_are_the_bytes_a_model_holds) {
         auto g = config_with<GPT2>(gpt2_small);
         check(untrained<GPT2>(g, p, 0, Needs{{1, 3}, true, true}), GPT2::estimated_bytes(g, Needs{{1, 3}, true, true}, dtype));
         auto j = config_with<GPTJ>(gptj_small);
-        check(untrained<GPTJ>(j, p, 0, Needs{{0, 3}, true, false}), GPTJ::estimated_bytes(j, Needs{{0, 3}, true, false}, dtype));
+        check(untrained<GPTJ>(j, p, 0, Needs{{0, 3}, true, false}), GPTJ::estimated_bytes(j, Needs{{0, 3}, true, false}, dtype), 3 * 32 * 32 * n);
         auto x = config_with<Mixer>(mixer_expanded);
         check(untrained<Mixer>(x, p, 0, Needs{{0, 2}, true, true}), Mixer::estimated_bytes(x, Needs{{0, 2}, true, true}, dtype));
         auto l = config_with<Llama>(llama_gqa);
@@ -314,7 +314,8 @@ BOOST_AUTO_TEST_CASE(parameters_are_what_the_forward_pass_computes_with) {
         (logits * at::randn(logits.sizes())).sum().backward();
         for (std::size_t i = 0; i < params.size(); ++i) {
             BOOST_TEST_INFO("parameter " << i << " " << params[i].sizes());
-            BOOST_TEST((params[i].grad().defined() && params[i].grad().abs().sum().template item<double>() > 0));
+            BOOST_REQUIRE(params[i].grad().defined());
+            BOOST_TEST(params[i].grad().abs().sum().template item<double>() > 0);
         }
         at::NoGradGuard no_grad;
         for (auto& p : params) p.sub_(p.grad(), 0.1).requires_grad_(false);
@@ -330,6 +331,94 @@ BOOST_AUTO_TEST_CASE(parameters_are_what_the_forward_pass_computes_with) {
         if (name == "model.layers.0.self_attn.q_proj.weight") q = t;
     const auto params = l.parameters();
     BOOST_TEST(at::equal(q, params[2].narrow(0, 0, 32)));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// The incremental forward against the full forward pass of the same slice: the prefix's outputs,
+// a batch of candidates at the next position (the true token among them), then one position at a
+// time to the end.
+template <class M, class S>
+void check_incremental(const M& m, const S& slice, const std::string& what) {
+    at::NoGradGuard no_grad;
+    const std::int64_t T = 7, P = 4, N = 5;
+    const at::Tensor ids = random_ids(m.vocab_size(), T, 11, 1);
+    const std::vector<std::int64_t> v(ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + T);
+    const auto full = apply_slice(slice, m, m.embed(ids), m.context(T, true, slice.variant()));
+    BOOST_TEST_CONTEXT(what) {
+        Incremental<M> inc(m, slice);
+        BOOST_TEST(close(inc.append(std::span(v).first(P)), full.narrow(1, 0, P)));
+        auto candidates = random_ids(m.vocab_size(), N, 12, 1).view({N});
+        candidates[0] = v[P];
+        const auto outputs = inc.extend(candidates);
+        auto batch = ids.narrow(1, 0, P + 1).repeat({N, 1});
+        batch.select(1, P).copy_(candidates);
+        const auto expected = apply_slice(slice, m, m.embed(batch), m.context(P + 1, true, slice.variant())).narrow(1, P, 1);
+        BOOST_TEST(close(outputs, expected));
+        BOOST_TEST(close(outputs.narrow(0, 0, 1), full.narrow(1, P, 1)));
+        for (std::int64_t t = P; t < T; ++t) BOOST_TEST(close(inc.append({v[t]}), full.narrow(1, t, 1)));
+        BOOST_TEST(inc.length() == T);
+    }
+}
+
+template <class M>
+void check_incremental_slices(const M& m, const std::string& family, const Shape& s = {}) {
+    check_incremental(m, Blocks<0, 3>{}, family + " Blocks<0, 3>");
+    check_incremental(m, Blocks<1, 3>{}, family + " Blocks<1, 3>");
+    check_incremental(m, NoResidual<Blocks<0, 2>>{}, family + " NoResidual");
+    check_incremental(m, NoNorm<Blocks<0, 2>>{}, family + " NoNorm");
+    check_incremental(m, Attention<1>{}, family + " Attention<1>");
+    check_incremental(m, Concat<Blocks<0, 1>, Blocks<1, 3>>{}, family + " Concat");
+    check_incremental(m, UpTo<"blocks.2.hook_attn_out">{}, family + " UpTo attn_out");
+    if (s.resid_mid) check_incremental(m, UpTo<"blocks.1.hook_resid_mid">{}, family + " UpTo resid_mid");
+    if (s.mlp_out) check_incremental(m, UpTo<"blocks.1.hook_mlp_out", 1>{}, family + " UpTo mlp_out from block 1");
+    check_incremental(m, SliceSpec{{{0, 1}, {0, 3}}}, family + " SliceSpec");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(hooks)
+
+BOOST_AUTO_TEST_CASE(the_incremental_forward_equals_the_full_forward) {
+    check_incremental_slices(everything<GPT2>(gpt2_small), "gpt2");
+    check_incremental_slices(everything<Llama>(llama_gqa), "llama gqa");
+    check_incremental_slices(everything<Llama>(mistral), "mistral window 3");
+    check_incremental_slices(everything<GPTJ>(gptj_small), "gptj", {.resid_mid = false});
+    check_incremental_slices(everything<Mixer>(mixer_flat), "mixer flat");
+    check_incremental_slices(everything<Mixer>(mixer_expanded), "mixer expanded ×2, 2 mixers");
+    check_incremental_slices(everything<Mixer>("hidden_size=32,num_hidden_layers=3,context_length=9,vocab_size=100,token_mixing=expanded,"
+                                               "expansion_factor=0.5"),
+                             "mixer expanded ×0.5");
+    check_incremental_slices(everything<example::AttnOnly>("n_layers=3,d_model=32"), "attn-only", {.resid_mid = false, .mlp_out = false});
+}
+
+BOOST_AUTO_TEST_CASE(the_incremental_forward_refuses_what_it_cannot_do) {
+    const auto m = everything<GPT2>(gpt2_small);
+    BOOST_CHECK_EXCEPTION(Incremental<GPT2>(m, SliceSpec{.is_causal = false}), Error, says("needs a causal slice"));
+    Incremental<GPT2> inc(m, Blocks<0, 2>{});
+    BOOST_CHECK_EXCEPTION(inc.append(std::vector<std::int64_t>(17, 1)), Error, says("0 prefix tokens and 17 new ones exceed the model's context of 16"));
+    BOOST_CHECK_EXCEPTION(inc.extend(at::tensor({3, 100}, at::kLong)), Error, says("token id 100 is outside the vocabulary of 100"));
+}
+
+// generate() runs on the incremental forward: the same tokens as recomputing the whole sequence.
+BOOST_AUTO_TEST_CASE(generate_equals_greedy_decoding_by_full_forward_passes) {
+    auto greedy = [](const auto& m, std::vector<std::int64_t> ids, int steps) {
+        at::NoGradGuard no_grad;
+        for (int s = 0; s < steps; ++s) {
+            ActivationCache cache;
+            const auto logits = m.run_with_cache(at::tensor(ids, at::kLong).view({1, -1}), cache);
+            ids.push_back(logits.select(1, logits.size(1) - 1).argmax(-1).template item<std::int64_t>());
+        }
+        return ids;
+    };
+    const auto g = everything<GPT2>(gpt2_small);
+    BOOST_TEST(generate(g, {5, 6}, 8) == greedy(g, {5, 6}, 8), boost::test_tools::per_element());
+    const auto l = everything<Llama>(mistral);
+    BOOST_TEST(generate(l, {5}, 9) == greedy(l, {5}, 9), boost::test_tools::per_element());
+    const auto x = everything<Mixer>(mixer_expanded);
+    BOOST_TEST(generate(x, {1, 2, 3}, 6) == greedy(x, {1, 2, 3}, 6), boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

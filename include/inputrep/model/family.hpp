@@ -89,13 +89,26 @@ inline HookPoint parse_hook(std::string_view name) {
     return r.point;
 }
 
+// What a causal block keeps of the positions before the ones it is given (the incremental
+// forward, model/incremental.hpp): attention's keys and values [1, KV, 1, P, hd], or the masked
+// mixer's token-mixing inputs, one [1, rows, D] per mixing layer.
+struct PrefixCache {
+    at::Tensor k, v;
+    std::vector<at::Tensor> rows;
+    std::int64_t length = 0;  // P: the positions held
+    bool append = false;      // this call's positions join the prefix (a batch of one)
+};
+
 // What one block call records and where it stops. The family calls it at each sub-layer output;
 // it records into the cache (when there is one) and answers whether the block should return here.
+// With a prefix, the block runs positions P.. after those the prefix holds.
 struct BlockHooks {
     int block = 0;
     ActivationCache* cache = nullptr;
     Hook stop = Hook::resid_post;
     mutable bool reached = false;
+    PrefixCache* prefix = nullptr;
+    std::int64_t offset() const { return prefix ? prefix->length : 0; }
     bool operator()(Hook hook, const at::Tensor& value) const {
         if (cache) cache->add(hook_name(block, hook), value);
         return reached = hook == stop;
@@ -174,28 +187,31 @@ inline void check_memory(std::uint64_t bytes, bool override_check, std::optional
 
 // ---- Attention --------------------------------------------------------------------------------
 
+// f32 for bf16/f16/f32 values, f64 for f64: where Hugging Face upcasts, without losing a double model's precision.
+inline at::ScalarType at_least_f32(const at::Tensor& x) { return at::promote_types(x.scalar_type(), at::kFloat); }
+
 // Rotary position embedding on queries and keys: Llama's rotate-half (dimension i pairs with
 // i + hd/2, tables [T, hd] in the compute dtype) or GPT-J's adjacent pairs (2j, 2j+1) of the first
-// rotary_dim dims (tables [T, rotary_dim/2], turned in f32 as Hugging Face does).
+// rotary_dim dims (tables [T, rotary_dim/2], turned in at least f32 as Hugging Face does).
 struct Rotary {
     enum Style { none, half, pairs } style = none;
     at::Tensor cos, sin;
 
-    // x [..., T, hd] turned by each position's angle, or by the opposite angle (the transpose:
-    // what the input gradient needs).
-    at::Tensor operator()(const at::Tensor& x, bool inverse = false) const {
+    // x [..., T, hd] at positions offset.. turned by each position's angle, or by the opposite
+    // angle (the transpose: what the input gradient needs).
+    at::Tensor operator()(const at::Tensor& x, bool inverse = false, std::int64_t offset = 0) const {
         if (style == none) return x;
         const auto T = x.size(-2);
-        const auto c = cos.narrow(0, 0, T), s = inverse ? -sin.narrow(0, 0, T) : sin.narrow(0, 0, T);
+        const auto c = cos.narrow(0, offset, T), s = inverse ? -sin.narrow(0, offset, T) : sin.narrow(0, offset, T);
         if (style == half) {
             const auto h = x.size(-1) / 2;
             return x * c + at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1) * s;
         }
         const auto rd = 2 * cos.size(-1);
-        auto pairs = x.narrow(-1, 0, rd).to(at::kFloat).unflatten(-1, {rd / 2, 2});
+        auto pairs = x.narrow(-1, 0, rd).to(at_least_f32(x)).unflatten(-1, {rd / 2, 2});
         auto x1 = pairs.select(-1, 0), x2 = pairs.select(-1, 1);
         auto turned = at::stack({x1 * c - x2 * s, x2 * c + x1 * s}, -1).flatten(-2);
-        return at::cat({turned, x.narrow(-1, rd, x.size(-1) - rd).to(at::kFloat)}, -1);
+        return at::cat({turned, x.narrow(-1, rd, x.size(-1) - rd).to(at_least_f32(x))}, -1);
     }
 };
 
@@ -203,9 +219,13 @@ struct Rotary {
 //   P = softmax(RoPE(Q)·RoPE(K)ᵀ/√hd + mask),  y = P·V
 // Heads as [B, KV, group, T, hd] for queries and [B, KV, 1, T, hd] for keys and values, so each kv
 // head broadcasts over the query heads it serves (GQA) without being copied; H = KV is plain
-// multi-head attention. The softmax is taken in f32 whatever the compute dtype. The fused loop of
+// multi-head attention. The softmax is taken in at least f32 whatever the compute dtype. The fused loop of
 // kernels/cpu.hpp serves f32 on the CPU outside a graph where it applies (no GPT-J rotation).
-inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, AttentionTape& t) {
+// With a prefix, qkv holds positions P.. and the keys and values of 0..P−1 come from it.
+inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, PrefixCache& prefix);
+inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, AttentionTape& t,
+                            PrefixCache* prefix = nullptr) {
+    if (prefix) return attention_after(qkv, s, rotary, mask, *prefix);
     if (rotary.style != Rotary::pairs && cpu::attention_applies(qkv, s)) return cpu::attention(qkv, rotary.cos, rotary.sin, mask, s, t);
     const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
     auto heads = [&](std::int64_t offset, std::int64_t group) {
@@ -214,8 +234,32 @@ inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary&
     t.q = rotary(heads(0, s.group())), t.k = rotary(heads(s.heads, 1)), t.v = heads(s.heads + KV, 1);
     auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
     if (mask.defined()) scores.add_(mask);
-    t.p = at::softmax(scores, -1, at::kFloat).to(t.v.scalar_type());
+    t.p = at::softmax(scores, -1, at_least_f32(scores)).to(t.v.scalar_type());
     return at::matmul(t.p, t.v).permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads * hd});
+}
+
+// Positions P..P+n−1 against the prefix's keys and values (batch 1, broadcast over the batch of
+// candidates without copies) and their own: scores = [q·K_prefixᵀ, q·kᵀ] + mask rows P.., one
+// softmax, y = P_prefix·V_prefix + P_own·v.
+inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, PrefixCache& prefix) {
+    const auto B = s.batch, n = s.tokens, KV = s.kv_heads, hd = s.head_size, P = prefix.length;
+    auto heads = [&](std::int64_t offset, std::int64_t group) {
+        return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, n, KV, group, hd}).permute({0, 2, 3, 1, 4});
+    };
+    const auto q = rotary(heads(0, s.group()), false, P), k = rotary(heads(s.heads, 1), false, P), v = heads(s.heads + KV, 1);
+    const double scale = 1.0 / std::sqrt(double(hd));
+    auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
+    if (P > 0) scores = at::cat({at::matmul(q, prefix.k.transpose(-2, -1)).mul_(scale), scores}, -1);
+    if (mask.defined()) scores.add_(mask.narrow(0, P, n));
+    const auto p = at::softmax(scores, -1, at_least_f32(scores)).to(v.scalar_type());
+    auto y = at::matmul(p.narrow(-1, P, n), v);
+    if (P > 0) y = y + at::matmul(p.narrow(-1, 0, P), prefix.v);
+    if (prefix.append) {
+        require(B == 1, "only a batch of one joins the prefix");
+        prefix.k = P > 0 ? at::cat({prefix.k, k}, -2) : k.contiguous();
+        prefix.v = P > 0 ? at::cat({prefix.v, v}, -2) : v.contiguous();
+    }
+    return y.permute({0, 3, 1, 2, 4}).reshape({B, n, s.heads * hd});
 }
 
 // ∂(Σ dy·attention)/∂(q|k|v), packed like attention's input: softmax's backward, then the
@@ -232,6 +276,14 @@ inline at::Tensor attention_input_grad(const at::Tensor& dy, const Heads& s, con
     auto dk = rotary(at::matmul(ds.transpose(-2, -1), t.q).sum(2, true), true);
     return at::cat({merge(dq), merge(dk), merge(dv)}, -1).to(dy.scalar_type());
 }
+
+// What every block call of one sequence length shares in an attention family, built once per run.
+struct AttentionContext {
+    std::int64_t length = 0;
+    Rotary rotary;    // none for absolute positions
+    at::Tensor mask;  // [T, T] additive, −inf where a query may not see a key; undefined when it sees all
+    BlockVariant variant;
+};
 
 // The additive causal mask [T, T]: −inf where a query may not see a key.
 inline at::Tensor causal_mask(std::int64_t length, const Placement& p) {
@@ -272,6 +324,17 @@ public:
     at::Tensor block_to(int i, const at::Tensor& x, const Context& ctx, Hook stop) const {
         if (stop == Hook::resid_pre) return x;
         const BlockHooks hooks{i, nullptr, stop};
+        auto y = self().forward_block(i, x, ctx, hooks);
+        require(hooks.reached || stop == Hook::resid_post, Derived::family, " has no ", hook_name(i, stop),
+                " (a point its block does not have, or one the slice's block variant leaves out)");
+        return y;
+    }
+
+    // Block i at the positions after those `prefix` holds (x [N, n, d], the context built for all
+    // P + n positions), up to `stop`; with prefix.append the n positions join it.
+    template <class Context>
+    at::Tensor block_step(int i, const at::Tensor& x, const Context& ctx, PrefixCache& prefix, Hook stop = Hook::resid_post) const {
+        const BlockHooks hooks{.block = i, .stop = stop, .prefix = &prefix};
         auto y = self().forward_block(i, x, ctx, hooks);
         require(hooks.reached || stop == Hook::resid_post, Derived::family, " has no ", hook_name(i, stop),
                 " (a point its block does not have, or one the slice's block variant leaves out)");
@@ -350,16 +413,20 @@ public:
         return Derived::load(Config::from_json(read_config(folder)), Checkpoint::open(folder), placement, needs);
     }
 
-    // The bytes the tensors `needs` materialises will take, from the same list, allocating nothing.
+    // The bytes the tensors `needs` materialises will take, from the same list, allocating nothing;
+    // plus, where finish() stacks weights (Llama's q|k|v), one block's stack while it is built.
     static std::uint64_t estimated_bytes(const Config& config, const Needs& needs, at::ScalarType dtype = at::kFloat) {
         const Placement p{at::kCPU, dtype};
         const Derived m(config, p, needs);
+        const std::uint64_t element = c10::elementSize(p.resolved().dtype);
         std::uint64_t n = 0;
         Derived::each_tensor(m, needs, [&](const std::string&, const at::Tensor&, const Shape& shape, const Init&) {
-            std::uint64_t e = c10::elementSize(p.resolved().dtype);
+            std::uint64_t e = element;
             for (auto s : shape) e *= std::uint64_t(s);
             n += e;
         });
+        if constexpr (requires { Derived::stacked_per_block(config); })
+            if (needs.blocks.end > needs.blocks.begin) n += std::uint64_t(Derived::stacked_per_block(config)) * element;
         return n;
     }
 
@@ -392,12 +459,14 @@ protected:
         require(blocks_[i].has_value(), Derived::family, ": block ", i, " was not loaded (load the model for a slice that includes it)");
         return *blocks_[i];
     }
-    // A block's input must be [batch, tokens, d] with as many tokens as its context was built for.
+    // A block's input must be [batch, tokens, d] with as many tokens as its context was built for
+    // (after those a prefix holds).
     template <class Context>
-    void check_input(const at::Tensor& x, const Context& ctx) const {
+    void check_input(const at::Tensor& x, const Context& ctx, const BlockHooks& hook) const {
         const auto d = self().d_model();
         require(x.dim() == 3 && x.size(2) == d, Derived::family, ": block input must be [batch, tokens, ", d, "]");
-        require(x.size(1) == ctx.length, Derived::family, ": ", x.size(1), " tokens but the context was built for ", ctx.length);
+        require(x.size(1) + hook.offset() == ctx.length, Derived::family, ": ", x.size(1), " tokens", hook.prefix ? " after the prefix" : "",
+                " but the context was built for ", ctx.length);
     }
     void check_ids(const at::Tensor& ids) const {
         const auto T = ids.size(-1), n = self().context_length();

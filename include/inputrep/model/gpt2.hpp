@@ -65,7 +65,6 @@ struct GPT2Config {
     }
 };
 
-class GPT2;
 struct GPT2Block {
     at::Tensor ln_1_w, ln_1_b, c_attn_w, c_attn_b, attn_proj_w, attn_proj_b;
     at::Tensor ln_2_w, ln_2_b, c_fc_w, c_fc_b, mlp_proj_w, mlp_proj_b;
@@ -80,12 +79,7 @@ public:
     using Base::block;
     using Base::load;
 
-    // Shared by every block call on sequences of one length: the causal mask as an additive bias.
-    struct Context {
-        std::int64_t length = 0;
-        at::Tensor mask;  // [T, T], -inf above the diagonal; undefined when attention is bidirectional
-        BlockVariant variant;
-    };
+    using Context = AttentionContext;  // no rotary tables: positions are added to the embedding
 
     // Adam from the embeddings' own scale recovers prompts exactly where the seed's plain descent
     // from N(0, 1) does not (measured: docs/defaults.md).
@@ -96,7 +90,7 @@ public:
     std::int64_t vocab_size() const { return config_.vocab_size; }
 
     Context context(std::int64_t length, bool causal, BlockVariant variant = {}) const {
-        return {length, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
+        return {length, {}, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
     }
 
     at::Tensor position_offset(std::int64_t length) const { return need(wpe_, "the position embedding wpe").narrow(0, 0, length); }
@@ -177,7 +171,7 @@ private:
     // around attention, or the MLP), recording what the input gradient needs.
     at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook, Tape* tape = nullptr) const {
         const Block& b = layer(i);
-        check_input(x, ctx);
+        check_input(x, ctx, hook);
         Tape unused;
         Tape& t = tape ? *tape : unused;
         const auto D = config_.n_embd;
@@ -185,7 +179,7 @@ private:
         at::Tensor h = x;
         if (v.norms) std::tie(h, t.mean_1, t.rstd_1) = at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
         t.x = x;
-        auto attn_out = conv1d(attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention), b.attn_proj_w, b.attn_proj_b);
+        auto attn_out = conv1d(attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook.prefix), b.attn_proj_w, b.attn_proj_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.x_mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.x_mid) || !v.mlp) return t.x_mid;

@@ -91,13 +91,7 @@ class GPTJ : public Family<GPTJ, GPTJConfig, GPTJBlock> {
 public:
     static constexpr std::string_view family = "gptj";
 
-    // Shared by every block call on sequences of one length: the causal mask and the rotary tables.
-    struct Context {
-        std::int64_t length = 0;
-        at::Tensor mask;  // [T, T], -inf above the diagonal; undefined when attention is bidirectional
-        Rotary rotary;    // adjacent pairs, tables [T, rotary_dim/2] in f32
-        BlockVariant variant;
-    };
+    using Context = AttentionContext;  // rotary: adjacent pairs, tables [T, rotary_dim/2] in f32
 
     // Measured on the default shape (untrained, 10-token prompts, through 1 and 4 blocks): GPT-2's
     // Adam defaults recover every token; plain descent needs 0.002 → 0.0002 to do the same (at
@@ -114,7 +108,7 @@ public:
         auto f32 = at::TensorOptions().dtype(at::kFloat);
         auto inv_freq = at::pow(10000.0, at::arange(0, rd, 2, f32) / double(rd)).reciprocal();
         auto angles = at::outer(at::arange(length, f32), inv_freq).to(placement_.device);
-        return {length, causal ? causal_mask(length, placement_) : at::Tensor(), {Rotary::pairs, angles.cos(), angles.sin()}, variant};
+        return {length, {Rotary::pairs, angles.cos(), angles.sin()}, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
     }
 
     at::Tensor final_norm(const at::Tensor& x) const {
@@ -145,6 +139,8 @@ public:
         }
     }
 
+    static std::int64_t stacked_per_block(const Config& c) { return 3 * c.n_embd * c.n_embd; }  // q|k|v, for the memory estimate
+
 private:
     using Base::Base;
 
@@ -164,11 +160,11 @@ private:
     at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook) const {
         const Block& b = layer(i);
         const BlockVariant& v = ctx.variant;
-        check_input(x, ctx);
+        check_input(x, ctx, hook);
         const auto H = config_.n_head;
         auto h = v.norms ? at::layer_norm(x, {config_.n_embd}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon) : x;
         AttentionTape unused;
-        auto y = at::linear(attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()}, ctx.rotary, ctx.mask, unused), b.out_w);
+        auto y = at::linear(attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()}, ctx.rotary, ctx.mask, unused, hook.prefix), b.out_w);
         if (hook(Hook::attn_out, y)) return y;
         if (v.mlp) {
             auto m = at::linear(at::gelu(at::linear(h, b.fc_in_w, b.fc_in_b), config_.gelu_tanh ? "tanh" : "none"), b.fc_out_w, b.fc_out_b);

@@ -190,13 +190,7 @@ public:
     using Base::block;
     using Base::load;
 
-    // Shared by every block call on sequences of one length: the rotary tables and the mask.
-    struct Context {
-        std::int64_t length = 0;
-        Rotary rotary;    // rotate-half, tables [T, head_size]: cos/sin of position·inv_freq, each frequency twice
-        at::Tensor mask;  // [T, T] additive, −inf where a query may not see a key; undefined when it sees all
-        BlockVariant variant;
-    };
+    using Context = AttentionContext;  // rotary: rotate-half, tables [T, head_size], each frequency twice
 
     // The seed's rates for its Llama runs (plain descent 0.02 → 0.002 on L1 sums); Adam and the
     // initial scale as for GPT-2, whose embeddings have the same N(0, 0.02) scale untrained.
@@ -282,11 +276,9 @@ public:
         return Base::load(path, placement, needs);
     }
 
-    // The tensor list's bytes, plus one block's q|k|v and gate|up while finish() stacks them.
-    static std::uint64_t estimated_bytes(const Config& c, const Needs& needs, at::ScalarType dtype = at::kFloat) {
-        const auto stacked = (c.num_attention_heads + 2 * c.kv_heads()) * c.head_size() * c.hidden_size + 2 * c.intermediate_size * c.hidden_size;
-        const bool any = needs.blocks.end > needs.blocks.begin;
-        return Base::estimated_bytes(c, needs, dtype) + (any ? std::uint64_t(stacked) * c10::elementSize(Placement{at::kCPU, dtype}.resolved().dtype) : 0);
+    // What finish() stacks in one block (q|k|v and gate|up), for the memory estimate.
+    static std::int64_t stacked_per_block(const Config& c) {
+        return (c.num_attention_heads + 2 * c.kv_heads()) * c.head_size() * c.hidden_size + 2 * c.intermediate_size * c.hidden_size;
     }
 
 private:
@@ -309,12 +301,12 @@ private:
     at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook, Tape* tape = nullptr) const {
         const Block& b = layer(i);
         const BlockVariant& v = ctx.variant;
-        check_input(x, ctx);
+        check_input(x, ctx, hook);
         Tape unused;
         Tape& t = tape ? *tape : unused;
         t.x = x;
         auto h = v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x;
-        auto attn_out = at::linear(attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention), b.o_proj);
+        auto attn_out = at::linear(attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention, hook.prefix), b.o_proj);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.mid) || !v.mlp) return t.mid;

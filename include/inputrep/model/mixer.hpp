@@ -171,17 +171,30 @@ private:
             if (b) b->mixers.assign(config.parallel_convolutions, std::vector<Conv>(config.expanded ? 2 : 1));
     }
 
-    // y [B, n, D] → [B, min(t, out), D] through the leading rows and columns of the triangle.
-    static at::Tensor causal_conv(const Conv& c, const at::Tensor& y, std::int64_t t) {
-        const auto rows = std::min(t, c.w.size(0));
-        auto w = c.w.squeeze(-1).narrow(0, 0, rows).narrow(1, 0, y.size(1)).tril();
-        return at::matmul(w, y) + c.b.narrow(0, 0, rows).unsqueeze(-1);
+    // Output rows [from, to) of a causal conv whose input rows are the prefix's `past` [1, P, D]
+    // (undefined: none) then `fresh` [B, n, D]: row t sees input rows j ≤ t of the triangle.
+    static at::Tensor causal_conv(const Conv& c, const at::Tensor& past, const at::Tensor& fresh, std::int64_t from, std::int64_t to) {
+        const auto P = past.defined() ? past.size(1) : 0, n = P + fresh.size(1);
+        auto w = c.w.squeeze(-1).narrow(0, from, to - from).narrow(1, 0, n).tril(from);
+        auto y = at::matmul(w.narrow(1, P, n - P), fresh);
+        if (P > 0) y = y + at::matmul(w.narrow(1, 0, P), past);
+        return y + c.b.narrow(0, from, to - from).unsqueeze(-1);
     }
 
-    static at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h) {
-        auto y = causal_conv(mixer.front(), h, h.size(1));
-        for (std::size_t l = 1; l < mixer.size(); ++l) y = causal_conv(mixer[l], at::gelu(y), h.size(1));
-        return y;
+    // One token mixer over positions P..P+n−1 of h [B, n, D]; each conv's output rows stop at its
+    // width (an expanded mixer's e·T). With a prefix, `rows` holds each conv's earlier input rows.
+    static at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h, std::int64_t P, at::Tensor* rows, bool append) {
+        const auto L = P + h.size(1);
+        at::Tensor in = h;
+        for (std::size_t l = 0; l < mixer.size(); ++l) {
+            if (l > 0) in = at::gelu(in);
+            const auto out = mixer[l].w.size(0);
+            const at::Tensor past = rows ? rows[l] : at::Tensor();
+            auto y = causal_conv(mixer[l], past, in, std::min(P, out), std::min(L, out));
+            if (rows && append) rows[l] = past.defined() ? at::cat({past, in}, 1) : in;
+            in = y;
+        }
+        return in;
     }
 
     // The block as the context's variant asks, token mixing standing where attention stands in a
@@ -192,10 +205,16 @@ private:
         const Block& b = layer(i);
         const BlockVariant& v = ctx.variant;
         const auto D = config_.hidden_size;
-        check_input(x, ctx);
+        check_input(x, ctx, hook);
         auto h = v.norms ? at::layer_norm(x, {D}, b.seq_ln_w, b.seq_ln_b, layer_norm_eps) : x;
-        auto mixed = token_mix(b.mixers.front(), h);
-        for (std::size_t k = 1; k < b.mixers.size(); ++k) mixed = mixed + token_mix(b.mixers[k], h);
+        auto* prefix = hook.prefix;
+        const auto convs = b.mixers.front().size();
+        if (prefix) prefix->rows.resize(b.mixers.size() * convs);
+        auto mix = [&](std::size_t k) {
+            return token_mix(b.mixers[k], h, hook.offset(), prefix ? prefix->rows.data() + k * convs : nullptr, prefix && prefix->append);
+        };
+        auto mixed = mix(0);
+        for (std::size_t k = 1; k < b.mixers.size(); ++k) mixed = mixed + mix(k);
         if (hook(Hook::attn_out, mixed)) return mixed;
         auto y = v.attention_residual ? x + mixed : mixed;
         if (hook(Hook::resid_mid, y) || !v.mlp) return y;
