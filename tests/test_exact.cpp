@@ -117,7 +117,7 @@ BOOST_AUTO_TEST_CASE(two_tokens_with_identical_embeddings_are_reported_ambiguous
     for (int t : {0, 2, 3}) BOOST_TEST(v.positions[t].verdict == Verdict::verified);
 }
 
-// bf16's noise through 5 trained blocks (up to 3.8e-2) reaches the distance between tokens, so
+// bf16's noise through 5 trained blocks (up to 0.10) reaches the distance between tokens, so
 // verdicts there are often ambiguous: the default tolerance must still accept the true token
 // everywhere, and a wrong pick must never come out as verified.
 BOOST_AUTO_TEST_CASE(bf16_verifies_with_its_own_tolerance_on_the_cpu) {
@@ -143,12 +143,12 @@ BOOST_AUTO_TEST_CASE(bf16_verifies_with_its_own_tolerance_on_the_cpu) {
             if (r.ids()[t] != prompts[p][t]) BOOST_TEST(pc.verdict == Verdict::ambiguous);
         }
     }
-    // Through one block the true token's noise (≤ 4.4e-3) is a tenth of the default: a tolerance set to
-    // 1e-2 verifies most positions, and a wrong pick is still never called verified.
-    policy.tolerance = 1e-2;
+    // Through one block the true token's noise (≤ 1.0e-2) is a tenth of the default: a tolerance set to
+    // 1.5e-2 verifies more positions, and a wrong pick is still never called verified.
+    policy.tolerance = 1.5e-2;
     auto one = Experiment<Llama, Blocks<0, 1>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompts.front());
     const auto& v = *one.verification();
-    BOOST_TEST_MESSAGE("bf16, 1 block, tolerance 1e-2: " << one.exact_tokens() << "/12 exact, " << v.where(Verdict::verified).size() << " verified");
+    BOOST_TEST_MESSAGE("bf16, 1 block, tolerance 1.5e-2: " << one.exact_tokens() << "/12 exact, " << v.where(Verdict::verified).size() << " verified");
     BOOST_TEST(v.where(Verdict::unmatched).empty());
     for (std::size_t t = 0; t < 12; ++t)
         if (one.ids()[t] != prompts.front()[t]) BOOST_TEST(v.positions[t].verdict == Verdict::ambiguous);
