@@ -57,6 +57,14 @@ BOOST_AUTO_TEST_CASE(loss_curves_on_a_log_axis) {
     BOOST_TEST(count(svg, "<circle") == 11u);  // markers on the short held-out series only
 }
 
+// Less than two decades in range: labels at 1, 2 and 5 times a power of ten, not one lone decade.
+BOOST_AUTO_TEST_CASE(a_short_log_axis_is_labelled_at_1_2_5) {
+    const auto svg = rep::svg({.title = "loss", .x_label = "step", .y_label = "nats", .series = {{"train", {0, 1, 2}, {8.5, 1.3, 0.18}}},
+                               .log_y = true});
+    for (const char* label : {">0.2<", ">0.5<", ">1<", ">2<", ">5<"}) BOOST_TEST_CONTEXT(label) BOOST_TEST(svg.find(label) != std::string::npos);
+    BOOST_TEST(svg.find(">10<") == std::string::npos);
+}
+
 // Sweeps: several series over depth, on a linear axis; a point that cannot be drawn breaks its line.
 BOOST_AUTO_TEST_CASE(sweep_series_and_gaps) {
     rep::Plot plot{.title = "exact recovery by depth", .x_label = "depth", .y_label = "fraction exact"};

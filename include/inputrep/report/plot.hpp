@@ -94,18 +94,28 @@ inline std::string svg(const Plot& plot) {
         fmt::format_to(out, "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#888\"/>"
                             "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:.4g}</text>\n",
                        px(t), top + plot_h, top + plot_h + 4, top + plot_h + 17, t);
-    // A log axis is labelled at its decades when it spans at least two, else at nice values of log10 y.
-    std::vector<double> y_ticks;
-    if (plot.log_y && y1 - y0 >= 1) {
-        const double every = std::ceil((std::floor(y1) - std::ceil(y0) + 1) / 6);
-        for (double d = std::ceil(y0); d <= y1; d += every) y_ticks.push_back(d);
+    // A log axis is labelled at its decades when two or more lie in range, else at 1, 2, 5 (or
+    // every digit) times a power of ten, else, for a very short range, at nice values of y.
+    std::vector<double> y_ticks;  // values of y
+    const double decades = std::floor(y1) - std::ceil(y0) + 1;
+    if (plot.log_y && decades >= 2) {
+        for (double d = std::ceil(y0); d <= y1; d += std::ceil(decades / 6)) y_ticks.push_back(std::pow(10.0, d));
+    } else if (plot.log_y) {
+        for (const auto& digits : {std::vector<double>{1, 2, 5}, std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9}}) {
+            y_ticks.clear();
+            for (double d = std::floor(y0); d <= std::ceil(y1); ++d)
+                for (const double m : digits)
+                    if (const double v = m * std::pow(10.0, d); std::log10(v) >= y0 - 1e-9 && std::log10(v) <= y1 + 1e-9) y_ticks.push_back(v);
+            if (y_ticks.size() >= 3) break;
+        }
+        if (y_ticks.size() < 2) y_ticks = detail::nice_ticks(std::pow(10.0, y0), std::pow(10.0, y1), 4);
     } else {
         y_ticks = detail::nice_ticks(y0, y1, 4);
     }
     for (const double t : y_ticks)
         fmt::format_to(out, "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#888\"/>"
                             "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.3g}</text>\n",
-                       left - 4, py(t), left, left - 6, py(t) + 4, plot.log_y ? std::pow(10.0, t) : t);
+                       left - 4, py(axis_y(t)), left, left - 6, py(axis_y(t)) + 4, t);
     fmt::format_to(out,
                    "<text x=\"{0}\" y=\"{1}\" text-anchor=\"middle\">{2}</text>\n"
                    "<text transform=\"translate(14,{3}) rotate(-90)\" text-anchor=\"middle\">{4}{5}</text>\n",
