@@ -439,6 +439,8 @@ int bandwidth(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+int train_main(int argc, char** argv);  // apps/inputrep/train.cpp; temporary until the CLI11 command line registers register_train
+
 int main(int argc, char** argv) {
     const std::string usage = "usage: inputrep (tokenize | hidden | generate | invert | attribute | bandwidth) [options]; inputrep COMMAND --help";
     if (argc < 2) {
@@ -454,6 +456,7 @@ int main(int argc, char** argv) {
         if (command == "generate") return generate(rest);
         if (command == "attribute") return attribute(rest);
         if (command == "bandwidth") return bandwidth(rest);
+        if (command == "train" || command == "eval") return train_main(argc, argv);
         if (command == "--help" || command == "help") return std::cout << usage << "\n", 0;
         throw UsageError("unknown command \"" + command + "\"");
     } catch (const UsageError& e) {
