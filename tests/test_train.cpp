@@ -19,6 +19,7 @@
 namespace fs = std::filesystem;
 using namespace inputrep;
 using testing::says;
+namespace training = inputrep::train;  // the suite below is namespace `train`
 
 namespace {
 
@@ -47,8 +48,8 @@ std::string slurp(const fs::path& p) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-train::TrainOptions tiny(const fs::path& out) {
-    train::TrainOptions o;
+training::TrainOptions tiny(const fs::path& out) {
+    training::TrainOptions o;
     o.steps = 8, o.batch = 4, o.context = 32, o.warmup = 2, o.eval_every = 4, o.eval_contexts = 8, o.out = out;
     return o;
 }
@@ -71,18 +72,18 @@ void check_gradients(const typename F::Config& config, std::size_t expected_para
         at::Tensor fused;
         {
             at::NoGradGuard no_grad;
-            fused = train::logits_of(m32, ids.narrow(1, 0, 12));
+            fused = training::logits_of(m32, ids.narrow(1, 0, 12));
         }
-        for (auto& p : train::parameters_of(m32)) p.requires_grad_(true);
-        auto graph = train::logits_of(m32, ids.narrow(1, 0, 12));
+        for (at::Tensor& p : training::parameters_of(m32)) p.requires_grad_(true);
+        auto graph = training::logits_of(m32, ids.narrow(1, 0, 12));
         BOOST_TEST(graph.requires_grad());
         BOOST_TEST(at::allclose(graph.detach(), fused, 1e-4, 1e-5), F::family << ": the forward with a graph differs from the fused one");
     }
     auto m = F::untrained(config, {at::kCPU, at::kDouble}, 3, all);
-    auto params = train::parameters_of(m);
+    const std::vector<at::Tensor> params = training::parameters_of(m);
     BOOST_TEST(params.size() == expected_parameters);
     for (auto& p : params) p.requires_grad_(true);
-    auto loss = [&] { return train::summed_loss(m, ids).first; };
+    auto loss = [&]() -> at::Tensor { return training::summed_loss(m, ids).first; };
     loss().backward();
     auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
     std::vector<at::Tensor> direction;
@@ -93,16 +94,16 @@ void check_gradients(const typename F::Config& config, std::size_t expected_para
         direction.push_back(at::empty_like(p).normal_(0, 1, gen));
         analytic += (p.grad() * direction.back()).sum().item<double>();
     }
-    const double eps = 1e-3;  // Llama's RMSNorm computes in f32 even here
+    const double eps = 1e-4;  // Llama's RMSNorm computes in f32 even here: not smaller
     auto shifted = [&](double s) {
         at::NoGradGuard no_grad;
         for (std::size_t i = 0; i < params.size(); ++i) params[i].add_(direction[i], s);
-        const double v = loss().item<double>();
+        const double v = loss().template item<double>();
         for (std::size_t i = 0; i < params.size(); ++i) params[i].sub_(direction[i], s);
         return v;
     };
     const double numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
-    BOOST_TEST(std::abs(numeric - analytic) <= 2e-3 * std::abs(analytic), F::family << ": autograd " << analytic << ", differences " << numeric);
+    BOOST_TEST(std::abs(numeric - analytic) <= 1e-3 * std::abs(analytic), F::family << ": autograd " << analytic << ", differences " << numeric);
 }
 
 }  // namespace
@@ -125,17 +126,17 @@ BOOST_AUTO_TEST_CASE(autograd_through_every_family_matches_finite_differences) {
 BOOST_AUTO_TEST_CASE(resuming_reproduces_the_uninterrupted_run_bitwise) {
     Scratch s;
     auto whole = tiny(s.dir / "whole");
-    const auto a = train::train<Llama>(tiny_llama(), {fortunes()}, whole);
+    const auto a = training::train<Llama>(tiny_llama(), {fortunes()}, whole);
     BOOST_TEST_REQUIRE(a.log.size() == 8u);
     BOOST_TEST(a.log.back().loss < a.log.front().loss, "eight steps did not lower the loss: " << a.log.front().loss << " → " << a.log.back().loss);
 
     auto part = tiny(s.dir / "part");
     part.until = 3;
-    const auto b1 = train::train<Llama>(tiny_llama(), {fortunes()}, part);
+    const auto b1 = training::train<Llama>(tiny_llama(), {fortunes()}, part);
     BOOST_TEST(b1.log.size() == 3u);
     BOOST_TEST(read_json(s.dir / "part" / "trainer_state.json").at("step") == 3);
     part.until = 0, part.resume = true;
-    const auto b = train::train<Llama>(tiny_llama(), {fortunes()}, part);
+    const auto b = training::train<Llama>(tiny_llama(), {fortunes()}, part);
     BOOST_TEST_REQUIRE(b.log.size() == 8u);
     for (std::size_t i = 0; i < 8; ++i) {
         BOOST_TEST(a.log[i].loss == b.log[i].loss, "step " << i + 1 << ": " << a.log[i].loss << " vs " << b.log[i].loss);
@@ -160,13 +161,24 @@ BOOST_AUTO_TEST_CASE(resuming_reproduces_the_uninterrupted_run_bitwise) {
         BOOST_TEST(status == 0, args << " failed: " << text);
         return text;
     };
-    BOOST_TEST(run("hidden --model '" + folder + "' --vocab '" + folder + "' --prompt 'A fortune' --json").find("\"hidden\"") != std::string::npos);
+    const auto hidden = Json::parse(run("hidden --model '" + folder + "' --vocab '" + folder + "' --prompt 'A fortune' --json"));
+    const auto prompt = tok.encode("A fortune");
+    BOOST_TEST(hidden["tokens"].get<std::vector<std::int64_t>>() == prompt);
+    BOOST_TEST_REQUIRE(hidden["hidden_states"].size() == 3u);  // the embedding, then each of the 2 blocks
+    {
+        at::NoGradGuard no_grad;
+        const auto T = std::int64_t(prompt.size());
+        auto x = m.embed(at::tensor(prompt, at::kLong).view({1, T}));
+        for (int i = 0; i < m.depth(); ++i) x = m.block(i, x, m.context(T, true));
+        const auto cli_states = at::tensor(hidden["hidden_states"][2].get<std::vector<std::vector<double>>>().back(), at::kDouble);
+        BOOST_TEST(at::allclose(cli_states, x[0][T - 1].to(at::kDouble), 1e-5, 1e-6));
+    }
     const auto generated = run("generate --model '" + folder + "' --ids 1,50 --steps 5");
     std::ostringstream expected;
     for (auto id : ids) expected << id << " ";
     BOOST_TEST(generated.find(expected.str()) != std::string::npos, generated << " vs " << expected.str());
     auto evaluation = Json::parse(run("eval --model '" + folder + "' --corpus " + fortunes().string() + " --json"));
-    BOOST_TEST(std::abs(evaluation["cross_entropy"].get<double>() - train::evaluate<Llama>(s.dir / "whole", {fortunes()}).cross_entropy) < 1e-9);
+    BOOST_TEST(std::abs(evaluation["cross_entropy"].get<double>() - training::evaluate<Llama>(s.dir / "whole", {fortunes()}).cross_entropy) < 1e-9);
     BOOST_TEST(evaluation["bigram_cross_entropy"].get<double>() > 0);
 }
 
@@ -177,26 +189,26 @@ BOOST_AUTO_TEST_CASE(bad_input_is_refused_and_nothing_is_written_half) {
     std::ofstream(empty).close();
     const auto out = s.dir / "m";
     const auto before = s.entries();
-    BOOST_CHECK_EXCEPTION(train::train<GPT2>(tiny_gpt2(), {empty}, tiny(out)), Error, says("the corpus is empty"));
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {empty}, tiny(out)), Error, says("the corpus is empty"));
     BOOST_TEST(s.entries() == before);
     auto long_context = tiny(out);
     long_context.context = 100000;
-    BOOST_CHECK_EXCEPTION(train::train<GPT2>(tiny_gpt2(), {fortunes()}, long_context), Error, says("shorter than one context of 100000"));
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {fortunes()}, long_context), Error, says("shorter than one context of 100000"));
     BOOST_TEST(s.entries() == before);
     auto huge_vocab = config_with<GPT2>("n_embd=16,n_layer=1,n_head=2,vocab_size=100000");
-    BOOST_CHECK_EXCEPTION(train::train<GPT2>(huge_vocab, {fortunes()}, tiny(out)), Error, says("cannot make a vocabulary of 100000"));
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(huge_vocab, {fortunes()}, tiny(out)), Error, says("cannot make a vocabulary of 100000"));
     BOOST_TEST(s.entries() == before);
-    BOOST_CHECK_EXCEPTION(train::train<GPT2>(tiny_gpt2(), {fortunes()}, tiny(empty / "m")), Error, says("cannot write the output folder"));
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {fortunes()}, tiny(empty / "m")), Error, says("cannot write the output folder"));
     BOOST_TEST(s.entries() == before);
 
     // A checkpoint, then a resume with another shape: refused, the checkpoint untouched.
     auto first = tiny(out);
     first.steps = 2;
-    train::train<GPT2>(tiny_gpt2(), {fortunes()}, first);
+    training::train<GPT2>(tiny_gpt2(), {fortunes()}, first);
     const auto weights = slurp(out / "model.safetensors"), state = slurp(out / "trainer_state.json");
     const auto with_model = s.entries();
     first.resume = true;
-    BOOST_CHECK_EXCEPTION(train::train<GPT2>(config_with<GPT2>("n_embd=32,n_layer=1,n_head=2,vocab_size=400"), {fortunes()}, first), Error,
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(config_with<GPT2>("n_embd=32,n_layer=1,n_head=2,vocab_size=400"), {fortunes()}, first), Error,
                           says("was trained with a different config"));
     BOOST_TEST(s.entries() == with_model);
     BOOST_TEST(slurp(out / "model.safetensors") == weights);
@@ -206,7 +218,7 @@ BOOST_AUTO_TEST_CASE(bad_input_is_refused_and_nothing_is_written_half) {
     const auto diverging_out = s.dir / "diverging";
     auto diverging = tiny(diverging_out);
     diverging.lr = 1e30, diverging.warmup = 0, diverging.checkpoint_every = 1;
-    BOOST_CHECK_EXCEPTION(train::train<GPT2>(tiny_gpt2(), {fortunes()}, diverging), Error,
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {fortunes()}, diverging), Error,
                           says("at step 2; stopped there. The last good checkpoint (step 1) is kept"));
     BOOST_TEST(read_json(diverging_out / "trainer_state.json").at("step") == 1);
     BOOST_TEST(load<GPT2>(diverging_out).depth() == 1);

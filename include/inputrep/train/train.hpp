@@ -116,7 +116,8 @@ std::pair<at::Tensor, std::int64_t> summed_loss(const M& m, const at::Tensor& ro
     const auto T = rows.size(1) - 1;
     auto inputs = rows.narrow(1, 0, T).clamp_min(0), targets = rows.narrow(1, 1, T);
     auto logits = logits_of(m, inputs);
-    auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets.reshape(-1), {},
+    if (logits.scalar_type() != at::kDouble) logits = logits.to(at::kFloat);  // bf16 logits under autocast: the loss in f32
+    auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1), {},
                                        at::Reduction::Sum, ignore_id);
     return {loss, (targets != ignore_id).sum().item<std::int64_t>()};
 }
