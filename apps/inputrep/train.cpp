@@ -1,0 +1,190 @@
+// inputrep train / inputrep eval — training small models on text and measuring them (docs/training.md).
+//
+//   inputrep train --family gpt2|llama|mixer [--config key=value,...] [--corpus FILE...] [--tokenizer DIR | --vocab-size N]
+//                  --steps N --batch B --context T --lr X --seed S --out DIR [--resume]
+//   inputrep eval  --model DIR [--corpus FILE...] [--sample TEXT...] [--json]
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <inputrep/inputrep.hpp>
+#include <inputrep/train/train.hpp>
+
+using namespace inputrep;
+
+namespace {
+
+std::string duration(double seconds) {
+    const auto s = static_cast<long>(std::lround(seconds));
+    char buf[32];
+    if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+    return buf;
+}
+
+struct TrainArgs {
+    std::string family, config, device = "cpu", decay = "cosine";
+    std::vector<std::string> corpus;
+    std::string tokenizer;
+    std::int64_t vocab_size = 4096;
+    int threads = 1;
+    bool json = false, vocab_size_given = false;
+    train::TrainOptions o;
+};
+
+template <class F>
+void run_train(const TrainArgs& a) {
+    auto o = a.o;
+    auto config = config_with<F>(a.config);
+    // The vocabulary: --config vocab_size when given (at least the reused tokenizer's), else the
+    // reused tokenizer's size, else --vocab-size pieces of a SentencePiece BPE trained here.
+    Json overrides = Json::object();
+    apply_overrides(overrides, a.config);
+    if (overrides.contains("vocab_size"))
+        require(!a.vocab_size_given, "--config vocab_size and --vocab-size both give the vocabulary size: give one");
+    else
+        config.vocab_size = a.tokenizer.empty() ? a.vocab_size : Tokenizer::from_folder(a.tokenizer).vocab_size();
+    if (!a.tokenizer.empty()) o.tokenizer = a.tokenizer;
+    std::vector<std::filesystem::path> files(a.corpus.begin(), a.corpus.end());
+    if (files.empty()) files = train::default_corpus();
+    const std::int64_t every = std::max<std::int64_t>(1, o.steps / 50);
+    const bool tty = isatty(STDERR_FILENO);
+    o.progress = [&](const train::LogEntry& e) {
+        if (!tty && e.step % every != 0 && !e.held_out && e.step != o.steps) return;
+        std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s%s", tty ? "\r\033[K" : "", (long long)e.step,
+                     (long long)o.steps, e.loss, e.held_out ? ("  held-out " + std::to_string(*e.held_out)).c_str() : "", e.lr,
+                     e.tokens_per_second, duration(e.eta_seconds).c_str(), tty && !e.held_out ? "" : "\n");
+    };
+    auto r = train::train<F>(config, files, o);
+    if (tty) std::fprintf(stderr, "\n");
+    Json summary{{"out", std::filesystem::absolute(o.out).string()}, {"steps", r.log.empty() ? 0 : r.log.back().step},
+                 {"loss", r.log.empty() ? 0.0 : r.log.back().loss}, {"held_out", r.held_out}, {"tokens_per_second", r.tokens_per_second}};
+    if (a.json) std::cout << summary.dump() << "\n";
+    else
+        std::cout << "trained " << F::family << " to step " << summary["steps"] << ": held-out cross-entropy " << r.held_out
+                  << " nats/token, " << std::lround(r.tokens_per_second) << " tokens/s; the model is in " << summary["out"].get<std::string>()
+                  << "\n";
+}
+
+struct EvalArgs {
+    std::string model, device = "cpu";
+    std::vector<std::string> corpus, samples;
+    int sample_tokens = 32, threads = 1;
+    bool json = false;
+};
+
+template <class F>
+void run_eval(const EvalArgs& a) {
+    std::vector<std::filesystem::path> files(a.corpus.begin(), a.corpus.end());
+    if (files.empty()) files = train::default_corpus();
+    const Placement placement{parse_device(a.device), at::kFloat};
+    const auto ev = train::evaluate<F>(a.model, files, placement);
+    Json j{{"cross_entropy", ev.cross_entropy}, {"perplexity", std::exp(ev.cross_entropy)}, {"bigram_cross_entropy", ev.bigram},
+           {"bigram_perplexity", std::exp(ev.bigram)}, {"tokens", ev.tokens}, {"contexts", ev.contexts}, {"samples", Json::array()}};
+    if (!a.samples.empty()) {
+        const auto model = load<F>(a.model, placement);
+        const auto tokenizer = Tokenizer::from_folder(a.model);
+        const auto bos = read_json(std::filesystem::path(a.model) / "trainer_state.json").at("run").at("bos").get<std::int64_t>();
+        for (const auto& text : a.samples) {
+            std::vector<std::int64_t> ids;
+            if (bos >= 0) ids.push_back(bos);
+            for (auto id : tokenizer.encode(text)) ids.push_back(id);
+            require(ids.size() > 0, "--sample: empty prompt and the tokenizer has no BOS");
+            const int steps = static_cast<int>(std::min<std::int64_t>(a.sample_tokens, model.context_length() - std::int64_t(ids.size())));
+            require(steps > 0, "--sample \"", text, "\" fills the model's context of ", model.context_length(), " tokens");
+            const auto all = generate(model, ids, steps);
+            j["samples"].push_back({{"prompt", text}, {"text", tokenizer.decode(all)}});
+        }
+    }
+    if (a.json) {
+        std::cout << j.dump() << "\n";
+        return;
+    }
+    std::printf("held-out cross-entropy %.4f nats/token (perplexity %.2f) over %lld tokens in %lld contexts\n", ev.cross_entropy,
+                std::exp(ev.cross_entropy), (long long)ev.tokens, (long long)ev.contexts);
+    std::printf("bigram baseline (training split) %.4f nats/token (perplexity %.2f)\n", ev.bigram, std::exp(ev.bigram));
+    for (auto& s : j["samples"]) std::printf("sample: %s\n", s["text"].get<std::string>().c_str());
+}
+
+// The family a trained folder holds, from its config.json.
+template <class Run>
+void by_family(const std::string& family, Run&& run) {
+    if (family == "gpt2") run(std::type_identity<GPT2>{});
+    else if (family == "llama" || family == "mistral") run(std::type_identity<Llama>{});
+    else if (family == "mixer") run(std::type_identity<Mixer>{});
+    else fail("family \"", family, "\" cannot be trained here (gpt2, llama or mixer)");
+}
+
+}  // namespace
+
+namespace cli {
+
+void register_train(CLI::App& app) {
+    auto t = std::make_shared<TrainArgs>();
+    auto* train = app.add_subcommand("train", "train a GPT-2, Llama or masked mixer on text (docs/training.md)");
+    train->add_option("--family", t->family, "gpt2, llama or mixer")->required()->check(CLI::IsMember({"gpt2", "llama", "mixer"}));
+    train->add_option("--config", t->config, "config.json overrides key=value,... (e.g. n_embd=128,n_layer=4,n_head=4)");
+    train->add_option("--corpus", t->corpus, "text, fortune (%), <|endoftext|> or .ids files (default: Debian's fortunes)")->expected(1, -1);
+    auto* tok = train->add_option("--tokenizer", t->tokenizer, "reuse this folder's tokenizer (its vocabulary size is the model's)")->check(CLI::ExistingDirectory);
+    train->add_option("--vocab-size", t->vocab_size, "train a SentencePiece BPE tokenizer of this many pieces (default 4096)")->excludes(tok)->check(CLI::PositiveNumber);
+    train->add_option("--steps", t->o.steps, "optimizer steps")->required()->check(CLI::PositiveNumber);
+    train->add_option("--batch", t->o.batch, "contexts per micro-batch (default 16)")->check(CLI::PositiveNumber);
+    train->add_option("--accumulate", t->o.accumulation, "micro-batches per step (default 1)")->check(CLI::PositiveNumber);
+    train->add_option("--context", t->o.context, "tokens per context (default 64)")->check(CLI::PositiveNumber);
+    train->add_option("--lr", t->o.lr, "peak learning rate (default 1e-3)")->check(CLI::PositiveNumber);
+    train->add_option("--min-lr-ratio", t->o.min_lr_ratio, "final rate / peak rate (default 0.1)")->check(CLI::Range(0.0, 1.0));
+    train->add_option("--warmup", t->o.warmup, "linear warmup steps (default 100)")->check(CLI::NonNegativeNumber);
+    train->add_option("--decay", t->decay, "cosine (default), linear or constant")->check(CLI::IsMember({"cosine", "linear", "constant"}));
+    train->add_option("--weight-decay", t->o.adamw.weight_decay, "AdamW decoupled weight decay on matrices (default 0.1)")->check(CLI::NonNegativeNumber);
+    train->add_option("--clip", t->o.clip, "global gradient-norm clip, 0 for none (default 1)")->check(CLI::NonNegativeNumber);
+    train->add_option("--seed", t->o.seed, "seed of the initial weights and the data order (default 0)");
+    train->add_option("--held-out", t->o.held_out, "fraction of documents held out (default 0.05)")->check(CLI::Range(0.0, 1.0));
+    train->add_flag("--padded", t->o.padded, "one document per context, padded, instead of packed");
+    train->add_option("--checkpoint-every", t->o.checkpoint_every, "steps between checkpoints (default: the end only)")->check(CLI::NonNegativeNumber);
+    train->add_option("--eval-every", t->o.eval_every, "steps between held-out evaluations (default 100)")->check(CLI::NonNegativeNumber);
+    train->add_option("--eval-contexts", t->o.eval_contexts, "held-out contexts per evaluation (default 64, 0: all)")->check(CLI::NonNegativeNumber);
+    train->add_option("--until", t->o.until, "stop after this step with a checkpoint; --resume continues")->check(CLI::NonNegativeNumber);
+    train->add_option("--out", t->o.out, "the model folder to write")->required();
+    train->add_flag("--resume", t->o.resume, "continue the run checkpointed in --out");
+    train->add_option("--device", t->device, "cpu (default) or cuda[:N]; CUDA computes under bf16 autocast");
+    train->add_option("--threads", t->threads, "libtorch intra-op threads (default 1)")->check(CLI::PositiveNumber);
+    train->add_flag("--json", t->json, "print one JSON object when done");
+    train->callback([t, train] {
+        // Every step frees and reallocates the same activation sizes. By default glibc hands them
+        // back to the kernel and faults the pages in again next step: ~20 % of a step here (measured,
+        // docs/training.md). Keep them in the heap.
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        mallopt(M_TOP_PAD, 64 << 20);
+        t->vocab_size_given = train->count("--vocab-size") > 0;
+        at::set_num_threads(t->threads);
+        t->o.decay = train::parse_decay(t->decay);
+        t->o.device = parse_device(t->device);
+        by_family(t->family, [&]<class F>(std::type_identity<F>) { run_train<F>(*t); });
+    });
+
+    auto e = std::make_shared<EvalArgs>();
+    auto* eval = app.add_subcommand("eval", "held-out cross-entropy of a trained folder, with the bigram baseline");
+    eval->add_option("--model", e->model, "a folder `inputrep train` wrote")->required()->check(CLI::ExistingDirectory);
+    eval->add_option("--corpus", e->corpus, "the corpus it was trained on (default: Debian's fortunes)")->expected(1, -1);
+    eval->add_option("--sample", e->samples, "print the greedy continuation of this text (repeatable)");
+    eval->add_option("--sample-tokens", e->sample_tokens, "tokens per sample (default 32)")->check(CLI::PositiveNumber);
+    eval->add_option("--device", e->device, "cpu (default) or cuda[:N]");
+    eval->add_option("--threads", e->threads, "libtorch intra-op threads (default 1)")->check(CLI::PositiveNumber);
+    eval->add_flag("--json", e->json, "print one JSON object");
+    eval->callback([e] {
+        at::set_num_threads(e->threads);
+        const auto family = config_value<std::string>(read_config(e->model), "model_type", "gpt2");
+        by_family(family, [&]<class F>(std::type_identity<F>) { run_eval<F>(*e); });
+    });
+}
+
+}  // namespace cli
