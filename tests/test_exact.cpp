@@ -5,6 +5,7 @@
 
 #include <inputrep/inputrep.hpp>
 
+#include "cli_run.hpp"
 #include "common.hpp"
 
 using namespace inputrep;
@@ -206,6 +207,45 @@ BOOST_AUTO_TEST_CASE(captured_outputs_alone_recover_the_prompt) {
     BOOST_TEST(!r.exact());  // no prompt was given, so there is nothing to call it exact against
     BOOST_CHECK_EXCEPTION(exp.run_from_target(captured.narrow(1, 0, 32)), Error, says("features per position"));
     BOOST_CHECK_EXCEPTION(exp.run_from_target(at::zeros({3, 4, 5, 6})), Error, says("[tokens, features]"));
+}
+
+// The real use, through the program: capture the hidden states once (hidden --save), then recover
+// the ids from that file alone.
+BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
+    const auto model = testing::shared("models/stories260K/hf").string();
+    const auto prompt = sampled_prompts(stories260K(), 1, 16, 17).front();
+    std::string ids;
+    for (auto id : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    const auto file = (std::filesystem::temp_directory_path() / "inputrep_exact_capture.safetensors").string();
+    auto saved = testing::run_cli("hidden --model '" + model + "' " + testing::vocab() + " --ids " + ids + " --save '" + file + "'");
+    BOOST_REQUIRE_MESSAGE(saved.status == 0, saved.out);
+    const SafetensorsFile capture(file);
+    BOOST_TEST(capture.has("blocks.4.hook_resid_post"));
+    BOOST_TEST(capture.has("blocks.2.hook_resid_mid"));
+
+    auto from_file = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --blocks 0:5 --target '" + file + "'");
+    BOOST_TEST(from_file["ids"].get<std::vector<std::int64_t>>() == prompt);
+    BOOST_TEST(from_file["verified"].get<bool>());
+    BOOST_TEST(from_file["ambiguous"].empty());
+    // A slice that ends inside a block reads that hook point from the same file.
+    auto mid = testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
+                                 " --optimizer exact:exhaustive --hook blocks.2.hook_resid_mid --target '" + file + "'");
+    BOOST_TEST(mid["ids"].get<std::vector<std::int64_t>>() == prompt);
+
+    auto with_prompt = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --blocks 0:5 --ids " + ids);
+    BOOST_TEST(with_prompt["exact"].get<bool>());
+    BOOST_TEST(with_prompt["positions"].size() == prompt.size());
+
+    // Mistakes: the wrong hook for the slice's width, a tolerance without exact search.
+    auto wrong = testing::run_cli("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --target '" + file +
+                                  "' --target-hook hook_embed --slice concat:1:2");
+    BOOST_TEST(wrong.status != 0);
+    auto missing = testing::run_cli("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --target '" + file +
+                                    "' --target-hook blocks.9.hook_resid_post");
+    BOOST_TEST(missing.status == 1);
+    BOOST_TEST(missing.out.find("holds no tensor") != std::string::npos, missing.out);
+    BOOST_TEST(testing::one_line_error(testing::run_cli("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4 --ids 1,2 --tolerance 1e-4")));
+    std::filesystem::remove(file);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

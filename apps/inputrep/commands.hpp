@@ -190,12 +190,22 @@ inline void require_finite(const ActivationCache& cache, std::string_view what, 
     }
 }
 
+// --optimizer: a continuous method, or exact search.
+using InvertOptimizer = std::variant<AnyOptimizer, Sequential<AnyOptimizer>, Exact<GradientRank>, Exact<Exhaustive>>;
+
+inline InvertOptimizer parse_invert_optimizer(std::string_view s) {
+    auto widen = [](auto o) -> InvertOptimizer { return o; };
+    return s.starts_with("exact") ? std::visit(widen, parse_exact(s)) : std::visit(widen, parse_optimizer(s));
+}
+
 struct InvertRequest {
     std::vector<std::vector<std::int64_t>> prompts;
     SliceSpec slice;
     bool plain_blocks = true;  // one range, causal, whole blocks: the written-out gradient applies
     AnyMetric metric{L1{}};
-    AnyOrSequentialOptimizer optimizer = AnyOptimizer{Adam<>{}};
+    InvertOptimizer optimizer = AnyOptimizer{Adam<>{}};
+    std::optional<fs::path> target;  // exact search from captured outputs: a .safetensors of hook points
+    std::string target_hook;         // the tensor in it (default: the slice's last hook point)
     AnyMask mask{AllTokens{}, std::nullopt};
     AnySpace space = EmbeddingSpace{};
     AnyDecoder decoder{PseudoInverse{}};

@@ -35,6 +35,21 @@ inline Json describe(const Result& r, bool stats) {
              {"restart", r.restart()},
              {"batch", r.batch()}};
     if (stats) out["steps_per_second"] = r.steps_per_second(), out["peak_rss_bytes"] = peak_rss_bytes();
+    if (const auto& v = r.verification()) {
+        Json positions = Json::array();
+        for (const auto& p : v->positions) {
+            Json candidates = Json::array();
+            for (const auto& c : p.candidates) candidates.push_back({{"id", c.id}, {"error", c.error}});
+            positions.push_back({{"verdict", to_string(p.verdict)}, {"compared", p.compared}, {"error", p.error},
+                                 {"margin", std::isfinite(p.margin) ? Json(p.margin) : Json(nullptr)}, {"checked", p.checked},
+                                 {"candidates", candidates}});
+        }
+        out["verified"] = v->verified(), out["tolerance"] = v->tolerance, out["positions"] = positions;
+        out["candidates_checked"] = v->candidates_checked();
+        out["ambiguous"] = v->where(Verdict::ambiguous), out["unmatched"] = v->where(Verdict::unmatched);
+        out["undetermined"] = v->where(Verdict::undetermined);
+        if (stats) out["seconds"] = v->seconds;
+    }
     return out;
 }
 
@@ -56,6 +71,11 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
         std::cout << "distance: " << r.distance() << " (shifted input: " << r.shifted_distance() << ", "
                   << (r.succeeded_in_distance() ? "closer" : "not closer") << ")\n"
                   << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size() << " tokens)\n";
+        if (const auto& v = r.verification())
+            std::cout << "verified: " << (v->verified() ? "yes" : "no") << " (tolerance " << v->tolerance << "; ambiguous at "
+                      << Json(v->where(Verdict::ambiguous)).dump() << ", unmatched at " << Json(v->where(Verdict::unmatched)).dump()
+                      << ", undetermined at " << Json(v->where(Verdict::undetermined)).dump() << "; " << v->candidates_checked()
+                      << " candidates checked)\n";
         if (q.stats)
             std::cout << "speed:    " << r.steps_per_second() << " steps/s (batch " << r.batch() << "), peak RSS "
                       << peak_rss_bytes() / (1 << 20) << " MiB\n";
@@ -65,13 +85,27 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
 template <class M>
 void run_invert(const M& model, const InvertRequest& q) {
     for (auto& ids : q.prompts) check_ids(model, ids);
-    auto go = [&](auto space, auto slice, auto optimizer) {
-        Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
-        exp.with_tokenizer(*q.tokenizer);
-        auto results = exp.run(q.prompts, q.options);
+    auto finish = [&](const std::vector<Result>& results) {
         if (q.options.progress) std::cerr << "\n";
         print(results, q);
         if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &*q.tokenizer));
+    };
+    auto go = [&](auto space, auto slice, auto optimizer) {
+        using Op = decltype(optimizer);
+        if constexpr (is_exact<Op> && !std::same_as<decltype(space), EmbeddingSpace>) {
+            fail("exact search checks tokens through their embeddings: use --space embedding");
+        } else {
+            Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
+            exp.with_tokenizer(*q.tokenizer);
+            if constexpr (is_exact<Op>) {
+                if (q.target) {
+                    const SafetensorsFile file(*q.target);
+                    require(file.has(q.target_hook), *q.target, " holds no tensor \"", q.target_hook, "\" (give --target-hook NAME)");
+                    return finish(exp.run_from_target(file.load(q.target_hook, model.placement()), q.options));
+                }
+            }
+            finish(exp.run(q.prompts, q.options));
+        }
     };
     std::visit(
         [&](auto space, auto optimizer) {

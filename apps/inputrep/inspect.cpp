@@ -21,7 +21,7 @@ void tokenize(const ModelOptions& o, const std::string& text, bool json) {
     for (auto id : ids) std::cout << id << "\t" << Json(tok.decode(std::vector<std::int64_t>{id})).dump() << "\n";
 }
 
-void hidden(const ModelOptions& o, const PromptOptions& p, bool logits, bool json) {
+void hidden(const ModelOptions& o, const PromptOptions& p, bool logits, bool json, const std::optional<fs::path>& save) {
     const auto tok = tokenizer_if_asked(o, p);
     auto ids = one_prompt(p, tok);
     with_model(o, Needs{{0, -1}, true, logits}, tok ? std::optional(tok->vocab_size()) : std::nullopt, [&](const auto& model) {
@@ -31,10 +31,15 @@ void hidden(const ModelOptions& o, const PromptOptions& p, bool logits, bool jso
         const at::Tensor out = model.run_with_cache(at::tensor(ids, at::kLong).unsqueeze(0).to(model.placement().device), cache);
         require_finite(cache, "hidden");
         require(!out.defined() || at::isfinite(out).all().item<bool>(), "hidden: the logits hold non-finite values (NaN or inf)");
+        // The hook points [tokens, d] under their names: what `invert --target FILE` reads back.
+        if (save) {
+            std::vector<std::pair<std::string, at::Tensor>> tensors;
+            for (const auto& [name, value] : cache.entries()) tensors.emplace_back(name, value[0].contiguous().to(at::kCPU));
+            write_safetensors(*save, tensors);
+        }
         if (json) {
-            Json states = Json::array({rows_of(cache["blocks.0.hook_resid_pre"][0])});
-            for (int i = 0; i < model.depth(); ++i) states.push_back(rows_of(cache["blocks." + std::to_string(i) + ".hook_resid_post"][0]));
-            Json result{{"tokens", ids}, {"hidden_states", states}};
+            Json result{{"tokens", ids}};
+            for (const auto& [name, value] : cache.entries()) result[name] = rows_of(value[0]);
             if (out.defined()) result["logits"] = rows_of(out[0]);
             return void(std::cout << result.dump() << "\n");
         }
@@ -88,8 +93,12 @@ void register_inspect(CLI::App& app) {
         auto p = add_prompt_options(*sub, false, "text to tokenize instead of --ids");
         auto flags = std::make_shared<std::pair<bool, bool>>();
         sub->add_flag("--logits", flags->first, "also output the logits (runs the final norm and head)");
-        sub->add_flag("--json", flags->second, "print one JSON object");
-        sub->callback([=] { hidden(*o, *p, flags->first, flags->second); });
+        sub->add_flag("--json", flags->second, "print one JSON object: the tokens, each hook point's [tokens, d] under its name, the logits");
+        auto save = std::make_shared<std::optional<fs::path>>();
+        add_parsed(*sub, "--save", *save, [](std::string_view s) { return fs::path(s); },
+                   "write every hook point [tokens, d] under its name to this .safetensors file (what invert --target reads)")
+            ->type_name("FILE");
+        sub->callback([=] { hidden(*o, *p, flags->first, flags->second, *save); });
     }
     {
         auto sub = app.add_subcommand("generate", "Greedy continuation (--model PATH | --untrained FAMILY) (--ids I,J,... | --prompt TEXT)");

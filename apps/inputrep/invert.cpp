@@ -62,15 +62,38 @@ std::vector<std::string> read_lines(const std::string& path) {
     return lines;
 }
 
+// What only exact search reads: the tolerance, whether to check every token, the target file.
+struct ExactOptions {
+    std::optional<double> tolerance;
+    bool verify_all = false;
+};
+
 void invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, const std::vector<std::string>& batches,
-            const std::string& decode, InvertRequest q) {
-    if (p.prompts.empty() && p.ids.empty() && batches.empty()) throw UsageError("give --prompt TEXT (or --ids I,J,... or --batch FILE)");
+            const std::string& decode, const std::string& hook, const ExactOptions& exact, InvertRequest q) {
+    const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) || std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
+    if (q.target && !searching) throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
+    if ((exact.tolerance || exact.verify_all) && !searching) throw UsageError("--tolerance and --verify-all are exact search's: --optimizer exact");
+    if (q.target && (!p.prompts.empty() || !p.ids.empty() || !batches.empty()))
+        throw UsageError("give either --target FILE (captured outputs, no prompt) or prompts, not both");
+    if (!q.target && p.prompts.empty() && p.ids.empty() && batches.empty())
+        throw UsageError("give --prompt TEXT (or --ids I,J,... or --batch FILE, or --target FILE with --optimizer exact)");
+    std::visit(
+        [&](auto& op) {
+            if constexpr (is_exact<std::decay_t<decltype(op)>>) op.tolerance = exact.tolerance, op.verify_all = exact.verify_all;
+        },
+        q.optimizer);
+    if (!hook.empty() && !policy.slice.empty()) throw UsageError("--hook ends the slice at a hook point: it does not combine with --slice");
     try {
-        q.slice = parse_slice(policy.blocks, policy.slice);
+        q.slice = hook.empty() ? parse_slice(policy.blocks, policy.slice) : SliceSpec::up_to(parse_hook(hook), policy.blocks.begin);
     } catch (const Error& e) {
-        throw UsageError(std::string("--slice: ") + e.what());
+        throw UsageError(std::string(hook.empty() ? "--slice: " : "--hook: ") + e.what());
     }
-    q.plain_blocks = policy.slice.empty();
+    q.plain_blocks = policy.slice.empty() && hook.empty();
+    if (q.target && q.target_hook.empty()) {
+        if (q.slice.parts.size() > 1) throw UsageError("--target with a concat slice: give --target-hook NAME");
+        q.target_hook = q.slice.end_hook ? hook_name(q.slice.end_hook->block, q.slice.end_hook->hook)
+                                         : hook_name(q.slice.parts.front().end - 1, Hook::resid_post);
+    }
     q.metric = policy.metric;
     q.options = policy.options(o);
     q.tokenizer = tokenizer_for(o);
@@ -110,8 +133,21 @@ void register_invert(CLI::App& app) {
         sub->add_option("--batch", *batches, "a file of prompts, one per line, all in one batch")->type_name("FILE")->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
         add_parsed(*sub, "--mask", q->mask, AnyMask::parse,
                    "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
-        add_parsed(*sub, "--optimizer", q->optimizer, parse_optimizer,
-                   "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time)");
+        add_parsed(*sub, "--optimizer", q->optimizer, parse_invert_optimizer,
+                   "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
+                   "exact[:gradient|:exhaustive] (token-by-token search verified against the outputs; docs/exact.md)");
+        auto exact = std::make_shared<ExactOptions>();
+        add_number(*sub, "--tolerance", exact->tolerance, 1e-12, 1.0,
+                   "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, bf16 0.15)");
+        sub->add_flag("--verify-all", exact->verify_all, "exact search: check every allowed token at every position (uniqueness proven)");
+        add_parsed(*sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
+                   "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")->type_name("FILE");
+        sub->add_option("--target-hook", q->target_hook, "the tensor of --target to invert (default: the slice's last hook point)")
+            ->type_name("NAME");
+        auto hook = std::make_shared<std::string>();
+        sub->add_option("--hook", *hook, "end the slice at this hook point, e.g. blocks.3.hook_resid_mid (from block B of --blocks)")
+            ->type_name("NAME")
+            ->check(parsed_by([](std::string_view s) { return parse_hook(s); }));
         add_parsed(*sub, "--space", q->space, parse_space,
                    "embedding (default: optimise the block-0 input) or vocabulary (optimise a vocabulary-sized vector)");
         sub->add_option("--decode", *decode, "pinv (default), nearest, or restricted:TEXT (only the tokens of TEXT)")
@@ -123,7 +159,7 @@ void register_invert(CLI::App& app) {
                    "write an HTML report with the distance per step to this file")->type_name("FILE");
         sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
         sub->add_flag("--json", q->json, "print one JSON object");
-        sub->callback([=] { invert(*o, *policy, *p, *batches, *decode, *q); });
+        sub->callback([=] { invert(*o, *policy, *p, *batches, *decode, *hook, *exact, *q); });
     }
     {
         auto sub = app.add_subcommand("bandwidth", "The smallest number of output dimensions that recover a prompt "

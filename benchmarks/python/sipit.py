@@ -336,7 +336,10 @@ def run(args):
     prompts = None
     for blocks in args.blocks:
         model = build(blocks)
-        prompts = prompts or prompts_for(args, model.E.shape[0])
+        if prompts is None:
+            prompts = prompts_for(args, model.E.shape[0])
+            if args.write_prompts:
+                pathlib.Path(args.write_prompts).write_text("".join(" ".join(map(str, p)) + "\n" for p in prompts))
         if max(map(len, prompts)) > model.positions:
             sys.exit(f"prompts of {max(map(len, prompts))} tokens: {args.case} has {model.positions} positions")
         gen = torch.Generator().manual_seed(args.seed + 2)
@@ -404,6 +407,7 @@ def main():
     parser.add_argument("--length", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="GPT-2's weights (seed), the prompts (seed + 1), the search's random starts (seed + 2): separate streams, so a start never replays a prompt")
     parser.add_argument("--prompt-file", help="one prompt per line, space-separated ids (replaces --prompts/--length)")
+    parser.add_argument("--write-prompts", help="also write the prompts to this file, one line of ids each (for bench_exact --prompt-file)")
     parser.add_argument("--verify-batch", type=int, default=16, help="proposals verified per iteration in one batched forward (the paper: 1)")
     parser.add_argument("--target", choices=["full", "iterative"], default="full",
                         help="full: one causal forward of the prompt (default); iterative: position by position from the true prefix, as the reference code")

@@ -25,6 +25,7 @@
 #include <ostream>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <inputrep/core/error.hpp>
@@ -80,6 +81,15 @@ struct Exact {
     std::int64_t budget = 0;          // candidates checked per position before it is unmatched (0: all allowed)
     std::int64_t joint_budget = 64;   // candidates tried at a position with no compared output
 };
+
+// Chosen at run time (the CLI's --optimizer exact[:gradient|:exhaustive]).
+using AnyExact = std::variant<Exact<GradientRank>, Exact<Exhaustive>>;
+
+inline AnyExact parse_exact(std::string_view s) {
+    if (s == "exact" || s == "exact:gradient") return Exact<GradientRank>{};
+    if (s == "exact:exhaustive") return Exact<Exhaustive>{};
+    fail("unknown exact search \"", s, "\" (expected exact, exact:gradient or exact:exhaustive)");
+}
 
 template <class O>
 inline constexpr bool is_exact = false;
