@@ -30,7 +30,8 @@
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/io/save_safetensors.hpp>
 #include <inputrep/model/load.hpp>
-#include <inputrep/report/html.hpp>
+#include <inputrep/report/page.hpp>
+#include <inputrep/report/plot.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
 #include <inputrep/train/corpus.hpp>
 #include <inputrep/train/optimizer.hpp>
@@ -248,7 +249,7 @@ inline std::string report_html(std::string_view family, const Json& run, const s
         train.x.push_back(double(e.step)), train.y.push_back(e.loss);
         if (e.held_out) held.x.push_back(double(e.step)), held.y.push_back(*e.held_out);
     }
-    std::string body = report::svg_plot({train, held}, "cross-entropy per step", "step", "nats per token", false);
+    std::string body = report::svg({"cross-entropy per step", "step", "nats per token", {train, held}});
     body += "<h2>Run</h2><pre>" + report::escape(run.dump(2)) + "</pre>";
     return report::page(std::string(family) + " training", body);
 }
