@@ -97,10 +97,12 @@ BOOST_AUTO_TEST_CASE(attribute_accepts_every_method_it_lists) {
     std::smatch listed;
     BOOST_REQUIRE_MESSAGE(std::regex_search(r.out, listed, std::regex(R"(expected (\w+), (\w+) or (\w+))")), r.out);
     const auto help = run_cli("attribute --help").out;
+    const auto at = help.find("  --method ");
+    const auto method = help.substr(at, help.find('\n', at) - at);  // the line that documents --method
     for (std::size_t i = 1; i < listed.size(); ++i) {
         auto out = cli_json("attribute" + tiny + vocab() + " --prompt 'The sky is' --method " + listed[i].str());
         BOOST_TEST(out["scores"].size() == 3u);
-        BOOST_TEST(says({0, help}, listed[i].str()), listed[i].str());
+        BOOST_TEST(method.find(listed[i].str()) != std::string::npos, method << " lacks " << listed[i].str());
     }
 }
 
