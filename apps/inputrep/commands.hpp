@@ -57,6 +57,7 @@ struct ModelOptions {
     std::uint64_t seed = 0;
     int threads = 1;
     Placement placement;
+    bool ignore_memory = false;  // build the model even when its estimated bytes exceed the available memory
 };
 
 inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
@@ -74,6 +75,8 @@ inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
         ->type_name("DIR");
     add_number(app, "--threads", o->threads, 1, 256,
                "libtorch intra-op threads (default 1: more compete with OpenBLAS's own threads; docs/performance.md)");
+    app.add_flag("--ignore-memory-check", o->ignore_memory,
+                 "build the model even when the bytes it needs (estimated from its tensors before any is allocated) exceed MemAvailable");
     app.parse_complete_callback([o] {
         if (o->model.empty() == o->untrained.empty()) throw UsageError("give exactly one of --model DIR and --untrained FAMILY");
     });
@@ -127,6 +130,13 @@ void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> 
         const int depth = cfg->layers();
         if (needs.blocks.end < 0) needs.blocks = {0, depth};
         require(needs.blocks.end <= depth, family, " model has ", depth, " blocks; --blocks asks for block ", needs.blocks.end - 1);
+        if (o.placement.device.is_cpu()) {
+            try {
+                check_memory(M::estimated_bytes(*cfg, needs, o.placement.dtype), o.ignore_memory);
+            } catch (const Error& e) {
+                throw Error(std::string(e.what()) + " (--ignore-memory-check)");
+            }
+        }
         body(config ? load<M>(o.model, o.placement, needs) : untrained<M>(*cfg, o.placement, o.seed, needs));
     });
 }

@@ -78,10 +78,14 @@ public:
         double steps_per_second = 0;              // batch steps per second of the loop alone
         std::optional<Verification> verification; // exact inversion: per position, how each token was verified
     };
-    explicit Result(Fields f) : f_(std::move(f)) {}
+    explicit Result(Fields f)
+        : f_(std::move(f)), trace_(xt::row(f_.traces, f_.restart)), restart_distances_(xt::col(f_.traces, f_.traces.shape(1) - 1)) {
+        auto line = xt::row(f_.top_k_ids, 0);
+        ids_.assign(line.begin(), line.end());
+    }
 
     const std::vector<std::int64_t>& target() const { return f_.target; }
-    std::vector<std::int64_t> ids() const { auto line = xt::row(f_.top_k_ids, 0); return {line.begin(), line.end()}; }
+    const std::vector<std::int64_t>& ids() const { return ids_; }  // the top-1 line
     const xt::xtensor<std::int64_t, 2>& top_k_ids() const { return f_.top_k_ids; }
     const xt::xtensor<float, 2>& top_k_scores() const { return f_.top_k_scores; }
     // The first k decoded lines; line i holds every position's (i+1)-th most likely token.
@@ -101,9 +105,9 @@ public:
         return n;
     }
     // The best restart's distance per step.
-    xt::xtensor<float, 1> trace() const { return xt::row(f_.traces, f_.restart); }
+    const xt::xtensor<float, 1>& trace() const { return trace_; }
     const xt::xtensor<float, 2>& traces() const { return f_.traces; }
-    xt::xtensor<float, 1> restart_distances() const { return xt::col(f_.traces, f_.traces.shape(1) - 1); }
+    const xt::xtensor<float, 1>& restart_distances() const { return restart_distances_; }  // the final distance of each restart
     int restart() const { return f_.restart; }
     int batch() const { return f_.batch; }
     double steps_per_second() const { return f_.steps_per_second; }
@@ -112,6 +116,8 @@ public:
 
 private:
     Fields f_;
+    xt::xtensor<float, 1> trace_, restart_distances_;  // copies, so begin() and end() of two calls belong together
+    std::vector<std::int64_t> ids_;
 };
 
 // Compile-time checks whose failing instantiation shows the numbers, e.g. slice_fits_model<13, 12>.
