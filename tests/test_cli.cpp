@@ -156,4 +156,25 @@ BOOST_AUTO_TEST_CASE(every_subcommand_has_help) {
     }
 }
 
+// --csv: the run's arrays as two long-format files a notebook reads as they are.
+BOOST_AUTO_TEST_CASE(invert_writes_its_traces_and_top_k_as_csv) {
+    const auto dir = std::filesystem::temp_directory_path() / "inputrep_cli_csv";
+    std::filesystem::remove_all(dir);
+    auto out = cli_json("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4 " + vocab() + " --prompt 'The sky is blue.' --steps 20 --restarts 2 "
+                        "--top-k 3 --csv '" + dir.string() + "'");
+    auto lines = [](const std::filesystem::path& f) {
+        std::ifstream in(f);
+        std::vector<std::string> all;
+        for (std::string line; std::getline(in, line);) all.push_back(line);
+        return all;
+    };
+    const auto traces = lines(dir / "traces.csv"), top_k = lines(dir / "top_k.csv");
+    BOOST_REQUIRE(!traces.empty() && !top_k.empty());
+    BOOST_TEST(traces.front() == "prompt,restart,step,distance");
+    BOOST_TEST(traces.size() == 1 + 2 * 21u);  // 2 restarts × (20 steps + the final distance)
+    BOOST_TEST(top_k.front() == "prompt,k,position,id,score,target");
+    BOOST_TEST(top_k.size() == 1 + 3 * out["ids"].size());
+    std::filesystem::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -89,6 +89,7 @@ void run_invert(const M& model, const InvertRequest& q) {
         if (q.options.progress) std::cerr << "\n";
         print(results, q);
         if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &*q.tokenizer));
+        if (q.csv) write_csv(*q.csv, results);
     };
     auto go = [&](auto space, auto slice, auto optimizer) {
         using Op = decltype(optimizer);

@@ -157,6 +157,9 @@ void register_invert(CLI::App& app) {
         sub->add_flag("--early-stop", policy->run.early_stop, "stop once every prompt is closer than its shifted input");
         add_parsed(*sub, "--report", q->report, [](std::string_view s) { return fs::path(s); },
                    "write an HTML report with the distance per step to this file")->type_name("FILE");
+        add_parsed(*sub, "--csv", q->csv, [](std::string_view s) { return fs::path(s); },
+                   "write traces.csv (prompt,restart,step,distance) and top_k.csv (prompt,k,position,id,score,target) into this folder")
+            ->type_name("DIR");
         sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
         sub->add_flag("--json", q->json, "print one JSON object");
         sub->callback([=] { invert(*o, *policy, *p, *batches, *decode, *hook, *exact, *q); });
