@@ -3,6 +3,8 @@
 // how to obtain it; nothing is skipped.
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <inputrep/core/error.hpp>
@@ -36,6 +38,12 @@ inline std::filesystem::path gpt2_vocab_dir() {
 inline const inputrep::Tokenizer& gpt2_tokenizer() {
     static const inputrep::Tokenizer tok = inputrep::Tokenizer::from_folder(gpt2_vocab_dir());
     return tok;
+}
+
+// A file's bytes.
+inline std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // For BOOST_CHECK_EXCEPTION: the error's message contains `part`.

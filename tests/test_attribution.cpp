@@ -21,6 +21,7 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
+using testing::slurp;
 using testing::says;
 
 namespace {
@@ -141,13 +142,6 @@ void check_gradient_against_finite_differences(const M& model, const std::vector
             BOOST_TEST(std::abs(r.raw(t) - expected) <= 1e-4 * expected + 1e-7);
         }
     }
-}
-
-std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 std::size_t count(const std::string& text, const std::string& part) {

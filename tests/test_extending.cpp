@@ -23,7 +23,7 @@ std::string read(const std::filesystem::path& p) {
     return s.str();
 }
 
-const GPT2& gpt2_tiny() {
+const GPT2& gpt2_one_block() {
     static const GPT2 m = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,n_positions=64"), {}, 0, Needs{{0, 1}, true, false});
     return m;
 }
@@ -46,7 +46,7 @@ BOOST_AUTO_TEST_CASE(huber_metric_gradient_and_inversion) {
     auto reference = torch::autograd::grad({Huber{}(x, target).sum()}, {x})[0];
     BOOST_TEST(at::allclose(Huber{}.value_and_grad(out, target).second, reference));
 
-    Experiment<GPT2, Blocks<0, 1>, Huber> exp{gpt2_tiny()};
+    Experiment<GPT2, Blocks<0, 1>, Huber> exp{gpt2_one_block()};
     auto r = exp.run(gpt2_tokenizer().encode("The sky is blue."));
     BOOST_TEST_MESSAGE("huber: " << r.exact_tokens() << "/5, distance " << r.distance() << " shifted " << r.shifted_distance());
     BOOST_TEST(r.exact());
@@ -59,7 +59,7 @@ BOOST_AUTO_TEST_CASE(even_positions_mask_gradient_and_inversion) {
     BOOST_TEST(at::allclose(EvenPositions{}.backward(g, out), torch::autograd::grad({EvenPositions{}(x)}, {x}, {g})[0]));
 
     // Odd positions are not compared, but a causal slice carries them into the even ones after them.
-    Experiment<GPT2, Blocks<0, 1>, L1, Adam<>, EvenPositions> exp{gpt2_tiny()};
+    Experiment<GPT2, Blocks<0, 1>, L1, Adam<>, EvenPositions> exp{gpt2_one_block()};
     auto ids = gpt2_tokenizer().encode("The sky is blue.");
     auto r = exp.run(ids);
     BOOST_TEST_MESSAGE("even positions: " << r.exact_tokens() << "/5, distance " << r.distance());

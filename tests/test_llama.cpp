@@ -29,6 +29,7 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
+using testing::slurp;
 using testing::says;
 using Ids = std::vector<std::int64_t>;
 
@@ -100,13 +101,6 @@ std::vector<double> per_position_difference(const at::Tensor& a, const at::Tenso
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string slurp(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 // SentencePiece's own command-line tools (Debian package `sentencepiece`) train the models and

@@ -10,6 +10,7 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
+using testing::slurp;
 using testing::says;
 
 namespace {
@@ -28,13 +29,6 @@ at::Tensor json_tensor(const Json& j) {
     };
     walk(j);
     return at::tensor(flat).view(shape);
-}
-
-std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 
 namespace fs = std::filesystem;
 using namespace inputrep;
+using testing::slurp;
 using testing::says;
 namespace training = inputrep::train;  // the suite below is namespace `train`
 
@@ -42,11 +43,6 @@ struct Scratch {
         return names;
     }
 };
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 training::TrainOptions tiny(const fs::path& out) {
     training::TrainOptions o;
