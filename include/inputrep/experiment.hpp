@@ -414,7 +414,7 @@ private:
     // Exact search over `target` [P, T, F]; `prompts` (when given) are what the target came from.
     std::vector<Result> exact_results(const at::Tensor& target, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
         require(slice_.causal(), "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
-        ExactSearch search(optimizer_, family(), slice_, metric_, mask_, space_, decoder_state());
+        ExactSearch search(optimizer_, family(), slice_, mask_, space_, decoder_state());
         auto outcomes = search.run(target);
         const auto P = target.size(0), T = target.size(1);
         // The recovered ids' distance to the target, with the experiment's metric on the compared outputs.

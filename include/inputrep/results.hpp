@@ -75,18 +75,23 @@ inline void write_csv(const std::filesystem::path& folder, std::span<const Resul
         f << header << '\n';
         return f;
     };
+    // n rows of `width` numbers, row i filled by fill(i, row), as CSV lines.
+    auto write_rows = [](std::ofstream& f, std::size_t n, std::size_t width, auto fill) {
+        xt::xtensor<double, 2> rows = xt::empty<double>({n, width});
+        for (std::size_t i = 0; i < n; ++i) {
+            auto row = xt::row(rows, i);
+            fill(i, row);
+        }
+        xt::dump_csv(f, rows);
+    };
     {
         auto f = open("traces.csv", "prompt,restart,step,distance");
         for (std::size_t p = 0; p < results.size(); ++p) {
             const auto& t = results[p].traces();
-            const std::size_t R = t.shape(0), S = t.shape(1);
-            xt::xtensor<double, 2> rows = xt::empty<double>({R * S, std::size_t{4}});
-            for (std::size_t r = 0; r < R; ++r)
-                for (std::size_t s = 0; s < S; ++s) {
-                    auto row = xt::row(rows, r * S + s);
-                    row(0) = double(p), row(1) = double(r), row(2) = double(s), row(3) = t(r, s);
-                }
-            xt::dump_csv(f, rows);
+            const std::size_t S = t.shape(1);
+            write_rows(f, t.shape(0) * S, 4, [&](std::size_t i, auto& row) {
+                row(0) = double(p), row(1) = double(i / S), row(2) = double(i % S), row(3) = t(i / S, i % S);
+            });
         }
     }
     auto f = open("top_k.csv", "prompt,k,position,id,score,target");
@@ -94,15 +99,12 @@ inline void write_csv(const std::filesystem::path& folder, std::span<const Resul
         const auto& ids = results[p].top_k_ids();
         const auto& scores = results[p].top_k_scores();
         const auto& target = results[p].target();
-        const std::size_t K = ids.shape(0), T = ids.shape(1);
-        xt::xtensor<double, 2> rows = xt::empty<double>({K * T, std::size_t{6}});
-        for (std::size_t k = 0; k < K; ++k)
-            for (std::size_t t = 0; t < T; ++t) {
-                auto row = xt::row(rows, k * T + t);
-                row(0) = double(p), row(1) = double(k), row(2) = double(t), row(3) = double(ids(k, t)), row(4) = scores(k, t),
-                row(5) = double(target[t]);
-            }
-        xt::dump_csv(f, rows);
+        const std::size_t T = ids.shape(1);
+        write_rows(f, ids.shape(0) * T, 6, [&](std::size_t i, auto& row) {
+            const std::size_t k = i / T, t = i % T;
+            row(0) = double(p), row(1) = double(k), row(2) = double(t), row(3) = double(ids(k, t)), row(4) = scores(k, t),
+            row(5) = double(target[t]);
+        });
     }
 }
 

@@ -69,7 +69,7 @@ public:
     // The slice's outputs at the appended positions [1, n, d_out]; the tokens join the prefix.
     at::Tensor append(std::span<const std::int64_t> ids) {
         require(!ids.empty(), "append: no tokens");
-        auto y = step(at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1}), true);
+        auto y = step(embed(at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1})), true);
         length_ += std::int64_t(ids.size());
         for (auto& chain : caches_)
             for (auto& c : chain) c.length = length_;
@@ -81,17 +81,28 @@ public:
     // the prefix is unchanged.
     at::Tensor extend(const at::Tensor& candidates) {
         require(candidates.dim() == 1 && candidates.numel() > 0, "extend: candidates must be a non-empty list of token ids [N]");
-        return step(candidates.view({-1, 1}), false);
+        return step(embed(candidates.view({-1, 1})), false);
+    }
+
+    // The same for continuous token embeddings e [N, n, d] at the next n positions (the position
+    // embedding is added here, as for ids), differentiable in e: [N, n, d_out].
+    at::Tensor extend_embedded(const at::Tensor& e) {
+        require(e.dim() == 3 && e.size(0) > 0 && e.size(1) > 0, "extend_embedded: e must be [N, n, d], not ", e.sizes());
+        return step(e, false);
     }
 
 private:
-    at::Tensor step(at::Tensor ids, bool append) {
+    at::Tensor embed(at::Tensor ids) const {
         const M& m = *model_;
-        const auto n = ids.size(1), P = length_, L = P + n;
-        require(L <= m.context_length(), P, " prefix tokens and ", n, " new ones exceed the model's context of ", m.context_length(), " positions");
         ids = ids.to(m.placement().device);
         check_token_ids(ids, m.token_embedding().size(0));
-        auto x = at::embedding(m.token_embedding(), ids);
+        return at::embedding(m.token_embedding(), ids);
+    }
+
+    at::Tensor step(at::Tensor x, bool append) {
+        const M& m = *model_;
+        const auto n = x.size(1), P = length_, L = P + n;
+        require(L <= m.context_length(), P, " prefix tokens and ", n, " new ones exceed the model's context of ", m.context_length(), " positions");
         if (auto offset = m.position_offset(L); offset.defined()) x = x + offset.narrow(0, P, n);
         const auto ctx = m.context(L, true, variant_);
         std::vector<at::Tensor> outputs;
