@@ -135,7 +135,8 @@ BOOST_AUTO_TEST_CASE(one_process_mpirun_and_merged_shards_give_the_same_rows) {
     // `mpirun -n 2` of the program (built with MPI), as root where the tests run as root.
     const auto mpi = run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(dir / "mpi"),
                              "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -n 2 --oversubscribe ");
-    BOOST_REQUIRE_MESSAGE(mpi.status == 0, "mpirun: " << mpi.out);
+    BOOST_REQUIRE_MESSAGE(mpi.status == 0, "mpirun -n 2 needs Open MPI's mpirun (Debian's openmpi-bin) and a program built with "
+                                           "libopenmpi-dev (both from scripts/setup): " << mpi.out);
     BOOST_TEST(mpi.out.find("8 rows run by 1 workers") != std::string::npos, mpi.out);
     BOOST_REQUIRE(fs::exists(dir / "mpi/results.jsonl"));
     sweep_require_same_rows(serial, sweep_lines(dir / "mpi/results.jsonl"));
