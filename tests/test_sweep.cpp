@@ -102,6 +102,18 @@ BOOST_AUTO_TEST_CASE(spec_expands_to_its_product_and_explicit_rows) {
     BOOST_CHECK_EXCEPTION(isw::expand(Json::parse(R"({"metric": [{"a": 1}]})")), isw::SpecError, says("\"metric\""));
 }
 
+BOOST_AUTO_TEST_CASE(plots_draw_depth_in_order) {
+    std::vector<Json> lines;
+    for (auto [blocks, exact] : {std::pair{"0:1", 2}, {"0:12", 0}, {"0:4", 1}})
+        lines.push_back({{"key", blocks}, {"config", {{"blocks", blocks}}},
+                         {"results", {{{"target", {1, 2}}, {"exact_tokens", exact}, {"exact", exact == 2}, {"distance", 1.0}, {"shifted_distance", 2.0}}}}});
+    const auto plots = isw::summary_plots(lines);
+    BOOST_REQUIRE_EQUAL(plots.front().series.size(), 1u);
+    BOOST_TEST(plots.front().series[0].x == (std::vector<double>{1, 4, 12}));
+    BOOST_TEST(plots.front().series[0].y == (std::vector<double>{1, 0.5, 0}));
+    BOOST_TEST(plots.front().x_label == "depth (blocks)");
+}
+
 BOOST_AUTO_TEST_CASE(shards_come_from_the_option_or_slurm) {
     BOOST_TEST(isw::parse_shard("1/3").index == 1u);
     BOOST_CHECK_EXCEPTION(isw::parse_shard("3/3"), Error, says("0 <= I < N"));

@@ -24,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -521,6 +522,16 @@ inline std::vector<report::Plot> summary_plots(const std::vector<Json>& lines) {
         rate.series[it->second].x.push_back(x), rate.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::exact_token_rate).mean);
         ratio.series[it->second].x.push_back(x), ratio.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::distance_ratio).mean);
     }
+    // Rows come in the spec's order ("0:1", "0:12", "0:4" as text): a line is drawn in order of x.
+    for (auto* plot : {&rate, &ratio})
+        for (auto& s : plot->series) {
+            std::vector<std::size_t> order(s.x.size());
+            std::iota(order.begin(), order.end(), 0);
+            std::ranges::sort(order, {}, [&](std::size_t i) { return s.x[i]; });
+            report::Series sorted{s.name, {}, {}};
+            for (auto i : order) sorted.x.push_back(s.x[i]), sorted.y.push_back(s.y[i]);
+            s = std::move(sorted);
+        }
     return {rate, ratio};
 }
 
