@@ -522,7 +522,7 @@ inline std::vector<report::Plot> summary_plots(const std::vector<Json>& lines) {
         rate.series[it->second].x.push_back(x), rate.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::exact_token_rate).mean);
         ratio.series[it->second].x.push_back(x), ratio.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::distance_ratio).mean);
     }
-    // Rows come in the spec's order ("0:1", "0:12", "0:4" as text): a line is drawn in order of x.
+    // Rows come in the spec's order, which need not be by depth: a line is drawn in order of x.
     for (auto* plot : {&rate, &ratio})
         for (auto& s : plot->series) {
             std::vector<std::size_t> order(s.x.size());
