@@ -77,5 +77,6 @@ void register_inspect(CLI::App& app);    // inspect.cpp: hidden, generate
 void register_invert(CLI::App& app);     // invert.cpp: invert, bandwidth
 void register_attribute(CLI::App& app);  // attribute.cpp: attribute
 void register_train(CLI::App& app);      // train.cpp: train, eval
+void register_sweep(CLI::App& app);      // sweep.cpp: sweep
 
 }  // namespace cli

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -89,14 +90,22 @@ inline bool has_tokenizer(const fs::path& dir) {
                                [&](const char* name) { return fs::exists(dir / name); });
 }
 
+// A folder's tokenizer, read once per process: a sweep checks every row, each with its tokenizer,
+// before any runs, and copies of a Tokenizer share one vocabulary.
+inline Tokenizer tokenizer_from(const fs::path& dir) {
+    static std::map<fs::path, Tokenizer> read;
+    if (auto it = read.find(dir); it != read.end()) return it->second;
+    return read.emplace(dir, Tokenizer::from_folder(dir)).first->second;
+}
+
 // --vocab, else the model folder's own tokenizer, else GPT-2's vocabulary from scripts/setup.
 inline Tokenizer tokenizer_for(const ModelOptions& o) {
-    if (!o.vocab.empty()) return Tokenizer::from_folder(o.vocab);
-    if (!o.model.empty() && fs::is_directory(o.model) && has_tokenizer(o.model)) return Tokenizer::from_folder(o.model);
+    if (!o.vocab.empty()) return tokenizer_from(o.vocab);
+    if (!o.model.empty() && fs::is_directory(o.model) && has_tokenizer(o.model)) return tokenizer_from(o.model);
     const char* env = std::getenv("INPUTREP_DATA");
     const auto dir = fs::path(env ? env : INPUTREP_DATA_DIR) / "gpt2";
     require(fs::exists(dir), "no tokenizer: pass --vocab DIR, or run scripts/setup to fetch GPT-2's vocabulary into ", dir.string());
-    return Tokenizer::from_folder(dir);
+    return tokenizer_from(dir);
 }
 
 // Calls `body(model)` with the model the options name, built with only what `needs` asks for. An
@@ -245,7 +254,36 @@ struct BandwidthRequest {
     bool json = false;
 };
 
+// What a run found for one prompt, without its trace and top-k lines: what `invert --json` prints
+// first and each line of a sweep holds.
+inline Json describe_outcome(const Result& r) {
+    Json out{{"target", r.target()},         {"ids", r.ids()},           {"decoded", r.decoded()},
+             {"exact", r.exact()},           {"exact_tokens", r.exact_tokens()}, {"distance", r.distance()},
+             {"shifted_distance", r.shifted_distance()}};
+    if (const auto& v = r.verification()) {
+        out["verified"] = v->verified(), out["tolerance"] = v->tolerance, out["candidates_checked"] = v->candidates_checked();
+        out["ambiguous"] = v->where(Verdict::ambiguous), out["unmatched"] = v->where(Verdict::unmatched);
+        out["undetermined"] = v->where(Verdict::undetermined);
+    }
+    return out;
+}
+
+// An invert command line, parsed and checked: the model to build and the request to run on it.
+struct InvertRun {
+    ModelOptions model;
+    InvertRequest request;
+};
+
+// `inputrep invert ARGS...` (ARGS after the command's name) parsed and checked as the command does,
+// without running it: the sweep checks every row this way before any runs. Mistakes throw what the
+// command would (CLI::ParseError, UsageError, inputrep::Error). invert.cpp.
+InvertRun parse_invert(const std::vector<std::string>& args);
+// Builds the model and runs the request in this process. invert.cpp.
+std::vector<Result> run_inversion(const InvertRun& run);
+
 // Defined in family.hpp, instantiated for each family in family_*.cpp.
+template <class M>
+std::vector<Result> invert_results(const M& model, const InvertRequest& q);
 template <class M>
 void run_invert(const M& model, const InvertRequest& q);
 template <class M>

@@ -21,19 +21,13 @@ inline std::int64_t peak_rss_bytes() {
 
 // Timings and memory only with --stats, so the same command prints the same bytes.
 inline Json describe(const Result& r, bool stats) {
-    Json out{{"target", r.target()},
-             {"ids", r.ids()},
-             {"top_k", r.top_k_ids()},
-             {"top_k_scores", r.top_k_scores()},
-             {"top_k_text", r.top_k(r.top_k_ids().shape(0))},
-             {"decoded", r.decoded()},
-             {"exact", r.exact()},
-             {"exact_tokens", r.exact_tokens()},
-             {"distance", r.distance()},
-             {"shifted_distance", r.shifted_distance()},
-             {"trace", r.trace()},
-             {"restart", r.restart()},
-             {"batch", r.batch()}};
+    Json out = describe_outcome(r);
+    out.update(Json{{"top_k", r.top_k_ids()},
+                    {"top_k_scores", r.top_k_scores()},
+                    {"top_k_text", r.top_k(r.top_k_ids().shape(0))},
+                    {"trace", r.trace()},
+                    {"restart", r.restart()},
+                    {"batch", r.batch()}});
     if (stats) out["steps_per_second"] = r.steps_per_second(), out["peak_rss_bytes"] = peak_rss_bytes();
     if (const auto& v = r.verification()) {
         Json positions = Json::array();
@@ -44,10 +38,7 @@ inline Json describe(const Result& r, bool stats) {
                                  {"margin", std::isfinite(p.margin) ? Json(p.margin) : Json(nullptr)}, {"checked", p.checked},
                                  {"candidates", candidates}});
         }
-        out["verified"] = v->verified(), out["tolerance"] = v->tolerance, out["positions"] = positions;
-        out["candidates_checked"] = v->candidates_checked();
-        out["ambiguous"] = v->where(Verdict::ambiguous), out["unmatched"] = v->where(Verdict::unmatched);
-        out["undetermined"] = v->where(Verdict::undetermined);
+        out["positions"] = positions;
         if (stats) out["seconds"] = v->seconds;
     }
     return out;
@@ -83,14 +74,9 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
 }
 
 template <class M>
-void run_invert(const M& model, const InvertRequest& q) {
+std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
     for (auto& ids : q.prompts) check_ids(model, ids);
-    auto finish = [&](const std::vector<Result>& results) {
-        if (q.options.progress) std::cerr << "\n";
-        print(results, q);
-        if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &*q.tokenizer));
-        if (q.csv) write_csv(*q.csv, results);
-    };
+    std::vector<Result> results;
     auto go = [&](auto space, auto slice, auto optimizer) {
         using Op = decltype(optimizer);
         if constexpr (is_exact<Op> && !std::same_as<decltype(space), EmbeddingSpace>) {
@@ -102,10 +88,11 @@ void run_invert(const M& model, const InvertRequest& q) {
                 if (q.target) {
                     const SafetensorsFile file(*q.target);
                     require(file.has(q.target_hook), *q.target, " holds no tensor \"", q.target_hook, "\" (give --target-hook NAME)");
-                    return finish(exp.run_from_target(file.load(q.target_hook, model.placement()), q.options));
+                    results = exp.run_from_target(file.load(q.target_hook, model.placement()), q.options);
+                    return;
                 }
             }
-            finish(exp.run(q.prompts, q.options));
+            results = exp.run(q.prompts, q.options);
         }
     };
     std::visit(
@@ -114,6 +101,16 @@ void run_invert(const M& model, const InvertRequest& q) {
             else go(space, q.slice, optimizer);
         },
         q.space, q.optimizer);
+    return results;
+}
+
+template <class M>
+void run_invert(const M& model, const InvertRequest& q) {
+    const auto results = invert_results(model, q);
+    if (q.options.progress) std::cerr << "\n";
+    print(results, q);
+    if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &*q.tokenizer));
+    if (q.csv) write_csv(*q.csv, results);
 }
 
 template <class M>
@@ -157,6 +154,7 @@ void run_bandwidth(const M& model, const BandwidthRequest& q) {
 
 #define INPUTREP_CLI_FAMILY(Family)                                                     \
     namespace cli {                                                                     \
+    template std::vector<Result> invert_results<Family>(const Family&, const InvertRequest&); \
     template void run_invert<Family>(const Family&, const InvertRequest&);              \
     template void run_attribute<Family>(const Family&, const AttributeRequest&);        \
     template void run_bandwidth<Family>(const Family&, const BandwidthRequest&);        \

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <iostream>
 
 #include "commands.hpp"
@@ -68,8 +69,9 @@ struct ExactOptions {
     bool verify_all = false;
 };
 
-void invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, const std::vector<std::string>& batches,
-            const std::string& decode, const std::string& hook, const ExactOptions& exact, InvertRequest q) {
+// Every check of the invert command line that needs no model; the tokenizer is read here.
+InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, const std::vector<std::string>& batches,
+                         const std::string& decode, const std::string& hook, const ExactOptions& exact, InvertRequest q) {
     const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) || std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
     if (q.target && !searching) throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
     if ((exact.tolerance || exact.verify_all) && !searching) throw UsageError("--tolerance and --verify-all are exact search's: --optimizer exact");
@@ -82,6 +84,8 @@ void invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOpti
             if constexpr (is_exact<std::decay_t<decltype(op)>>) op.tolerance = exact.tolerance, op.verify_all = exact.verify_all;
         },
         q.optimizer);
+    if (searching && !std::holds_alternative<EmbeddingSpace>(q.space))
+        throw UsageError("exact search checks tokens through their embeddings: use --space embedding");
     if (!hook.empty() && !policy.slice.empty()) throw UsageError("--hook ends the slice at a hook point: it does not combine with --slice");
     try {
         q.slice = hook.empty() ? parse_slice(policy.blocks, policy.slice) : SliceSpec::up_to(parse_hook(hook), policy.blocks.begin);
@@ -105,7 +109,12 @@ void invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOpti
     for (auto& ids : p.ids) q.prompts.push_back(parse_ids(ids));
     if (!q.json && isatty(STDERR_FILENO))
         q.options.progress = [](int step, int steps) { std::cerr << "\rstep " << step << "/" << steps << std::flush; };
-    with_model(o, Needs{q.slice.range(), true, false}, q.tokenizer->vocab_size(), [&](const auto& model) { run_invert(model, q); });
+    return {o, std::move(q)};
+}
+
+template <class Body>
+void with_invert_model(const InvertRun& run, Body&& body) {
+    with_model(run.model, Needs{run.request.slice.range(), true, false}, run.request.tokenizer->vocab_size(), body);
 }
 
 void bandwidth(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, BandwidthRequest q) {
@@ -119,51 +128,71 @@ void bandwidth(const ModelOptions& o, const PolicyOptions& policy, const PromptO
                [&](const auto& model) { run_bandwidth(model, q); });
 }
 
+// The invert command, handing its checked command line to `sink`.
+void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
+    auto sub = app.add_subcommand("invert", "Recover prompts from a slice's outputs (--model DIR | --untrained FAMILY) --prompt TEXT [options]");
+    auto o = add_model_options(*sub);
+    auto policy = add_policy_options(*sub);
+    auto p = add_prompt_options(*sub, true, "text to recover");
+    auto q = std::make_shared<InvertRequest>();
+    auto batches = std::make_shared<std::vector<std::string>>();
+    auto decode = std::make_shared<std::string>("pinv");
+    sub->add_option("--batch", *batches, "a file of prompts, one per line, all in one batch")->type_name("FILE")->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    add_parsed(*sub, "--mask", q->mask, AnyMask::parse,
+               "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
+    add_parsed(*sub, "--optimizer", q->optimizer, parse_invert_optimizer,
+               "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
+               "exact[:gradient|:exhaustive] (token-by-token search verified against the outputs; docs/exact.md)");
+    auto exact = std::make_shared<ExactOptions>();
+    add_number(*sub, "--tolerance", exact->tolerance, 1e-12, 1.0,
+               "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, bf16 0.15)");
+    sub->add_flag("--verify-all", exact->verify_all, "exact search: check every allowed token at every position (uniqueness proven)");
+    add_parsed(*sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
+               "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")->type_name("FILE");
+    sub->add_option("--target-hook", q->target_hook, "the tensor of --target to invert (default: the slice's last hook point)")
+        ->type_name("NAME");
+    auto hook = std::make_shared<std::string>();
+    sub->add_option("--hook", *hook, "end the slice at this hook point, e.g. blocks.3.hook_resid_mid (from block B of --blocks)")
+        ->type_name("NAME")
+        ->check(parsed_by([](std::string_view s) { return parse_hook(s); }));
+    add_parsed(*sub, "--space", q->space, parse_space,
+               "embedding (default: optimise the block-0 input) or vocabulary (optimise a vocabulary-sized vector)");
+    sub->add_option("--decode", *decode, "pinv (default), nearest, or restricted:TEXT (only the tokens of TEXT)")
+        ->check(parsed_by([](std::string_view s) { return parse_decoder(s, [](std::string_view) { return std::vector<std::int64_t>{}; }); }));
+    add_number(*sub, "--restarts", policy->run.restarts, 1, 1000, "random restarts per prompt in one batch, best kept (default 1)");
+    add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");
+    sub->add_flag("--early-stop", policy->run.early_stop, "stop once every prompt is closer than its shifted input");
+    add_parsed(*sub, "--report", q->report, [](std::string_view s) { return fs::path(s); },
+               "write an HTML report with the distance per step to this file")->type_name("FILE");
+    add_parsed(*sub, "--csv", q->csv, [](std::string_view s) { return fs::path(s); },
+               "write traces.csv (prompt,restart,step,distance) and top_k.csv (prompt,k,position,id,score,target) into this folder")
+        ->type_name("DIR");
+    sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
+    sub->add_flag("--json", q->json, "print one JSON object");
+    sub->callback([=] { sink(prepare_invert(*o, *policy, *p, *batches, *decode, *hook, *exact, *q)); });
+}
+
 }  // namespace
 
+InvertRun parse_invert(const std::vector<std::string>& args) {
+    CLI::App app;
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    std::optional<InvertRun> run;
+    add_invert(app, [&](InvertRun r) { run = std::move(r); });
+    std::vector<std::string> reversed{args.rbegin(), args.rend()};  // CLI11 takes its arguments last first
+    reversed.push_back("invert");
+    app.parse(reversed);
+    return std::move(*run);
+}
+
+std::vector<Result> run_inversion(const InvertRun& run) {
+    std::vector<Result> results;
+    with_invert_model(run, [&](const auto& model) { results = invert_results(model, run.request); });
+    return results;
+}
+
 void register_invert(CLI::App& app) {
-    {
-        auto sub = app.add_subcommand("invert", "Recover prompts from a slice's outputs (--model DIR | --untrained FAMILY) --prompt TEXT [options]");
-        auto o = add_model_options(*sub);
-        auto policy = add_policy_options(*sub);
-        auto p = add_prompt_options(*sub, true, "text to recover");
-        auto q = std::make_shared<InvertRequest>();
-        auto batches = std::make_shared<std::vector<std::string>>();
-        auto decode = std::make_shared<std::string>("pinv");
-        sub->add_option("--batch", *batches, "a file of prompts, one per line, all in one batch")->type_name("FILE")->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-        add_parsed(*sub, "--mask", q->mask, AnyMask::parse,
-                   "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
-        add_parsed(*sub, "--optimizer", q->optimizer, parse_invert_optimizer,
-                   "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
-                   "exact[:gradient|:exhaustive] (token-by-token search verified against the outputs; docs/exact.md)");
-        auto exact = std::make_shared<ExactOptions>();
-        add_number(*sub, "--tolerance", exact->tolerance, 1e-12, 1.0,
-                   "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, bf16 0.15)");
-        sub->add_flag("--verify-all", exact->verify_all, "exact search: check every allowed token at every position (uniqueness proven)");
-        add_parsed(*sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
-                   "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")->type_name("FILE");
-        sub->add_option("--target-hook", q->target_hook, "the tensor of --target to invert (default: the slice's last hook point)")
-            ->type_name("NAME");
-        auto hook = std::make_shared<std::string>();
-        sub->add_option("--hook", *hook, "end the slice at this hook point, e.g. blocks.3.hook_resid_mid (from block B of --blocks)")
-            ->type_name("NAME")
-            ->check(parsed_by([](std::string_view s) { return parse_hook(s); }));
-        add_parsed(*sub, "--space", q->space, parse_space,
-                   "embedding (default: optimise the block-0 input) or vocabulary (optimise a vocabulary-sized vector)");
-        sub->add_option("--decode", *decode, "pinv (default), nearest, or restricted:TEXT (only the tokens of TEXT)")
-            ->check(parsed_by([](std::string_view s) { return parse_decoder(s, [](std::string_view) { return std::vector<std::int64_t>{}; }); }));
-        add_number(*sub, "--restarts", policy->run.restarts, 1, 1000, "random restarts per prompt in one batch, best kept (default 1)");
-        add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");
-        sub->add_flag("--early-stop", policy->run.early_stop, "stop once every prompt is closer than its shifted input");
-        add_parsed(*sub, "--report", q->report, [](std::string_view s) { return fs::path(s); },
-                   "write an HTML report with the distance per step to this file")->type_name("FILE");
-        add_parsed(*sub, "--csv", q->csv, [](std::string_view s) { return fs::path(s); },
-                   "write traces.csv (prompt,restart,step,distance) and top_k.csv (prompt,k,position,id,score,target) into this folder")
-            ->type_name("DIR");
-        sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
-        sub->add_flag("--json", q->json, "print one JSON object");
-        sub->callback([=] { invert(*o, *policy, *p, *batches, *decode, *hook, *exact, *q); });
-    }
+    add_invert(app, [](const InvertRun& run) { with_invert_model(run, [&](const auto& model) { run_invert(model, run.request); }); });
     {
         auto sub = app.add_subcommand("bandwidth", "The smallest number of output dimensions that recover a prompt "
                                                    "(--model DIR | --untrained FAMILY) --prompt TEXT [--blocks B:E]");

@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     app.get_formatter()->label("Usage", "usage");
-    for (auto group : {cli::register_inspect, cli::register_invert, cli::register_attribute, cli::register_train}) group(app);
+    for (auto group : {cli::register_inspect, cli::register_invert, cli::register_attribute, cli::register_train, cli::register_sweep}) group(app);
 
     const std::string command = argc > 1 ? argv[1] : "";
     auto error = [&](const std::string& kind, const std::string& message, int code) {
