@@ -52,7 +52,8 @@ struct Exhaustive {
 // the residual stream, the token's embedding is a term of the target, and the nearest tokens to
 // the target come first (one batch): through 1 block of GPT-2 they are the true token, and on
 // stories260K through 5 blocks they rank it 120th on average against the gradient's 223rd. Past
-// that first batch the two orders alternate (docs/exact.md).
+// that first batch the two orders are merged, the one that placed this search's accepted tokens
+// better taking three places in four (docs/exact.md).
 struct GradientRank {
     static constexpr std::string_view name = "gradient";
 };
@@ -270,9 +271,11 @@ private:
         return by_score(-at::mv(allowed_w_.to(at::kFloat), g.to(at::kFloat)));
     }
 
+    // Whether the slice's output at t is the residual stream, all of it compared.
+    bool residual(std::int64_t t) const { return features_[t].numel() == mean_.size(0) && target_.size(2) == mean_.size(0); }
+
     // The allowed tokens nearest (by the decoder's score) to the target at t less its position
     // embedding, where the slice outputs the residual stream; none elsewhere.
-    bool residual(std::int64_t t) const { return features_[t].numel() == mean_.size(0) && target_.size(2) == mean_.size(0); }
     std::vector<std::int64_t> nearest_order(std::int64_t t, std::int64_t p) {
         if (!residual(t)) return {};
         at::NoGradGuard no_grad;
