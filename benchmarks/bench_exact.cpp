@@ -6,7 +6,8 @@
 //
 // Cases: stories260K (the trained model in ../shared, half the prompts sampled from it at temperature
 // 1, half uniform ids) and gpt2-small (untrained, d 768, uniform ids). Seconds are wall-clock per
-// prompt, prompts run one at a time on --threads intra-op threads.
+// prompt, prompts run one at a time on --threads intra-op threads, except exact-together's: all the
+// prompts in one run (the library's batch of prompts), its time divided by their number.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -58,20 +59,30 @@ double median(std::vector<double> v) {
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
+// One prompt at a time (seconds per prompt: the median), or all in one run(), the prompts searched
+// together (seconds per prompt: the run's over the prompts).
 template <class Exp>
-nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options, std::int64_t vocab) {
+nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options, std::int64_t vocab,
+                       bool together = false) {
     std::vector<double> seconds;
-    double exact = 0, tokens = 0, total = 0, checked = 0, positions = 0;
-    for (auto& p : prompts) {
+    std::vector<Result> results;
+    auto timed = [&](auto&& run) {
         const auto started = std::chrono::steady_clock::now();
-        const Result r = exp.run(p, options);
+        run();
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-        exact += r.exact(), tokens += double(r.exact_tokens()), total += double(p.size());
-        if (r.verification()) checked += double(r.verification()->candidates_checked()), positions += double(p.size());
+    };
+    if (together) timed([&] { results = exp.run(prompts, options); });
+    else
+        for (auto& p : prompts) timed([&] { results.push_back(exp.run(p, options)); });
+    double exact = 0, tokens = 0, total = 0, checked = 0, positions = 0;
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+        const Result& r = results[i];
+        exact += r.exact(), tokens += double(r.exact_tokens()), total += double(prompts[i].size());
+        if (r.verification()) checked += double(r.verification()->candidates_checked()), positions += double(prompts[i].size());
     }
     nlohmann::json j{{"exact", exact / double(prompts.size())},
                      {"token_accuracy", tokens / total},
-                     {"seconds_per_prompt", median(seconds)},
+                     {"seconds_per_prompt", together ? seconds.front() / double(prompts.size()) : median(seconds)},
                      {"seconds", seconds}};
     if (positions > 0) j["candidates_checked_percent_of_vocab"] = 100.0 * checked / positions / double(vocab);
     return j;
@@ -84,8 +95,8 @@ void run_case(const Model& model, const S& slice, const std::vector<std::vector<
     for (const auto& method : methods) {
         nlohmann::json j = base;
         j["method"] = method;
-        if (method == "exact") {
-            j.update(measure(Experiment<Model, S, L1, Exact<GradientRank>>{model, slice}, prompts, {}, vocab));
+        if (method == "exact" || method == "exact-together") {
+            j.update(measure(Experiment<Model, S, L1, Exact<GradientRank>>{model, slice}, prompts, {}, vocab, method == "exact-together"));
         } else if (method == "exact-exhaustive") {
             j.update(measure(Experiment<Model, S, L1, Exact<Exhaustive>>{model, slice}, prompts, {}, vocab));
         } else if (method == "adam") {
@@ -93,7 +104,7 @@ void run_case(const Model& model, const S& slice, const std::vector<std::vector<
             o.steps = continuous_steps;
             j.update(measure(Experiment<Model, S, L1, Adam<>>{model, slice}, prompts, o, vocab));
         } else {
-            fail("unknown method ", method, " (exact, exact-exhaustive, adam)");
+            fail("unknown method ", method, " (exact, exact-together, exact-exhaustive, adam)");
         }
         std::cout << j.dump() << std::endl;
     }
@@ -113,7 +124,7 @@ int main(int argc, char** argv) {
     app.add_option("--length", length, "tokens per prompt")->check(CLI::Range(1, 1024));
     app.add_option("--seed", seed, "seed of the prompts");
     app.add_option("--prompt-file", prompt_file, "one line of space-separated ids per prompt (replaces --prompts/--length/--seed)");
-    app.add_option("--methods", methods, "exact, exact-exhaustive, adam")->delimiter(',');
+    app.add_option("--methods", methods, "exact, exact-together (the prompts searched as one batch), exact-exhaustive, adam")->delimiter(',');
     app.add_option("--continuous-steps", continuous_steps, "steps of the continuous method")->check(CLI::Range(1, 100000));
     app.add_option("--threads", threads, "intra-op threads")->check(CLI::Range(1, 64));
     app.add_option("--shared", shared, "the shared/ folder with stories260K");

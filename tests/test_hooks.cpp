@@ -361,6 +361,23 @@ void check_incremental(const M& m, const S& slice, const std::string& what) {
         BOOST_TEST(close(outputs.narrow(0, 0, 1), full.narrow(1, P, 1)));
         for (std::int64_t t = P; t < T; ++t) BOOST_TEST(close(inc.append({v[t]}), full.narrow(1, t, 1)));
         BOOST_TEST(inc.length() == T);
+
+        // Two prefixes held together (prompts searched as one batch): each candidate after its owner's
+        // prefix, in equal runs per prefix and in any order, equals the full forward of its sequence.
+        const at::Tensor other = random_ids(m.vocab_size(), T, 13, 1);
+        const at::Tensor both = at::cat({ids, other}).narrow(1, 0, P);
+        Incremental<M> two(m, slice);
+        BOOST_TEST(close(two.append(both), apply_slice(slice, m, m.embed(both), m.context(P, true, slice.variant()))));
+        for (const std::vector<std::int64_t>& owners : {std::vector<std::int64_t>{0, 0, 1, 1}, std::vector<std::int64_t>{1, 0, 0, 1, 1}}) {
+            const auto n = static_cast<std::int64_t>(owners.size());
+            const at::Tensor cands = random_ids(m.vocab_size(), n, 14, 1).view({n}), own = at::tensor(owners, at::kLong);
+            at::Tensor seqs = both.index_select(0, own);
+            seqs = at::cat({seqs, cands.view({n, 1})}, 1);
+            const auto want = apply_slice(slice, m, m.embed(seqs), m.context(P + 1, true, slice.variant())).narrow(1, P, 1);
+            BOOST_TEST(close(two.extend(cands, own), want));
+            BOOST_TEST(close(two.select(own).extend(cands, at::arange(n, at::kLong)), want));
+        }
+        BOOST_CHECK_EXCEPTION(two.extend(candidates), Error, says("needs its owner"));
     }
 }
 

@@ -63,10 +63,12 @@ std::vector<std::string> read_lines(const std::string& path) {
     return lines;
 }
 
-// What only exact search reads: the tolerance, whether to check every token, the target file.
+// What only exact search reads: the tolerance, whether to check every token, the candidates tried
+// at a position with no compared output.
 struct ExactOptions {
     std::optional<double> tolerance;
     bool verify_all = false;
+    std::optional<std::int64_t> joint_budget;
 };
 
 // Every check of the invert command line that needs no model; the tokenizer is read here.
@@ -74,14 +76,18 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
                          const std::string& decode, const std::string& hook, const ExactOptions& exact, InvertRequest q) {
     const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) || std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
     if (q.target && !searching) throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
-    if ((exact.tolerance || exact.verify_all) && !searching) throw UsageError("--tolerance and --verify-all are exact search's: --optimizer exact");
+    if ((exact.tolerance || exact.verify_all || exact.joint_budget) && !searching)
+        throw UsageError("--tolerance, --verify-all and --joint-budget are exact search's: --optimizer exact");
     if (q.target && (!p.prompts.empty() || !p.ids.empty() || !batches.empty()))
         throw UsageError("give either --target FILE (captured outputs, no prompt) or prompts, not both");
     if (!q.target && p.prompts.empty() && p.ids.empty() && batches.empty())
         throw UsageError("give --prompt TEXT (or --ids I,J,... or --batch FILE, or --target FILE with --optimizer exact)");
     std::visit(
         [&](auto& op) {
-            if constexpr (is_exact<std::decay_t<decltype(op)>>) op.tolerance = exact.tolerance, op.verify_all = exact.verify_all;
+            if constexpr (is_exact<std::decay_t<decltype(op)>>) {
+                op.tolerance = exact.tolerance, op.verify_all = exact.verify_all;
+                op.joint_budget = exact.joint_budget.value_or(op.joint_budget);
+            }
         },
         q.optimizer);
     if (searching && !std::holds_alternative<EmbeddingSpace>(q.space))
@@ -147,6 +153,8 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
     add_number(*sub, "--tolerance", exact->tolerance, 1e-12, 1.0,
                "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, bf16 0.15)");
     sub->add_flag("--verify-all", exact->verify_all, "exact search: check every allowed token at every position (uniqueness proven)");
+    add_number(*sub, "--joint-budget", exact->joint_budget, std::int64_t{0}, std::numeric_limits<std::int64_t>::max(),
+               "exact search: candidates tried at a position with no compared output, each paired with the next position's (default 64; 0: all)");
     add_parsed(*sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
                "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")->type_name("FILE");
     sub->add_option("--target-hook", q->target_hook, "the tensor of --target to invert (default: the slice's last hook point)")

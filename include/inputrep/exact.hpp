@@ -4,24 +4,26 @@
 // ≤ t (Nikolaou et al. 2025, "SipIt"), so with the prefix known:
 //
 //   for t = 0 .. T−1:
-//     order  = Rank(t)   Exhaustive: every allowed token; GradientRank: the vocabulary by the
-//                        first-order change of the error, −∇ₑ½‖O(prefix ⊕ e)_t − Ô_t‖²·E_v at the
-//                        mean embedding, after (where the slice outputs the residual stream) the
-//                        tokens nearest the target itself
+//     order  = Rank(t)   Exhaustive: every allowed token; GradientRank: first the tokens whose
+//                        typical output (small vocabularies) or embedding (residual outputs) is
+//                        nearest the target, then the vocabulary by the first-order change of the
+//                        error, −∇ₑ½‖O(prefix ⊕ e)_t − Ô_t‖²·E_v at the mean embedding
 //     verify in batches: err(v) = ‖O(prefix ⊕ v)_t − Ô_t‖₂ / ‖Ô_t‖₂ over the compared outputs
 //     accept the best once err(v) ≤ tolerance
 //
 // Nothing is picked silently: a position where several checked candidates are within tolerance is
 // `ambiguous`, one where none is is `unmatched`, each with its candidates and their errors. A
 // position with no compared output (position 0 under Tokens<1, End>) is found through the next
-// position it influences: each of its candidates, in rank order and within a budget, is kept only if
-// the next position then verifies; past the budget it is `undetermined`.
+// position, which reads it: pairs of candidates for the two are checked there, and the position is
+// verified when exactly one of its candidates (within a budget) has a pair that reproduces the
+// next position's output, ambiguous when several do, else `undetermined`.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -43,19 +45,27 @@ struct Exhaustive {
     static constexpr std::string_view name = "exhaustive";
 };
 
-// Candidates by a first-order estimate of their error. With the prefix fixed, the error of token v
-// at t is about L(ē) + ∇L(ē)·(E_v − ē), L(e) = ½‖O(prefix ⊕ e)_t − Ô_t‖² and ē the mean embedding:
-// one backward pass of one position through the incremental state orders the whole vocabulary by
-// −∇L(ē)·E_v (HotFlip's linearisation; SipIt's gradient step from a token ranks much the same). On
-// untrained GPT-2 small through 12 blocks this puts the true token first at every position checked
-// (40 of 40), where the tokens nearest the target rank it about 2,500th. Where the slice outputs
-// the residual stream, the token's embedding is a term of the target, and the nearest tokens to
-// the target come first (one batch): through 1 block of GPT-2 they are the true token, and on
-// stories260K through 5 blocks they rank it 120th on average against the gradient's 223rd. Past
-// that first batch the two orders are merged, the one that placed this search's accepted tokens
-// better taking three places in four (docs/exact.md).
+// Candidates by two estimates of their error, the cheap one first.
+//  - Nearest, no model call (one batch). Where the slice outputs the residual stream, the token's
+//    embedding is a term of the target: through 1 block of GPT-2 the nearest embedding is the true
+//    token. Where the allowed vocabulary is small (at most `calibration_limit` / `calibration`
+//    tokens), each token's typical output, its mean over `calibration` occurrences in random
+//    contexts (token_centroids, once per experiment), is nearer still on a trained model: on
+//    stories260K through 5 blocks the true token's mean rank is 81 against the embeddings' 108.
+//    Both merge, the typical outputs taking three places in four.
+//  - Gradient, one backward pass. With the prefix fixed, the error of token v at t is about
+//    L(ē) + ∇L(ē)·(E_v − ē), L(e) = ½‖O(prefix ⊕ e)_t − Ô_t‖² and ē the mean embedding, so one
+//    backward pass of one position through the incremental state orders the whole vocabulary by
+//    −∇L(ē)·E_v (HotFlip's linearisation; SipIt's gradient step from a token ranks much the same).
+//    On untrained GPT-2 small through 12 blocks this puts the true token first at every position
+//    checked (40 of 40), where the nearest embeddings rank it about 2,500th; on stories260K it is
+//    worse than the nearest (223rd).
+// Past the first batch the two are merged, the one that placed this search's accepted tokens better
+// taking three places in four (docs/exact.md).
 struct GradientRank {
     static constexpr std::string_view name = "gradient";
+    std::int64_t calibration = 8;           // occurrences of each allowed token in the calibration contexts (0: none)
+    std::int64_t calibration_limit = 8192;  // calibration tokens at most: larger vocabularies go uncalibrated
 };
 
 // The relative error below which a candidate reproduces the target, per compute dtype, from the
@@ -80,10 +90,11 @@ struct Exact {
     Rank rank{};
     std::optional<double> tolerance;  // relative error; unset: default_tolerance(the model's dtype)
     bool verify_all = false;          // check every allowed token at every position: uniqueness proven, not assumed
-    std::int64_t batch = 8;           // candidates per prompt in the first batched check; each further one doubles
+    std::int64_t batch = 8;           // candidates per prompt in the first batched check
+    double growth = 1.25;             // each further batch this many times as many (prompts share a call, so small steps cost little)
     std::int64_t max_batch = 512;     // up to this many
     std::int64_t budget = 0;          // candidates checked per position before it is unmatched (0: all allowed)
-    std::int64_t joint_budget = 64;   // candidates tried at a position with no compared output
+    std::int64_t joint_budget = 64;   // candidates tried at a position with no compared output (0: all allowed)
 };
 
 // Chosen at run time (the CLI's --optimizer exact[:gradient|:exhaustive]).
@@ -151,6 +162,33 @@ struct Verification {
     }
 };
 
+// Each allowed token's mean slice output [allowed, F] over `occurrences` random contexts: sequences
+// of 64 tokens cut from that many seeded permutations of the allowed tokens, so every token occurs
+// equally often, at every depth of context, run through the full forward.
+template <class Model, Slice S>
+at::Tensor token_centroids(const Model& model, const S& slice, const at::Tensor& allowed, std::int64_t occurrences) {
+    c10::InferenceMode no_autograd;
+    const std::int64_t A = allowed.numel(), L = std::min<std::int64_t>(64, model.context_length());
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
+    std::vector<at::Tensor> rounds;
+    for (std::int64_t k = 0; k < occurrences; ++k) rounds.push_back(at::randperm(A, gen, at::kLong));
+    at::Tensor order = at::cat(rounds);  // indices into allowed, each A·occurrences / A times
+    const std::int64_t n = order.numel(), rows = (n + L - 1) / L;
+    order = at::cat({order, order.narrow(0, 0, rows * L - n)}).view({rows, L});  // the last row wraps round
+    const at::Tensor ids = allowed.index_select(0, order.view({-1})).view({rows, L}).to(model.placement().device);
+    const at::Tensor out = apply_slice(slice, model, model.embed(ids), model.context(L, true, slice.variant()));
+    const at::Tensor flat = out.reshape({rows * L, -1}).to(at::kCPU, at::kFloat);
+    at::Tensor sums = at::zeros({A, flat.size(1)}, at::kFloat).index_add_(0, order.view({-1}), flat);
+    const at::Tensor counts = at::bincount(order.view({-1}), {}, A).to(at::kFloat).clamp_min(1);
+    return sums / counts.unsqueeze(1);
+}
+
+// What an experiment keeps of exact search between runs: the calibration, computed once.
+struct ExactCache {
+    std::once_flag once;
+    at::Tensor centroids;  // token_centroids over the allowed tokens; undefined when not calibrated
+};
+
 namespace detail {
 
 // The compared features of each output position, read off the mask by applying it to the outputs'
@@ -175,11 +213,15 @@ inline at::Tensor relative_error(const at::Tensor& o, const at::Tensor& target) 
 
 // The search over a batch of prompts of one length: `target` is the slice's output [P, T, F] for the
 // prompts (or captured from elsewhere); the result is the ids [P, T] and a Verification per prompt.
+// The prompts advance together, one position at a time: their prefixes are one incremental state of
+// P rows, and each round checks every prompt's candidates in one batched call.
 template <class Rank, class Model, Slice S, class Mask, class Space, class DecoderState>
 class ExactSearch {
 public:
-    ExactSearch(const Exact<Rank>& policy, const Model& model, const S& slice, const Mask& mask, const Space& space, const DecoderState& decoder)
-        : policy_(policy), model_(model), slice_(slice), mask_(mask), space_(space), decoder_(decoder) {
+    // `cache` keeps the calibration across runs (a fresh one calibrates for this search alone).
+    ExactSearch(const Exact<Rank>& policy, const Model& model, const S& slice, const Mask& mask, const Space& space, const DecoderState& decoder,
+                ExactCache& cache)
+        : policy_(policy), model_(model), slice_(slice), mask_(mask), space_(space), decoder_(decoder), prefix_(model, slice) {
         require(slice.causal(), "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
         const at::Tensor w = model.token_embedding();
         // Allowed tokens: those the decoder does not rule out.
@@ -193,7 +235,14 @@ public:
         tolerance_ = policy.tolerance.value_or(default_tolerance(model.placement().resolved().dtype));
         require(tolerance_ > 0, "exact inversion: the tolerance must be positive");
         require(policy.batch >= 1, "exact inversion: the candidate batch must be at least 1");
+        require(policy.growth >= 1, "exact inversion: batches cannot shrink (growth ", policy.growth, " < 1)");
         limit_ = policy.verify_all || policy.budget <= 0 ? allowed_.numel() : std::min<std::int64_t>(policy.budget, allowed_.numel());
+        if constexpr (std::same_as<Rank, GradientRank>) {
+            const auto& r = policy.rank;
+            if (r.calibration > 0 && r.calibration * allowed_.numel() <= r.calibration_limit)
+                std::call_once(cache.once, [&] { cache.centroids = token_centroids(model, slice, allowed_, r.calibration); });
+            centroids_ = cache.centroids;
+        }
     }
 
     struct Outcome {
@@ -207,21 +256,22 @@ public:
         const std::int64_t P = target.size(0), T = target.size(1), F = target.size(2);
         require(T <= model_.context_length(), "exact inversion: the target has ", T, " positions but the model's context is ",
                 model_.context_length());
-        target_ = target.to(at::kCPU).clone();  // a normal tensor, even from inference mode: gradient_order differentiates against it
+        target_ = target.to(at::kCPU).clone();  // a normal tensor, even from inference mode: gradient_orders differentiates against it
         features_ = detail::compared_features(mask_, T, F);
         ids_ = at::zeros({P, T}, at::kLong);
         checks_.assign(P, std::vector<PositionCheck>(T));
+        resolved_.clear();
         std::vector<std::int64_t> all(P);
         for (std::int64_t p = 0; p < P; ++p) all[p] = p;
-        prefix_.assign(P, Incremental<Model>(model_, slice_));
+        prefix_ = Incremental<Model>(model_, slice_);
         for (std::int64_t t = 0; t < T; ++t) {
             if (resolved_[t]) continue;
             if (features_[t].numel() == 0) {
-                determine_through_next(t);
+                determine_through_next(t, all);
                 continue;
             }
-            search(t, all);
-            for (std::int64_t p = 0; p < P; ++p) prefix_[p].append({ids_[p][t].template item<std::int64_t>()});
+            search(t, all, prefix_, all);
+            prefix_.append(ids_.narrow(1, t, 1));
         }
         std::vector<Outcome> out;
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -233,78 +283,94 @@ public:
     }
 
 private:
-    // The slice's output at position t for each prompt's candidates after its resolved prefix: one
-    // batched call per prompt through its incremental state (model/incremental.hpp). [rows, F]
-    at::Tensor outputs_at(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& candidates) {
-        at::NoGradGuard no_grad;
-        std::vector<at::Tensor> parts;
-        for (std::size_t r = 0; r < rows.size();) {
-            std::size_t e = r;
-            while (e < rows.size() && rows[e] == rows[r]) ++e;
-            const at::Tensor ids = at::tensor(std::vector<std::int64_t>(candidates.begin() + r, candidates.begin() + e), at::kLong);
-            parts.push_back(prefix_[rows[r]].extend(ids).select(1, 0).to(at::kCPU));
-            r = e;
-        }
-        return at::cat(parts, 0);
-    }
+    using State = Incremental<Model>;
+
+    static at::Tensor long_tensor(const std::vector<std::int64_t>& v) { return at::tensor(v, at::kLong); }
 
     static std::vector<std::int64_t> to_vector(const at::Tensor& ids) {
         const at::Tensor c = ids.to(at::kCPU, at::kLong).contiguous();
         return {c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel()};
     }
 
-    // Allowed tokens by score [allowed] (higher first), as ids.
-    std::vector<std::int64_t> by_score(const at::Tensor& scores) const {
-        return to_vector(allowed_.index_select(0, std::get<1>(scores.to(at::kCPU, at::kFloat).sort(-1, true))));
+    // Allowed tokens by score, per row of scores [A, allowed] (higher first), as ids.
+    std::vector<std::vector<std::int64_t>> by_score(const at::Tensor& scores) const {
+        const at::Tensor order = std::get<1>(scores.to(at::kCPU, at::kFloat).sort(-1, true));
+        const at::Tensor ids = allowed_.index_select(0, order.reshape({-1})).view(order.sizes());
+        std::vector<std::vector<std::int64_t>> out;
+        for (std::int64_t a = 0; a < ids.size(0); ++a) out.push_back(to_vector(ids[a]));
+        return out;
     }
 
-    // GradientRank's order for prompt p at position t: −∇L(ē)·E_v over the allowed tokens, L the
-    // squared error of the compared outputs at `compared_at` (≥ t, the positions between held at ē).
-    std::vector<std::int64_t> gradient_order(std::int64_t t, std::int64_t p, std::int64_t compared_at) {
-        const std::int64_t n = compared_at - t + 1;
+    // GradientRank's orders at position `at` (default t) for `prompts`, rows `rows` of `state`:
+    // −∇L(ē)·E_v over the allowed tokens, L the squared error of the compared outputs at
+    // `compared_at` (≥ t) with positions t..compared_at held at ē. One backward pass for all of
+    // them: each row's input reaches only its own output.
+    std::vector<std::vector<std::int64_t>> gradient_orders(State& state, std::int64_t t, const std::vector<std::int64_t>& prompts,
+                                                           const std::vector<std::int64_t>& rows, std::int64_t compared_at,
+                                                           std::optional<std::int64_t> at = {}) {
+        const auto A = static_cast<std::int64_t>(prompts.size()), n = compared_at - t + 1;
         const at::Device device = allowed_w_.device();
-        const at::Tensor e = mean_.view({1, 1, -1}).expand({1, n, mean_.size(0)}).clone().requires_grad_(true);
-        const at::Tensor target = target_[p][compared_at].index_select(0, features_[compared_at]).to(device, mean_.scalar_type());
-        const at::Tensor out = prefix_[p].extend_embedded(e)[0][n - 1].index_select(0, features_[compared_at].to(device));
-        const at::Tensor g = torch::autograd::grad({(out - target).pow(2).sum() * 0.5}, {e})[0][0][0];
+        const at::Tensor features = features_[compared_at].to(device);
+        const at::Tensor e = mean_.view({1, 1, -1}).expand({A, n, mean_.size(0)}).clone().requires_grad_(true);
+        const at::Tensor target =
+            target_.index_select(0, long_tensor(prompts)).select(1, compared_at).to(device, mean_.scalar_type()).index_select(1, features);
+        const at::Tensor out = state.extend_embedded(e, long_tensor(rows)).select(1, n - 1).index_select(1, features);
+        const at::Tensor g = torch::autograd::grad({(out - target).pow(2).sum() * 0.5}, {e})[0].select(1, at.value_or(t) - t);
         at::NoGradGuard no_grad;
-        return by_score(-at::mv(allowed_w_.to(at::kFloat), g.to(at::kFloat)));
+        return by_score(-at::matmul(g.to(at::kFloat), allowed_w_.to(at::kFloat).t()));
     }
 
     // Whether the slice's output at t is the residual stream, all of it compared.
     bool residual(std::int64_t t) const { return features_[t].numel() == mean_.size(0) && target_.size(2) == mean_.size(0); }
 
-    // The allowed tokens nearest (by the decoder's score) to the target at t less its position
-    // embedding, where the slice outputs the residual stream; none elsewhere.
-    std::vector<std::int64_t> nearest_order(std::int64_t t, std::int64_t p) {
-        if (!residual(t)) return {};
+    // The allowed tokens nearest (by the decoder's score) to each prompt's target at t less its
+    // position embedding, where the slice outputs the residual stream.
+    std::vector<std::vector<std::int64_t>> nearest_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
         at::NoGradGuard no_grad;
-        at::Tensor x = target_[p][t].to(allowed_w_.device(), mean_.scalar_type());
+        at::Tensor x = target_.index_select(0, long_tensor(prompts)).select(1, t).to(allowed_w_.device(), mean_.scalar_type());
         if (auto offset = model_.position_offset(t + 1); offset.defined()) x = x - offset[t];
-        const at::Tensor scores = decoder_.scores(x.view({1, 1, -1})).view({-1});
-        return by_score(scores.index_select(0, allowed_.to(scores.device())));
+        const at::Tensor scores = decoder_.scores(x.unsqueeze(1)).squeeze(1);
+        return by_score(scores.index_select(1, allowed_.to(scores.device())));
     }
 
-    // The order a position's candidates are checked in first, for prompt p: Exhaustive's id order;
-    // GradientRank's tokens nearest the target where the slice outputs the residual stream (no model
-    // call; a first batch of them decides most positions through few blocks), else the gradient's.
-    std::vector<std::int64_t> first_order(std::int64_t t, std::int64_t p) {
+    // The allowed tokens whose typical output is nearest each prompt's target at t, over the
+    // features compared there.
+    std::vector<std::vector<std::int64_t>> typical_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
+        at::NoGradGuard no_grad;
+        const at::Tensor x = target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features_[t]).to(at::kFloat);
+        return by_score(-at::cdist(x, centroids_.index_select(1, features_[t])));
+    }
+
+    // The order a position's candidates are checked in first: Exhaustive's id order; GradientRank's
+    // nearest tokens (no model call; a first batch of them decides most positions through few
+    // blocks), else the gradient's.
+    std::vector<std::vector<std::int64_t>> first_orders(State& state, std::int64_t t, const std::vector<std::int64_t>& prompts,
+                                                        const std::vector<std::int64_t>& rows) {
         if constexpr (std::same_as<Rank, Exhaustive>) {
-            return to_vector(allowed_);
+            return std::vector<std::vector<std::int64_t>>(prompts.size(), to_vector(allowed_));
         } else {
             static_assert(std::same_as<Space, EmbeddingSpace>, "GradientRank differentiates through an embedding: use EmbeddingSpace, or Exact<Exhaustive>");
-            return residual(t) ? nearest_order(t, p) : gradient_order(t, p, t);
+            if (!nearest(t)) return gradient_orders(state, t, prompts, rows, t);
+            if (!centroids_.defined()) return nearest_orders(t, prompts);
+            auto typical = typical_orders(t, prompts);
+            if (!residual(t)) return typical;
+            const auto embedded = nearest_orders(t, prompts);
+            for (std::size_t a = 0; a < typical.size(); ++a) typical[a] = merged_order({}, typical[a], embedded[a], true);
+            return typical;
         }
     }
 
-    // Past a failed first batch: the checked candidates, then the nearest and the gradient's orders
-    // merged, the one that ranked the accepted tokens of this search better so far taking three
-    // places in four (through 12 blocks of GPT-2 the gradient's, through 5 of stories260K the nearest).
-    std::vector<std::int64_t> merged_order(std::span<const std::int64_t> checked, const std::vector<std::int64_t>& nearest,
-                                           const std::vector<std::int64_t>& gradient) const {
-        const bool gradient_leads = gradient_rank_sum_ <= nearest_rank_sum_;
-        const auto& lead = gradient_leads ? gradient : nearest;
-        const auto& other = gradient_leads ? nearest : gradient;
+    // Whether GradientRank has a nearest order at t (one without a model call).
+    bool nearest(std::int64_t t) const { return residual(t) || (centroids_.defined() && features_[t].numel() > 0); }
+
+    // The checked candidates, then `first` and `second` merged, the one leading taking three places
+    // in four. Past a failed first batch the nearest and the gradient's orders merge so, the one
+    // that ranked this search's accepted tokens better so far leading (through 12 blocks of GPT-2
+    // the gradient's, through 5 of stories260K the nearest).
+    std::vector<std::int64_t> merged_order(std::span<const std::int64_t> checked, const std::vector<std::int64_t>& first,
+                                           const std::vector<std::int64_t>& second, bool first_leads) const {
+        const auto& lead = first_leads ? first : second;
+        const auto& other = first_leads ? second : first;
         std::vector<char> seen(model_.token_embedding().size(0), 0);
         std::vector<std::int64_t> out(checked.begin(), checked.end());
         for (auto id : checked) seen[id] = 1;
@@ -324,58 +390,70 @@ private:
         nearest_rank_sum_ += rank(nearest), gradient_rank_sum_ += rank(gradient);
     }
 
-    // The order of candidates at an uncompared position t, judged at the compared position `at`.
-    std::vector<std::int64_t> uncompared_order(std::int64_t t, std::int64_t p, std::int64_t at) {
-        if constexpr (std::same_as<Rank, Exhaustive>) return to_vector(allowed_);
-        else return gradient_order(t, p, at);
+    // The orders of candidates at position `at` ≥ t, t uncompared, judged at the compared position
+    // `judged` with the positions from t held at ē.
+    std::vector<std::vector<std::int64_t>> uncompared_orders(State& state, std::int64_t t, const std::vector<std::int64_t>& prompts,
+                                                             const std::vector<std::int64_t>& rows, std::int64_t judged, std::int64_t at) {
+        if constexpr (std::same_as<Rank, Exhaustive>) return std::vector<std::vector<std::int64_t>>(prompts.size(), to_vector(allowed_));
+        else return gradient_orders(state, t, prompts, rows, judged, at);
     }
 
-    // Ranks and verifies position t for `prompts` (their prefixes resolved), recording the verdicts.
-    // Returns, per prompt, whether the position verified.
-    std::vector<bool> search(std::int64_t t, const std::vector<std::int64_t>& prompts) {
+    // Ranks and verifies position t for `prompts`, whose resolved prefixes are rows `rows` of
+    // `state`, recording the verdicts. Returns, per prompt, whether the position verified.
+    std::vector<bool> search(std::int64_t t, const std::vector<std::int64_t>& prompts, State& state, const std::vector<std::int64_t>& rows) {
         const auto A = static_cast<std::int64_t>(prompts.size());
         const at::Tensor features = features_[t];
-        const at::Tensor index = at::tensor(prompts, at::kLong);
-        const at::Tensor targets = target_.index_select(0, index).select(1, t).index_select(1, features);  // [A, F_t]
-        struct State {
+        const at::Tensor targets = target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features);  // [A, F_t]
+        struct Progress {
             std::vector<std::int64_t> order, nearest, gradient;  // the two last only once refined
             std::vector<Candidate> checked;
             std::int64_t next = 0;
             bool done = false, refined = false;
         };
-        std::vector<State> states(A);
+        std::vector<Progress> states(A);
+        auto orders = first_orders(state, t, prompts, rows);
         for (std::int64_t a = 0; a < A; ++a) {
-            states[a].refined = std::same_as<Rank, Exhaustive> || !residual(t);
-            states[a].order = first_order(t, prompts[a]);
+            states[a].refined = std::same_as<Rank, Exhaustive> || !nearest(t);
+            states[a].order = std::move(orders[a]);
         }
         // A well-ranked token is found in the first small batch; a poorly ranked one in few calls.
-        for (std::int64_t batch = policy_.batch;; batch = std::min(2 * batch, std::max(policy_.batch, policy_.max_batch))) {
-            std::vector<std::int64_t> rows, cands;
+        for (std::int64_t batch = policy_.batch;; batch = std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)),
+                                                                   std::max(policy_.batch, policy_.max_batch))) {
+            std::vector<std::int64_t> members, owners, cands;
             for (std::int64_t a = 0; a < A; ++a) {
                 auto& s = states[a];
                 if (s.done) continue;
                 const auto n = std::min({batch, limit_ - s.next, static_cast<std::int64_t>(s.order.size()) - s.next});
-                for (std::int64_t k = 0; k < n; ++k) rows.push_back(a), cands.push_back(s.order[s.next + k]);
+                for (std::int64_t k = 0; k < n; ++k) members.push_back(a), owners.push_back(rows[a]), cands.push_back(s.order[s.next + k]);
                 s.next += n;
             }
-            if (rows.empty()) break;
-            std::vector<std::int64_t> owners(rows.size());
-            for (std::size_t i = 0; i < rows.size(); ++i) owners[i] = prompts[rows[i]];
-            const at::Tensor err = detail::relative_error(outputs_at(owners, cands).index_select(1, features),
-                                                          targets.index_select(0, at::tensor(rows, at::kLong)))
-                                       .contiguous();
+            if (members.empty()) break;
+            at::Tensor outputs;
+            {
+                at::NoGradGuard no_grad;
+                outputs = state.extend(long_tensor(cands), long_tensor(owners)).select(1, 0).to(at::kCPU);
+            }
+            const at::Tensor err =
+                detail::relative_error(outputs.index_select(1, features), targets.index_select(0, long_tensor(members))).contiguous();
             const double* e = err.data_ptr<double>();
-            for (std::size_t i = 0; i < rows.size(); ++i) states[rows[i]].checked.push_back({cands[i], e[i]});
+            for (std::size_t i = 0; i < members.size(); ++i) states[members[i]].checked.push_back({cands[i], e[i]});
+            std::vector<std::int64_t> refine;
             for (std::int64_t a = 0; a < A; ++a) {
                 auto& s = states[a];
                 if (s.done) continue;
                 const bool found = std::any_of(s.checked.begin(), s.checked.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
                 s.done = s.next >= std::min<std::int64_t>(limit_, s.order.size()) || (found && !policy_.verify_all);
-                if (!s.done && !s.refined) {
-                    s.refined = true;
-                    s.nearest = std::move(s.order), s.gradient = gradient_order(t, prompts[a], t);
-                    s.order = merged_order(std::span(s.nearest).first(s.next), s.nearest, s.gradient);
-                }
+                if (!s.done && !s.refined) refine.push_back(a);
+            }
+            if (refine.empty()) continue;
+            std::vector<std::int64_t> refine_prompts, refine_rows;
+            for (auto a : refine) refine_prompts.push_back(prompts[a]), refine_rows.push_back(rows[a]);
+            auto gradients = gradient_orders(state, t, refine_prompts, refine_rows, t);
+            for (std::size_t i = 0; i < refine.size(); ++i) {
+                auto& s = states[refine[i]];
+                s.refined = true;
+                s.nearest = std::move(s.order), s.gradient = std::move(gradients[i]);
+                s.order = merged_order(std::span(s.nearest).first(s.next), s.nearest, s.gradient, nearest_rank_sum_ <= gradient_rank_sum_);
             }
         }
         std::vector<bool> verified(A);
@@ -397,52 +475,76 @@ private:
         return verified;
     }
 
-    // A position with no compared output: keep the first candidate (in rank order, within the joint
-    // budget) after which the next position verifies. Prompt by prompt, as each tries its own list.
-    void determine_through_next(std::int64_t t) {
-        const std::int64_t T = target_.size(1), P = target_.size(0);
+    // A position with no compared output, t. When the next one is compared it reads t, and pairs (u
+    // at t, v at t + 1) are checked there in batched calls of two positions: u over its first
+    // `joint_budget` candidates in rank order, v over the next position's, a batch more of them each
+    // round, until some pair reproduces the target at t + 1 (or v runs out). u is verified when
+    // exactly one of its candidates has such a pair, ambiguous when several do, else undetermined;
+    // the reported u is the one with the best pair either way, and t + 1 is then searched after it.
+    void determine_through_next(std::int64_t t, const std::vector<std::int64_t>& all) {
+        const std::int64_t T = target_.size(1);
         const bool next_compared = t + 1 < T && features_[t + 1].numel() > 0;
-        auto accept = [&](std::int64_t p, std::int64_t u) { prefix_[p].append({ids_[p][u].template item<std::int64_t>()}); };
-        for (std::int64_t p = 0; p < P; ++p) {
+        if (!next_compared) {  // nothing after it reads it, or the next position is uncompared too
+            const auto judged = t + 1 < T ? last_compared_after(t) : t;
+            const auto orders = uncompared_orders(prefix_, t, all, all, judged, t);
+            for (auto p : all) {
+                checks_[p][t].compared = false, checks_[p][t].verdict = Verdict::undetermined;
+                ids_[p][t] = orders[p].front();
+            }
+            prefix_.append(ids_.narrow(1, t, 1));
+            return;
+        }
+        const auto firsts = uncompared_orders(prefix_, t, all, all, t + 1, t);
+        const auto seconds = [&] {  // the next position's nearest tokens don't depend on t's
+            if constexpr (std::same_as<Rank, GradientRank>)
+                if (nearest(t + 1)) return first_orders(prefix_, t + 1, all, all);
+            return uncompared_orders(prefix_, t, all, all, t + 1, t + 1);
+        }();
+        const at::Tensor features = features_[t + 1], embedding = model_.token_embedding();
+        for (auto p : all) {
             PositionCheck& pc = checks_[p][t];
             pc.compared = false;
-            if (!next_compared) {  // nothing after it reads it, or the next position is uncompared too
-                pc.verdict = Verdict::undetermined;
-                ids_[p][t] = uncompared_order(t, p, t + 1 < T ? last_compared_after(t) : t).front();
-                accept(p, t);
-                continue;
+            const auto size = static_cast<std::int64_t>(firsts[p].size());
+            const auto budget = policy_.joint_budget > 0 ? std::min(policy_.joint_budget, size) : size;
+            const auto last = std::min<std::int64_t>(limit_, seconds[p].size());
+            const at::Tensor us = long_tensor(std::vector<std::int64_t>(firsts[p].begin(), firsts[p].begin() + budget));
+            const at::Tensor target = target_[p][t + 1].index_select(0, features).unsqueeze(0);
+            std::map<std::int64_t, double> best;  // u → the error of its best pair
+            for (std::int64_t next = 0, batch = policy_.batch; next < last;
+                 batch = std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)), std::max(policy_.batch, policy_.max_batch))) {
+                const auto n = std::min(batch, last - next);
+                const at::Tensor vs = long_tensor(std::vector<std::int64_t>(seconds[p].begin() + next, seconds[p].begin() + next + n));
+                next += n;
+                const at::Tensor u = us.repeat_interleave(n), v = vs.repeat({budget});
+                at::Tensor err;
+                {
+                    at::NoGradGuard no_grad;
+                    const at::Device device = embedding.device();
+                    const at::Tensor e = at::stack({embedding.index_select(0, u.to(device)), embedding.index_select(0, v.to(device))}, 1);
+                    const at::Tensor out = prefix_.extend_embedded(e, at::full({u.numel()}, p, at::kLong)).select(1, 1).to(at::kCPU);
+                    err = detail::relative_error(out.index_select(1, features), target).contiguous();
+                }
+                const double* e = err.data_ptr<double>();
+                const std::int64_t* ui = u.data_ptr<std::int64_t>();
+                for (std::int64_t i = 0; i < u.numel(); ++i)
+                    if (auto [it, fresh] = best.try_emplace(ui[i], e[i]); !fresh) it->second = std::min(it->second, e[i]);
+                pc.checked += u.numel();
+                if (!policy_.verify_all && std::any_of(e, e + u.numel(), [&](double x) { return x <= tolerance_; })) break;
             }
-            const auto order = uncompared_order(t, p, t + 1);
-            const std::int64_t budget = std::min<std::int64_t>(policy_.joint_budget, order.size());
-            const Incremental<Model> before = prefix_[p];
             std::vector<Candidate> tried;
-            bool found = false;
-            for (std::int64_t k = 0; k < budget && !found; ++k) {
-                ids_[p][t] = order[k];
-                prefix_[p] = before;
-                accept(p, t);
-                checks_[p][t + 1] = {};
-                found = search(t + 1, {p})[0];
-                tried.push_back({ids_[p][t].template item<std::int64_t>(), checks_[p][t + 1].error});
-                pc.checked += checks_[p][t + 1].checked;
-            }
+            for (auto [id, error] : best) tried.push_back({id, error});
             std::stable_sort(tried.begin(), tried.end(), [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
-            pc.candidates.assign(tried.begin(), tried.begin() + std::min<std::size_t>(5, tried.size()));
+            const auto within = std::count_if(tried.begin(), tried.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
+            pc.verdict = within == 1 ? Verdict::verified : within > 1 ? Verdict::ambiguous : Verdict::undetermined;
+            pc.candidates.assign(tried.begin(), tried.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), tried.size()));
             pc.error = tried.front().error;
             pc.margin = tried.size() > 1 ? tried[1].error : std::numeric_limits<double>::infinity();
-            if (found) {
-                pc.verdict = Verdict::verified;
-            } else {
-                pc.verdict = Verdict::undetermined;
-                ids_[p][t] = tried.front().id;
-                prefix_[p] = before;
-                accept(p, t);
-                checks_[p][t + 1] = {};
-                search(t + 1, {p});
-            }
-            accept(p, t + 1);
+            ids_[p][t] = tried.front().id;
         }
-        resolved_[t + 1] = next_compared;
+        prefix_.append(ids_.narrow(1, t, 1));
+        search(t + 1, all, prefix_, all);
+        prefix_.append(ids_.narrow(1, t + 1, 1));
+        resolved_[t + 1] = true;
     }
 
     std::int64_t last_compared_after(std::int64_t t) const {
@@ -458,13 +560,14 @@ private:
     const Space& space_;
     const DecoderState& decoder_;
     at::Tensor allowed_, allowed_w_, mean_, target_, ids_;  // allowed ids, their embeddings and mean
+    at::Tensor centroids_;  // [allowed, F]: each allowed token's typical output (token_centroids), or undefined
     double nearest_rank_sum_ = 0, gradient_rank_sum_ = 0;  // where each order placed the accepted tokens
     double tolerance_ = 0;
     std::int64_t limit_ = 0;
     std::vector<at::Tensor> features_;
     std::vector<std::vector<PositionCheck>> checks_;
     std::map<std::int64_t, bool> resolved_;
-    std::vector<Incremental<Model>> prefix_;  // per prompt: the resolved prefix's state
+    State prefix_;  // the prompts' resolved prefixes, one row each
 };
 
 }  // namespace inputrep

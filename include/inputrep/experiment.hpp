@@ -414,7 +414,7 @@ private:
     // Exact search over `target` [P, T, F]; `prompts` (when given) are what the target came from.
     std::vector<Result> exact_results(const at::Tensor& target, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
         require(slice_.causal(), "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
-        ExactSearch search(optimizer_, family(), slice_, mask_, space_, decoder_state());
+        ExactSearch search(optimizer_, family(), slice_, mask_, space_, decoder_state(), *exact_cache_);
         auto outcomes = search.run(target);
         const auto P = target.size(0), T = target.size(1);
         // The recovered ids' distance to the target, with the experiment's metric on the compared outputs.
@@ -488,6 +488,7 @@ private:
     [[no_unique_address]] De decoder_;
     std::optional<Tokenizer> tokenizer_;
     std::shared_ptr<DecoderCache> decoder_cache_ = std::make_shared<DecoderCache>();
+    std::shared_ptr<ExactCache> exact_cache_ = std::make_shared<ExactCache>();  // exact search's calibration, once per experiment
 };
 
 }  // namespace inputrep

@@ -90,13 +90,37 @@ inline HookPoint parse_hook(std::string_view name) {
 }
 
 // What a causal block keeps of the positions before the ones it is given (the incremental
-// forward, model/incremental.hpp): attention's keys and values [1, KV, 1, P, hd], or the masked
-// mixer's token-mixing inputs, one [1, rows, D] per mixing layer.
+// forward, model/incremental.hpp), for B prefixes of one length: attention's keys and values
+// [B, KV, 1, P, hd], or the masked mixer's token-mixing inputs, one [B, P, D] per mixing layer.
 struct PrefixCache {
     at::Tensor k, v;
     std::vector<at::Tensor> rows;
     std::int64_t length = 0;  // P: the positions held
-    bool append = false;      // this call's positions join the prefix (a batch of one)
+    bool append = false;      // this call's positions join the prefix (one row per prefix)
+    at::Tensor owners;        // [N] long: the prefix each of this call's rows follows; undefined: one prefix, broadcast
+    at::Tensor runs;          // [R]: where the rows come in R equal runs, each run's prefix (a search's candidates per prompt)
+
+    // The held tensor t [B, ...] as this call's rows see it: a prefix per row where owners says,
+    // else as is (one prefix broadcasts over the batch without a copy).
+    at::Tensor of_rows(const at::Tensor& t) const { return owners.defined() ? t.index_select(0, owners) : t; }
+
+    // a [N, KV, g, n, m] times the held keys or values t [B, KV, 1, P, hd] as this call's rows see
+    // them (t transposed: a·tᵀ, m = hd; else a·t, m = P). Rows in equal runs make one product per
+    // run instead of a copy of the prefix per row, which at a small width costs more than the product.
+    at::Tensor times(const at::Tensor& a, const at::Tensor& t, bool transposed) const {
+        auto op = [&](const at::Tensor& x) { return transposed ? x.transpose(-2, -1) : x; };
+        if (!runs.defined()) return at::matmul(a, op(of_rows(t)));
+        const auto R = runs.size(0), KV = a.size(1), g = a.size(2), n = a.size(3);
+        const auto rows = a.view({R, -1, KV, g, n, a.size(4)}).permute({0, 2, 1, 3, 4, 5}).reshape({R, KV, -1, a.size(4)});
+        const auto y = at::matmul(rows, op(t.index_select(0, runs).squeeze(2)));  // [R, KV, run·g·n, ·]
+        return y.view({R, KV, -1, g, n, y.size(-1)}).permute({0, 2, 1, 3, 4, 5}).reshape({a.size(0), KV, g, n, y.size(-1)});
+    }
+    // t with this call's positions fresh [B, ..., n, ...] appended along dim.
+    at::Tensor joined(const at::Tensor& t, const at::Tensor& fresh, std::int64_t dim) const {
+        require(!owners.defined() && (!t.defined() || t.size(0) == fresh.size(0)), "appending to ", t.defined() ? t.size(0) : 0,
+                " prefixes needs one row per prefix, not ", fresh.size(0));
+        return t.defined() ? at::cat({t, fresh}, dim) : fresh.contiguous();
+    }
 };
 
 // What one block call records and where it stops. The family calls it at each sub-layer output;
@@ -238,9 +262,9 @@ inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary&
     return at::matmul(t.p, t.v).permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads * hd});
 }
 
-// Positions P..P+n−1 against the prefix's keys and values (batch 1, broadcast over the batch of
-// candidates without copies) and their own: scores = [q·K_prefixᵀ, q·kᵀ] + mask rows P.., one
-// softmax, y = P_prefix·V_prefix + P_own·v.
+// Positions P..P+n−1 against the prefix's keys and values (one prefix broadcast over the batch of
+// candidates without copies, or each row's own) and their own: scores = [q·K_prefixᵀ, q·kᵀ] + mask
+// rows P.., one softmax, y = P_prefix·V_prefix + P_own·v.
 inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, PrefixCache& prefix) {
     const auto B = s.batch, n = s.tokens, KV = s.kv_heads, hd = s.head_size, P = prefix.length;
     auto heads = [&](std::int64_t offset, std::int64_t group) {
@@ -249,16 +273,12 @@ inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const R
     const auto q = rotary(heads(0, s.group()), false, P), k = rotary(heads(s.heads, 1), false, P), v = heads(s.heads + KV, 1);
     const double scale = 1.0 / std::sqrt(double(hd));
     auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
-    if (P > 0) scores = at::cat({at::matmul(q, prefix.k.transpose(-2, -1)).mul_(scale), scores}, -1);
+    if (P > 0) scores = at::cat({prefix.times(q, prefix.k, true).mul_(scale), scores}, -1);
     if (mask.defined()) scores.add_(mask.narrow(0, P, n));
     const auto p = at::softmax(scores, -1, at_least_f32(scores)).to(v.scalar_type());
     auto y = at::matmul(p.narrow(-1, P, n), v);
-    if (P > 0) y = y + at::matmul(p.narrow(-1, 0, P), prefix.v);
-    if (prefix.append) {
-        require(B == 1, "only a batch of one joins the prefix");
-        prefix.k = P > 0 ? at::cat({prefix.k, k}, -2) : k.contiguous();
-        prefix.v = P > 0 ? at::cat({prefix.v, v}, -2) : v.contiguous();
-    }
+    if (P > 0) y = y + prefix.times(p.narrow(-1, 0, P), prefix.v, false);
+    if (prefix.append) prefix.k = prefix.joined(prefix.k, k, -2), prefix.v = prefix.joined(prefix.v, v, -2);
     return y.permute({0, 3, 1, 2, 4}).reshape({B, n, s.heads * hd});
 }
 

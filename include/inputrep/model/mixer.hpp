@@ -171,7 +171,7 @@ private:
             if (b) b->mixers.assign(config.parallel_convolutions, std::vector<Conv>(config.expanded ? 2 : 1));
     }
 
-    // Output rows [from, to) of a causal conv whose input rows are the prefix's `past` [1, P, D]
+    // Output rows [from, to) of a causal conv whose input rows are the prefix's `past` [1 or B, P, D]
     // (undefined: none) then `fresh` [B, n, D]: row t sees input rows j ≤ t of the triangle.
     static at::Tensor causal_conv(const Conv& c, const at::Tensor& past, const at::Tensor& fresh, std::int64_t from, std::int64_t to) {
         const auto P = past.defined() ? past.size(1) : 0, n = P + fresh.size(1);
@@ -183,15 +183,15 @@ private:
 
     // One token mixer over positions P..P+n−1 of h [B, n, D]; each conv's output rows stop at its
     // width (an expanded mixer's e·T). With a prefix, `rows` holds each conv's earlier input rows.
-    static at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h, std::int64_t P, at::Tensor* rows, bool append) {
-        const auto L = P + h.size(1);
+    static at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h, at::Tensor* rows, const BlockHooks& hook) {
+        const auto P = hook.offset(), L = P + h.size(1);
         at::Tensor in = h;
         for (std::size_t l = 0; l < mixer.size(); ++l) {
             if (l > 0) in = at::gelu(in);
             const auto out = mixer[l].w.size(0);
-            const at::Tensor past = rows ? rows[l] : at::Tensor();
+            const at::Tensor past = rows && rows[l].defined() ? hook.prefix->of_rows(rows[l]) : at::Tensor();
             auto y = causal_conv(mixer[l], past, in, std::min(P, out), std::min(L, out));
-            if (rows && append) rows[l] = past.defined() ? at::cat({past, in}, 1) : in;
+            if (rows && hook.prefix->append) rows[l] = hook.prefix->joined(rows[l], in, 1);
             in = y;
         }
         return in;
@@ -211,7 +211,7 @@ private:
         const auto convs = b.mixers.front().size();
         if (prefix) prefix->rows.resize(b.mixers.size() * convs);
         auto mix = [&](std::size_t k) {
-            return token_mix(b.mixers[k], h, hook.offset(), prefix ? prefix->rows.data() + k * convs : nullptr, prefix && prefix->append);
+            return token_mix(b.mixers[k], h, prefix ? prefix->rows.data() + k * convs : nullptr, hook);
         };
         auto mixed = mix(0);
         for (std::size_t k = 1; k < b.mixers.size(); ++k) mixed = mixed + mix(k);
