@@ -220,9 +220,7 @@ BOOST_AUTO_TEST_CASE(mixer_first_token_without_its_own_output_is_found_through_t
         auto model = untrained<Mixer>(config_with<Mixer>(std::string("hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=512,token_mixing=") + mixing), {}, 0,
                                       Blocks<0, 1>{});
         const std::vector<std::int64_t> prompt{44, 300, 12, 7, 401, 99, 5, 250, 18};
-        Exact<GradientRank> policy;
-        policy.joint_budget = 512;
-        auto r = Experiment<Mixer, Blocks<0, 1>, L1, Exact<>, Tokens<1>>{model, {}, {}, policy}.run(prompt);
+        auto r = Experiment<Mixer, Blocks<0, 1>, L1, Exact<>, Tokens<1>>{model}.run(prompt);
         const auto& first = r.verification()->positions[0];
         BOOST_TEST_MESSAGE(mixing << " mixer, Tokens<1, End>: position 0 " << to_string(first.verdict) << " (" << first.checked
                                   << " candidates checked), " << r.exact_tokens() << "/9 exact");

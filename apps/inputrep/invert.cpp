@@ -154,7 +154,7 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
                "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, bf16 0.15)");
     sub->add_flag("--verify-all", exact->verify_all, "exact search: check every allowed token at every position (uniqueness proven)");
     add_number(*sub, "--joint-budget", exact->joint_budget, std::int64_t{0}, std::numeric_limits<std::int64_t>::max(),
-               "exact search: candidates tried at a position with no compared output, each paired with the next position's (default 64; 0: all)");
+               "exact search: candidates tried at a position with no compared output, each paired with the next position's (default 0: all allowed up to 4,096, else 64)");
     add_parsed(*sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
                "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")->type_name("FILE");
     sub->add_option("--target-hook", q->target_hook, "the tensor of --target to invert (default: the slice's last hook point)")
