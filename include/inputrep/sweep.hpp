@@ -358,7 +358,8 @@ inline void write_results(const std::filesystem::path& dir, const std::vector<Js
 inline std::vector<bool> masked_positions(const Json& config, std::size_t length) {
     std::vector<bool> masked(length, false);
     if (!config.contains("mask") || !config["mask"].is_string()) return masked;
-    for (auto part : text::split(config["mask"].get<std::string>(), ',')) {
+    const auto mask = config["mask"].get<std::string>();  // split's views point into it
+    for (auto part : text::split(mask, ',')) {
         if (part == "last") {
             for (std::size_t p = 0; p + 1 < length; ++p) masked[p] = true;
         } else if (part.starts_with("tokens:")) {
