@@ -1,5 +1,6 @@
-// Seed §"Mixer Information Transfer" and §"Model Invertibility": an untrained flat masked mixer,
-// all outputs against outputs 1.. only (token 0 then travels through the triangular mixing alone).
+// Seed §"Mixer Information Transfer" and §"Model Invertibility": untrained masked mixers of width
+// 64, one block, flat and expanded (claim 82 is the expanded one), all outputs against outputs 1..
+// only (token 0 then travels through the triangular mixing alone).
 #include <iostream>
 
 #include <inputrep/inputrep.hpp>
@@ -7,7 +8,7 @@
 using namespace inputrep;
 
 template <class Mask>
-void run(const char* name, const Mixer& mixer, const Tokenizer& tok) {
+void run(const std::string& name, const Mixer& mixer, const Tokenizer& tok) {
     Result r = Experiment<Mixer, Blocks<0, 1>, L1, Adam<>, Mask>{mixer}.with_tokenizer(tok).run(
         tok.encode("Mario, the Idea, versus Mario, the Man"));
     std::cout << name << ": " << r.decoded() << " (" << r.exact_tokens() << "/10 exact)\n";
@@ -15,8 +16,11 @@ void run(const char* name, const Mixer& mixer, const Tokenizer& tok) {
 
 int main() {
     auto tok = Tokenizer::from_folder(std::filesystem::path(INPUTREP_DATA_DIR) / "gpt2");
-    auto config = config_with<Mixer>("hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=50257,token_mixing=\"flat\"");
-    auto mixer = untrained<Mixer>(config, {}, 0, Blocks<0, 1>{});
-    run<AllTokens>("all outputs", mixer, tok);
-    run<Tokens<1, End>>("outputs 1..", mixer, tok);
+    // The seed's context of 512 positions: the token-mixing weights' scale, U(±1/√T), depends on it.
+    for (std::string mixing : {"flat", "expanded"}) {
+        auto config = config_with<Mixer>("hidden_size=64,num_hidden_layers=1,context_length=512,vocab_size=50257,token_mixing=\"" + mixing + "\"");
+        auto mixer = untrained<Mixer>(config, {}, 0, Blocks<0, 1>{});
+        run<AllTokens>(mixing + ", all outputs", mixer, tok);
+        run<Tokens<1, End>>(mixing + ", outputs 1..", mixer, tok);
+    }
 }

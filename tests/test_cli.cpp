@@ -113,6 +113,36 @@ BOOST_AUTO_TEST_CASE(invert_takes_every_policy_axis) {
     std::filesystem::remove_all(dir);
 }
 
+// The seed author's conventions as options: wpe[0] at every position, a start with a mean, and the
+// direct method decoded through (x·W)·W⁺.
+BOOST_AUTO_TEST_CASE(invert_takes_the_author_s_conventions) {
+    const std::string tiny = "invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab() + " --prompt 'The sky is blue.'";
+    // wpe[0] everywhere is a different target (the shifted distance is the target's), still recovered:
+    // decoding subtracts what was added.
+    const auto plain = cli_json(tiny + " --steps 300"), legacy = cli_json(tiny + " --steps 300 --legacy-positions");
+    BOOST_TEST(plain["shifted_distance"].get<double>() != legacy["shifted_distance"].get<double>());
+    BOOST_TEST(legacy["exact"].get<bool>(), legacy["decoded"]);
+    // The same noise moved by the mean: the distance before the first step differs.
+    const auto centred = cli_json(tiny + " --steps 1 --init-scale 0.05"), shifted = cli_json(tiny + " --steps 1 --init-scale 0.05 --init-mean 0.5");
+    BOOST_TEST(centred["trace"][0].get<double>() < shifted["trace"][0].get<double>());
+    // The direct method: the model sees x only through x·W, so argmax(x) keeps the N(0, 1) start
+    // while (x·W)·W⁺ finds the prompt.
+    const std::string direct = tiny + " --space vocabulary --init-scale 1 --steps 200";
+    const auto argmax = cli_json(direct), projected = cli_json(direct + " --decode direct-pinv");
+    BOOST_TEST(projected["exact"].get<bool>(), projected["decoded"]);
+    BOOST_TEST(argmax["exact_tokens"].get<int>() == 0, argmax["decoded"]);
+    BOOST_TEST(cli_json(tiny + " --space vocabulary:pinv-target --decode direct-pinv --steps 200")["exact"].get<bool>());
+    for (auto args : {" --decode direct-pinv", " --space vocabulary:one-hot", " --init-mean nan"}) {
+        const auto r = run_cli(tiny + args);
+        BOOST_TEST_INFO(args << " -> " << r.out);
+        BOOST_TEST(one_line_error(r));
+    }
+    const auto r = run_cli("invert --untrained llama:hidden_size=32,num_attention_heads=4,num_hidden_layers=1 " + vocab() +
+                           " --prompt sky --legacy-positions");
+    BOOST_TEST(one_line_error(r), r.out);
+    BOOST_TEST(r.out.find("--legacy-positions is GPT-2's") != std::string::npos, r.out);
+}
+
 BOOST_AUTO_TEST_CASE(attribute_and_bandwidth) {
     const std::string tiny = " --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab();
     auto out = cli_json("attribute" + tiny + " --prompt 'The wipers on the bus go swish swish' --method occlusion");

@@ -6,7 +6,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -106,12 +108,48 @@ BOOST_AUTO_TEST_CASE(plots_draw_depth_in_order) {
     std::vector<Json> lines;
     for (auto [blocks, exact] : {std::pair{"0:1", 2}, {"0:12", 0}, {"0:4", 1}})
         lines.push_back({{"key", blocks}, {"config", {{"blocks", blocks}}},
-                         {"results", {{{"target", {1, 2}}, {"exact_tokens", exact}, {"exact", exact == 2}, {"distance", 1.0}, {"shifted_distance", 2.0}}}}});
+                         {"results", {{{"target", {1, 2}}, {"ids", {exact > 0 ? 1 : 3, exact > 1 ? 2 : 3}}, {"exact_tokens", exact}, {"exact", exact == 2},
+                                       {"distance", 1.0}, {"shifted_distance", 2.0}}}}});
     const auto plots = isw::summary_plots(lines);
     BOOST_REQUIRE_EQUAL(plots.front().series.size(), 1u);
     BOOST_TEST(plots.front().series[0].x == (std::vector<double>{1, 4, 12}));
     BOOST_TEST(plots.front().series[0].y == (std::vector<double>{1, 0.5, 0}));
     BOOST_TEST(plots.front().x_label == "depth (blocks)");
+}
+
+// Word order and masked tokens: a permutation finds every token though few are in place, and a
+// masked token counts only from the copies the compared positions leave ("Mario ... Mario").
+BOOST_AUTO_TEST_CASE(summaries_count_tokens_found_in_any_order_and_the_masked_ones) {
+    const std::vector<std::int64_t> target{7, 1, 2, 7};  // "Mario the idea Mario"
+    const auto none = isw::masked_positions(Json{{"mask", "all"}}, 4), first = isw::masked_positions(Json{{"mask", "tokens:1:end"}}, 4);
+    BOOST_TEST(none == (std::vector<bool>{false, false, false, false}));
+    BOOST_TEST(first == (std::vector<bool>{true, false, false, false}));
+    BOOST_TEST(isw::masked_positions(Json{{"mask", "last"}}, 4) == (std::vector<bool>{true, true, true, false}));
+    BOOST_TEST(isw::masked_positions(Json{{"mask", "tokens:1:3,neurons:0:8"}}, 4) == (std::vector<bool>{true, false, false, true}));
+    auto permuted = isw::found_tokens(target, {1, 7, 7, 2}, first);
+    BOOST_TEST(permuted.all == 1.0);
+    BOOST_TEST(permuted.masked == 1.0);
+    auto once = isw::found_tokens(target, {1, 2, 7, 9}, first);  // one "Mario": the compared position's
+    BOOST_TEST(once.all == 0.75);
+    BOOST_TEST(once.masked == 0.0);
+    BOOST_TEST(std::isnan(isw::found_tokens(target, target, none).masked));
+
+    Json line{{"key", "k"}, {"config", {{"mask", "tokens:1:end"}, {"seed", 0}}},
+              {"results", {{{"target", target}, {"ids", {1, 7, 7, 2}}, {"decoded", "the Mario Mario idea"}, {"exact_tokens", 0},
+                            {"exact", false}, {"distance", 1.0}, {"shifted_distance", 2.0}}}}};
+    const auto t = isw::summary_table({line});
+    BOOST_REQUIRE_EQUAL(t.rows.size(), 1u);
+    const auto column = [&](std::string_view name) {
+        const auto it = std::ranges::find(t.header, name);
+        BOOST_REQUIRE_MESSAGE(it != t.header.end(), name);
+        return t.rows[0][std::size_t(it - t.header.begin())];
+    };
+    BOOST_TEST(column("exact-token rate") == "0.000 ± 0.000");
+    BOOST_TEST(column("tokens found, any order") == "1.000 ± 0.000");
+    BOOST_TEST(column("masked tokens found") == "1.000 ± 0.000");
+    BOOST_TEST(column("top-1, first seed and prompt") == "\"the Mario Mario idea\"");
+    line["config"]["mask"] = "all";
+    BOOST_TEST(isw::summary_table({line}).rows[0][5] == "–", "nothing masked");
 }
 
 BOOST_AUTO_TEST_CASE(shards_come_from_the_option_or_slurm) {

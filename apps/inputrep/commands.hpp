@@ -59,7 +59,13 @@ struct ModelOptions {
     int threads = 1;
     Placement placement;
     bool ignore_memory = false;  // build the model even when its estimated bytes exceed the available memory
+    bool legacy_positions = false;  // GPT-2: wpe[0] at every position, as the author's scripts
 };
+
+// --legacy-positions changes GPT-2's absolute position embedding; other families have none.
+inline void require_legacy_positions_apply(const std::string& family) {
+    if (family != "gpt2") throw UsageError("--legacy-positions is GPT-2's (its absolute position embedding); a " + family + " model has none");
+}
 
 inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
     auto o = std::make_shared<ModelOptions>();
@@ -78,8 +84,12 @@ inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
                "libtorch intra-op threads (default 1: more compete with OpenBLAS's own threads; docs/performance.md)");
     app.add_flag("--ignore-memory-check", o->ignore_memory,
                  "build the model even when the bytes it needs (estimated from its tensors before any is allocated) exceed MemAvailable");
+    app.add_flag("--legacy-positions", o->legacy_positions,
+                 "GPT-2 only: add wpe[0] at every position, as the seed author's scripts did (position_ids on the wrong axis)");
     app.parse_complete_callback([o] {
         if (o->model.empty() == o->untrained.empty()) throw UsageError("give exactly one of --model DIR and --untrained FAMILY");
+        // Checked here too (not only when the model is built) so that a sweep refuses the row before any runs.
+        if (o->legacy_positions && !o->untrained.empty()) require_legacy_positions_apply(o->untrained.substr(0, o->untrained.find(':')));
     });
     return o;
 }
@@ -124,6 +134,7 @@ void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> 
         family = o.untrained.substr(0, colon);
         if (colon != std::string::npos) overrides = o.untrained.substr(colon + 1);
     }
+    if (o.legacy_positions) require_legacy_positions_apply(family);
     with_family(family, [&]<class M>() {
         using Config = typename M::Config;
         std::optional<Config> cfg;
@@ -146,7 +157,10 @@ void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> 
                 throw Error(std::string(e.what()) + " (--ignore-memory-check)");
             }
         }
-        body(config ? load<M>(o.model, o.placement, needs) : untrained<M>(*cfg, o.placement, o.seed, needs));
+        auto model = config ? load<M>(o.model, o.placement, needs) : untrained<M>(*cfg, o.placement, o.seed, needs);
+        if constexpr (requires { model.set_legacy_positions(true); })
+            if (o.legacy_positions) model.set_legacy_positions(true);
+        body(model);
     });
 }
 

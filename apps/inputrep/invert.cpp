@@ -48,7 +48,9 @@ std::shared_ptr<PolicyOptions> add_policy_options(CLI::App& app) {
     add_number(app, "--steps", o->run.steps, 1, 1'000'000, "optimisation steps (default: the family's)");
     add_parsed(app, "--lr", o->rates, parse_rates, "learning rate START[:END], START in (0, 1000] decaying linearly to END in [0, 1000] (default: the family's)")
         ->type_name("START:END");
-    add_number(app, "--init-scale", o->run.init_scale, 1e-6, 1e3, "sigma of the N(0, sigma) initial input (default: the family's)");
+    add_number(app, "--init-scale", o->run.init_scale, 1e-6, 1e3, "sigma of the N(mu, sigma) initial input (default: the family's)");
+    add_number(app, "--init-mean", o->run.init_mean, -1e3, 1e3,
+               "mu of the N(mu, sigma) initial input (default 0, as the author's code; the seed's text says 0.5 with --init-scale 0.05)");
     return o;
 }
 
@@ -90,6 +92,8 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
             }
         },
         q.optimizer);
+    if (decode == "direct-pinv" && !std::holds_alternative<VocabularySpace>(q.space))
+        throw UsageError("--decode direct-pinv decodes a vocabulary vector x through (x·W)·W⁺: use it with --space vocabulary");
     if (searching && !std::holds_alternative<EmbeddingSpace>(q.space))
         throw UsageError("exact search checks tokens through their embeddings: use --space embedding");
     if (!hook.empty() && !policy.slice.empty()) throw UsageError("--hook ends the slice at a hook point: it does not combine with --slice");
@@ -164,8 +168,8 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
         ->type_name("NAME")
         ->check(parsed_by([](std::string_view s) { return parse_hook(s); }));
     add_parsed(*sub, "--space", q->space, parse_space,
-               "embedding (default: optimise the block-0 input) or vocabulary (optimise a vocabulary-sized vector)");
-    sub->add_option("--decode", *decode, "pinv (default), nearest, or restricted:TEXT (only the tokens of TEXT)")
+               "embedding (default: optimise the block-0 input), vocabulary (optimise a vocabulary-sized vector; target one-hot x 10) or vocabulary:pinv-target (target E(a)·W⁺)");
+    sub->add_option("--decode", *decode, "pinv (default), nearest, direct-pinv ((x·W)·W⁺ of a vocabulary vector: --space vocabulary), or restricted:TEXT (only the tokens of TEXT)")
         ->check(parsed_by([](std::string_view s) { return parse_decoder(s, [](std::string_view) { return std::vector<std::int64_t>{}; }); }));
     add_number(*sub, "--restarts", policy->run.restarts, 1, 1000, "random restarts per prompt in one batch, best kept (default 1)");
     add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");

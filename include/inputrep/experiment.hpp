@@ -51,7 +51,8 @@ namespace inputrep {
 struct RunOptions {
     int steps = 0;                        // 0: the family's default
     std::optional<double> lr_start, lr_end;  // unset: the optimizer type's rates, else the family's
-    std::optional<double> init_scale;     // σ of the N(0, σ) initial input; unset: the family's
+    std::optional<double> init_scale;     // σ of the N(μ, σ) initial input; unset: the family's
+    double init_mean = 0;                 // μ: 0, as the author's code; the seed's text says N(1/2, 1/20)
     std::uint64_t seed = 0;
     int restarts = 1;                     // random restarts per prompt, all in one batch; the best is kept
     int top_k = 5;
@@ -202,6 +203,7 @@ public:
         int steps;
         double init_scale;
         Schedule rates;
+        double init_mean = 0;
     };
 
     // One optimisation in progress: prompts of equal length and their restarts as one batch. It
@@ -327,6 +329,7 @@ public:
                 if (R > 1) target_out_ = target_out_.repeat_interleave(R, 0), target_full_ = target_full_.repeat_interleave(R, 0);
             }
             x_ = e.space_.initial(e.model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg_.init_scale, gen);
+            if (cfg_.init_mean != 0) x_ = x_ + cfg_.init_mean;  // after the draw: the same noise for every mean
             if constexpr (!written_out) x_.requires_grad_(true);
             state_.emplace(e.optimizer_.start(x_));
             trace_ = at::empty({cfg_.steps + 1, P * R}, at::TensorOptions().dtype(at::kFloat).device(device));
@@ -372,7 +375,8 @@ private:
         Schedule rates = optimizer_.rates().value_or(adam ? d.adam : d.gradient_descent);
         if (o.lr_start) rates.start = *o.lr_start;
         if (o.lr_end) rates.end = *o.lr_end;
-        Resolved r{o.steps > 0 ? o.steps : d.steps, o.init_scale.value_or(d.init_scale), rates};
+        Resolved r{o.steps > 0 ? o.steps : d.steps, o.init_scale.value_or(d.init_scale), rates, o.init_mean};
+        require(std::isfinite(o.init_mean), "the initial input's mean must be finite");
         require(o.steps >= 0, "steps must be positive");
         require(r.init_scale > 0, "the initial input's scale must be positive");
         require(o.restarts >= 1, "restarts must be at least 1");

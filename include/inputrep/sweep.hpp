@@ -18,11 +18,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -351,23 +353,81 @@ inline void write_results(const std::filesystem::path& dir, const std::vector<Js
 
 // ---- Summaries --------------------------------------------------------------------------------
 
+// The positions a row's token mask leaves out of the comparison ("tokens:B:E" or "last" in its
+// "mask" axis; none for "all" or a neuron mask alone): the tokens only cross-token mixing carries.
+inline std::vector<bool> masked_positions(const Json& config, std::size_t length) {
+    std::vector<bool> masked(length, false);
+    if (!config.contains("mask") || !config["mask"].is_string()) return masked;
+    const auto mask = config["mask"].get<std::string>();  // split's views point into it
+    for (auto part : text::split(mask, ',')) {
+        if (part == "last") {
+            for (std::size_t p = 0; p + 1 < length; ++p) masked[p] = true;
+        } else if (part.starts_with("tokens:")) {
+            const auto bounds = text::split(part.substr(7), ':');
+            const auto begin = text::to_number<std::size_t>(bounds.front(), "mask");
+            const auto end = bounds.size() < 2 || bounds[1] == "end" ? length : text::to_number<std::size_t>(bounds[1], "mask");
+            for (std::size_t p = 0; p < length; ++p) masked[p] = p < begin || p >= end;
+        }
+    }
+    return masked;
+}
+
+// Tokens recovered in any order, as fractions: `all` of the target's tokens (a permutation of the
+// prompt scores 1, where the exact-token rate does not), and `masked` of the masked positions'
+// tokens, counted from the recovered copies the compared positions' tokens leave over (a prompt
+// that repeats a word must show it twice); NaN when nothing is masked. The seed's word-order and
+// "masked token found" claims are about these, not about tokens in place.
+struct FoundTokens {
+    double all = 0, masked = std::numeric_limits<double>::quiet_NaN();
+};
+
+inline FoundTokens found_tokens(const std::vector<std::int64_t>& target, const std::vector<std::int64_t>& recovered,
+                                const std::vector<bool>& masked) {
+    // Takes one recovered copy of each target token at the positions `which` selects; how many it found.
+    auto take = [&](std::multiset<std::int64_t>& pool, auto which) {
+        std::size_t found = 0;
+        for (std::size_t p = 0; p < target.size(); ++p)
+            if (which(p))
+                if (auto it = pool.find(target[p]); it != pool.end()) pool.erase(it), ++found;
+        return found;
+    };
+    FoundTokens f;
+    std::multiset<std::int64_t> all(recovered.begin(), recovered.end());
+    f.all = double(take(all, [](std::size_t) { return true; })) / double(target.size());
+    const auto masked_count = std::ranges::count(masked, true);
+    if (masked_count > 0) {
+        std::multiset<std::int64_t> pool(recovered.begin(), recovered.end());
+        take(pool, [&](std::size_t p) { return !masked[p]; });
+        f.masked = double(take(pool, [&](std::size_t p) { return bool(masked[p]); })) / double(masked_count);
+    }
+    return f;
+}
+
 // What one row measured, over its prompts: the exact-token rate, the fraction of prompts recovered
-// exactly, and the final distance over the shifted input's.
+// exactly, the final distance over the shifted input's, and the tokens found in any order.
 struct RowMetrics {
-    double exact_token_rate = 0, exact_prompts = 0, distance_ratio = 0;
+    double exact_token_rate = 0, exact_prompts = 0, distance_ratio = 0, tokens_found = 0,
+           masked_found = std::numeric_limits<double>::quiet_NaN();
 };
 
 inline RowMetrics row_metrics(const Json& line) {
     const auto& results = line.at("results");
     require(!results.empty(), "results line ", line.value("key", "?"), " holds no prompts");
     RowMetrics m;
+    double masked = 0;
+    int masked_prompts = 0;
     for (const auto& r : results) {
-        m.exact_token_rate += r.at("exact_tokens").get<double>() / r.at("target").size();
+        const auto target = r.at("target").get<std::vector<std::int64_t>>();
+        m.exact_token_rate += r.at("exact_tokens").get<double>() / double(target.size());
         m.exact_prompts += r.at("exact").get<bool>();
         m.distance_ratio += r.at("distance").get<double>() / r.at("shifted_distance").get<double>();
+        const auto found = found_tokens(target, r.at("ids").get<std::vector<std::int64_t>>(), masked_positions(line.at("config"), target.size()));
+        m.tokens_found += found.all;
+        if (!std::isnan(found.masked)) masked += found.masked, ++masked_prompts;
     }
     const double n = double(results.size());
-    return {m.exact_token_rate / n, m.exact_prompts / n, m.distance_ratio / n};
+    return {m.exact_token_rate / n, m.exact_prompts / n, m.distance_ratio / n, m.tokens_found / n,
+            masked_prompts ? masked / masked_prompts : std::numeric_limits<double>::quiet_NaN()};
 }
 
 // Rows that differ only in their seed, with the axes that tell groups apart.
@@ -375,6 +435,7 @@ struct Group {
     Json axes;  // the varying axes but the seed
     std::vector<RowMetrics> seeds;
     Json claims;
+    std::string top1;  // the first row's top-1 decoding of its first prompt: word order, shown
 };
 
 struct Stat {
@@ -408,7 +469,7 @@ inline std::vector<Group> groups(const std::vector<Json>& lines, const std::vect
         Json key = Json::object();
         for (const auto& a : axes) key[a] = line.at("config").value(a, Json());
         auto [it, fresh] = where.emplace(key.dump(), out.size());
-        if (fresh) out.push_back({key, {}, line.value("claims", Json())});
+        if (fresh) out.push_back({key, {}, line.value("claims", Json()), line.at("results").at(0).value("decoded", "")});
         out[it->second].seeds.push_back(row_metrics(line));
     }
     return out;
@@ -425,7 +486,7 @@ inline std::string cell(const Json& v) {
     return v.dump();
 }
 
-inline std::string cell(Stat s) { return fmt::format("{:.3f} ± {:.3f}", s.mean, s.sd); }
+inline std::string cell(Stat s) { return std::isnan(s.mean) ? "–" : fmt::format("{:.3f} ± {:.3f}", s.mean, s.sd); }
 
 // The table both summaries show: a line per group, the mean ± sd over its seeds.
 struct Table {
@@ -441,14 +502,18 @@ inline Table summary_table(const std::vector<Json>& lines) {
     Table t;
     if (claims) t.header.push_back("claims");
     t.header.insert(t.header.end(), axes.begin(), axes.end());
-    for (const char* h : {"seeds", "exact-token rate", "exact prompts", "distance / shifted"}) t.header.push_back(h);
+    for (const char* h : {"seeds", "exact-token rate", "exact prompts", "distance / shifted", "tokens found, any order", "masked tokens found",
+                          "top-1, first seed and prompt"})
+        t.header.push_back(h);
     for (const auto& g : gs) {
         std::vector<std::string> row;
         if (claims) row.push_back(cell(g.claims));
         for (const auto& a : axes) row.push_back(cell(g.axes[a]));
         row.push_back(std::to_string(g.seeds.size()));
-        for (auto field : {&RowMetrics::exact_token_rate, &RowMetrics::exact_prompts, &RowMetrics::distance_ratio})
+        for (auto field : {&RowMetrics::exact_token_rate, &RowMetrics::exact_prompts, &RowMetrics::distance_ratio, &RowMetrics::tokens_found,
+                           &RowMetrics::masked_found})
             row.push_back(cell(stat(g.seeds, field)));
+        row.push_back(Json(g.top1).dump());
         t.rows.push_back(std::move(row));
     }
     return t;
@@ -485,7 +550,8 @@ inline std::string provenance(const std::vector<Json>& lines) {
     for (const auto& v : seeds) s += (s.empty() ? "" : ", ") + v;
     for (const auto& v : commits) c += (c.empty() ? "" : ", ") + v;
     return fmt::format("{} rows; seeds {}; inputrep {}. Mean ± standard deviation over seeds; each row's value is the mean over "
-                       "its prompts; distance / shifted < 1 means closer than the shifted input.",
+                       "its prompts; distance / shifted < 1 means closer than the shifted input; tokens found counts the target's tokens "
+                       "anywhere in the top-1 line, masked tokens found those of the positions the mask leaves out.",
                        lines.size(), s, c);
 }
 

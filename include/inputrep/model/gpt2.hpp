@@ -28,6 +28,9 @@ struct GPT2Config {
     double layer_norm_epsilon = 1e-5;
     bool gelu_tanh = true;  // "gelu_new"; "gelu" is the exact erf form
     bool tie_word_embeddings = true;
+    // The author's GPT-2 scripts built position_ids on the wrong axis, so wpe[0] was added at every
+    // position (seed notes §1.1); true reproduces that. inputrep's own key, written only when set.
+    bool legacy_positions = false;
 
     std::int64_t inner() const { return n_inner > 0 ? n_inner : 4 * n_embd; }
     int layers() const { return static_cast<int>(n_layer); }
@@ -45,6 +48,7 @@ struct GPT2Config {
         require(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu", "gpt2: unsupported activation_function \"", act, "\"");
         c.gelu_tanh = act != "gelu";
         c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", true);
+        c.legacy_positions = config_value<bool>(j, "legacy_positions", false);
         for (auto [key, value] : {std::pair{"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_layer", c.n_layer}, {"vocab_size", c.vocab_size},
                                   {"n_positions", c.n_positions}})
             require_positive("gpt2", key, double(value));
@@ -54,7 +58,7 @@ struct GPT2Config {
     }
 
     Json to_json() const {
-        return {{"model_type", "gpt2"},           {"architectures", {"GPT2LMHeadModel"}},
+        Json j{{"model_type", "gpt2"},           {"architectures", {"GPT2LMHeadModel"}},
                 {"vocab_size", vocab_size},       {"n_positions", n_positions},
                 {"n_ctx", n_positions},           {"n_embd", n_embd},
                 {"n_layer", n_layer},             {"n_head", n_head},
@@ -62,6 +66,8 @@ struct GPT2Config {
                 {"layer_norm_epsilon", layer_norm_epsilon},
                 {"activation_function", gelu_tanh ? "gelu_new" : "gelu"},
                 {"tie_word_embeddings", tie_word_embeddings}};
+        if (legacy_positions) j["legacy_positions"] = true;
+        return j;
     }
 };
 
@@ -93,7 +99,13 @@ public:
         return {length, {}, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
     }
 
-    at::Tensor position_offset(std::int64_t length) const { return need(wpe_, "the position embedding wpe").narrow(0, 0, length); }
+    // wpe[0..length), or wpe[0] at every position with legacy_positions (the author's scripts).
+    at::Tensor position_offset(std::int64_t length) const {
+        const auto& wpe = need(wpe_, "the position embedding wpe");
+        return config_.legacy_positions ? wpe.narrow(0, 0, 1).expand({length, config_.n_embd}) : wpe.narrow(0, 0, length);
+    }
+    // The author's convention on a model already built (a loaded checkpoint has no such key).
+    void set_legacy_positions(bool on) { config_.legacy_positions = on; }
 
     at::Tensor final_norm(const at::Tensor& x) const {
         return at::layer_norm(x, {config_.n_embd}, need(ln_f_w_, "the final norm ln_f"), ln_f_b_, config_.layer_norm_epsilon);

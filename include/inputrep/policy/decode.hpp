@@ -41,6 +41,19 @@ struct Nearest {
     }
 };
 
+// The direct method's vocabulary vector x decoded through its own embedding: argmax of (x·W)·W⁺.
+// The slice sees x only through x·W, so the optimisation moves x only inside W's column space
+// (rank d of V dimensions) and argmax(x) mostly shows x's random start; (x·W)·W⁺ is x's part that
+// the model sees, projected back onto the vocabulary. On an embedding it is PseudoInverse.
+struct DirectPseudoInverse {
+    struct State {
+        PseudoInverse::State pinv;
+        at::Tensor scores(const at::Tensor& e) const { return pinv.scores(e); }
+        at::Tensor restrict(const at::Tensor& x) const { return pinv.scores(at::matmul(x.to(at::kFloat), pinv.w)); }
+    };
+    State prepare(const at::Tensor& token_embedding) const { return {PseudoInverse{}.prepare(token_embedding)}; }
+};
+
 // Only `allowed` tokens can be decoded (e.g. the tokens of a sentence). Disallowed scores become
 // −inf; the author's masked_decode multiplied them by 0 instead, so a position whose allowed
 // scores were all negative decoded to token 0 ("!") — not copied.
@@ -67,12 +80,12 @@ struct Restricted {
     }
 };
 
-// Chosen at run time (the CLI's --decode pinv|nearest|restricted:TEXT). Decoding runs once per
-// run, so the visit costs nothing that matters.
+// Chosen at run time (the CLI's --decode pinv|nearest|direct-pinv|restricted:TEXT). Decoding runs
+// once per run, so the visit costs nothing that matters.
 struct AnyDecoder {
-    std::variant<PseudoInverse, Nearest, Restricted<PseudoInverse>> decoder;
+    std::variant<PseudoInverse, Nearest, Restricted<PseudoInverse>, DirectPseudoInverse> decoder;
     struct State {
-        std::variant<PseudoInverse::State, Nearest::State, Restricted<PseudoInverse>::State> state;
+        std::variant<PseudoInverse::State, Nearest::State, Restricted<PseudoInverse>::State, DirectPseudoInverse::State> state;
         at::Tensor scores(const at::Tensor& e) const { return std::visit([&](const auto& s) { return s.scores(e); }, state); }
         at::Tensor restrict(const at::Tensor& x) const { return std::visit([&](const auto& s) { return s.restrict(x); }, state); }
     };
@@ -89,15 +102,17 @@ concept Decoder = requires(const D& d, const at::Tensor& t) {
 
 // ---- Parser: the CLI's --decode, as text ---------------------------------------------------------
 
-// "pinv", "nearest" or "restricted:TEXT" (only the tokens `encode(TEXT)` gives may be decoded).
+// "pinv", "nearest", "direct-pinv" (a vocabulary vector through (x·W)·W⁺) or "restricted:TEXT"
+// (only the tokens `encode(TEXT)` gives may be decoded).
 template <class Encode>
     requires std::invocable<const Encode&, std::string_view>
 AnyDecoder parse_decoder(std::string_view s, const Encode& encode) {
     constexpr std::string_view restricted = "restricted:";
     if (s == "pinv") return {PseudoInverse{}};
     if (s == "nearest") return {Nearest{}};
+    if (s == "direct-pinv") return {DirectPseudoInverse{}};
     if (s.starts_with(restricted)) return {Restricted<PseudoInverse>{encode(s.substr(restricted.size()))}};
-    fail("unknown decoder \"", s, "\" (expected pinv, nearest or restricted:TEXT)");
+    fail("unknown decoder \"", s, "\" (expected pinv, nearest, direct-pinv or restricted:TEXT)");
 }
 
 }  // namespace inputrep

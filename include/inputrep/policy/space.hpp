@@ -95,11 +95,14 @@ concept InputSpace = requires { S::name; };
 // Chosen at run time; a visit picks the space once per run.
 using AnySpace = std::variant<EmbeddingSpace, VocabularySpace>;
 
-// "embedding" (optimise the block-0 input) or "vocabulary" (a vocabulary-sized vector per position).
+// "embedding" (optimise the block-0 input), "vocabulary" (a vocabulary-sized vector per position,
+// target one-hot × 10 as the author's code) or "vocabulary:pinv-target" (target E(a)·W⁺, the
+// seed's other choice, which it found equivalent: claim 8).
 inline AnySpace parse_space(std::string_view s) {
     if (s == EmbeddingSpace::name) return EmbeddingSpace{};
     if (s == VocabularySpace::name) return VocabularySpace{};
-    fail("unknown space \"", s, "\" (expected embedding or vocabulary)");
+    if (s == "vocabulary:pinv-target") return VocabularySpace{0.0};
+    fail("unknown space \"", s, "\" (expected embedding, vocabulary or vocabulary:pinv-target)");
 }
 
 }  // namespace inputrep
