@@ -226,6 +226,9 @@ BOOST_AUTO_TEST_CASE(mixer_first_token_without_its_own_output_is_found_through_t
                                   << " candidates checked), " << r.exact_tokens() << "/9 exact");
         BOOST_TEST(!first.compared);
         BOOST_TEST((first.verdict == Verdict::verified) == (r.ids()[0] == prompt[0]));
+        // Position 1's candidates ordered with position 0 held at the mean embedding: its true
+        // token is in the first batch, so the pairs end in their first round (every u × 8 v).
+        BOOST_TEST(first.checked == 512 * Exact<>{}.batch);
         for (std::size_t t = 1; t < prompt.size(); ++t) BOOST_TEST(r.ids()[t] == prompt[t]);
     }
 }

@@ -362,6 +362,11 @@ private:
         }
     }
 
+    // The batch after `batch`: `growth` times as many candidates, at least one more, up to max_batch.
+    std::int64_t next_batch(std::int64_t batch) const {
+        return std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)), std::max(policy_.batch, policy_.max_batch));
+    }
+
     // Whether GradientRank has a nearest order at t (one without a model call).
     bool nearest(std::int64_t t) const { return residual(t) || (centroids_.defined() && features_[t].numel() > 0); }
 
@@ -430,8 +435,7 @@ private:
             }
         }
         // A well-ranked token is found in the first small batch; a poorly ranked one in few calls.
-        for (std::int64_t batch = policy_.batch;; batch = std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)),
-                                                                   std::max(policy_.batch, policy_.max_batch))) {
+        for (std::int64_t batch = policy_.batch;; batch = next_batch(batch)) {
             std::vector<std::int64_t> members, owners, cands;
             for (std::int64_t a = 0; a < A; ++a) {
                 auto& s = states[a];
@@ -519,14 +523,16 @@ private:
             pc.compared = false;
             const auto size = static_cast<std::int64_t>(firsts[p].size());
             const auto budget = std::min(policy_.joint_budget > 0 ? policy_.joint_budget : size <= 4096 ? size : 64, size);
-            const auto last = std::min<std::int64_t>(limit_, seconds[p].size());
+            auto second = seconds[p];
+            if constexpr (std::same_as<Rank, GradientRank>)
+                if (budget == size) second = merged_order({}, held_at_mean_order(p, t), second, true);
+            const auto last = std::min<std::int64_t>(limit_, second.size());
             const at::Tensor us = long_tensor(std::vector<std::int64_t>(firsts[p].begin(), firsts[p].begin() + budget));
             const at::Tensor target = target_[p][t + 1].index_select(0, features).unsqueeze(0);
             std::map<std::int64_t, double> best;  // u → the error of its best pair
-            for (std::int64_t next = 0, batch = policy_.batch; next < last;
-                 batch = std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)), std::max(policy_.batch, policy_.max_batch))) {
+            for (std::int64_t next = 0, batch = policy_.batch; next < last; batch = next_batch(batch)) {
                 const auto n = std::min(batch, last - next);
-                const at::Tensor vs = long_tensor(std::vector<std::int64_t>(seconds[p].begin() + next, seconds[p].begin() + next + n));
+                const at::Tensor vs = long_tensor(std::vector<std::int64_t>(second.begin() + next, second.begin() + next + n));
                 next += n;
                 const at::Tensor u = us.repeat_interleave(n), v = vs.repeat({budget});
                 at::Tensor err;
@@ -558,6 +564,20 @@ private:
         search(t + 1, all, prefix_, all);
         prefix_.append(ids_.narrow(1, t + 1, 1));
         resolved_[t + 1] = true;
+    }
+
+    // Position t + 1's allowed tokens for prompt p by their error there with t held at ē: one call
+    // of as many pairs as a round of the pair search. What t adds to t + 1's output is then only
+    // its deviation from the mean, so the true token comes early even where its embedding and
+    // typical output do not place it so (the untrained Llama of benchmarks/contrast).
+    std::vector<std::int64_t> held_at_mean_order(std::int64_t p, std::int64_t t) {
+        at::NoGradGuard no_grad;
+        const std::int64_t A = allowed_.numel();
+        const at::Tensor e = at::stack({mean_.unsqueeze(0).expand({A, -1}), allowed_w_}, 1);  // [A, 2, d]: (ē, E_v)
+        const at::Tensor out = prefix_.extend_embedded(e, at::full({A}, p, at::kLong)).select(1, 1).to(at::kCPU);
+        const at::Tensor features = features_[t + 1];
+        const at::Tensor target = target_[p][t + 1].index_select(0, features).unsqueeze(0);
+        return by_score(-detail::relative_error(out.index_select(1, features), target).unsqueeze(0)).front();
     }
 
     std::int64_t last_compared_after(std::int64_t t) const {
