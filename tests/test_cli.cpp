@@ -132,7 +132,15 @@ BOOST_AUTO_TEST_CASE(invert_takes_the_author_s_conventions) {
     BOOST_TEST(projected["exact"].get<bool>(), projected["decoded"]);
     BOOST_TEST(argmax["exact_tokens"].get<int>() == 0, argmax["decoded"]);
     BOOST_TEST(cli_json(tiny + " --space vocabulary:pinv-target --decode direct-pinv --steps 200")["exact"].get<bool>());
-    for (auto args : {" --decode direct-pinv", " --space vocabulary:one-hot", " --init-mean nan"}) {
+    // The seed's padding to the context: the prompt's 5 tokens then <|endoftext|> (50256) to 8, every
+    // position inverted and compared.
+    const auto padded = cli_json(tiny + " --steps 1 --pad-to 8"), padded_with = cli_json(tiny + " --steps 1 --pad-to 8:13");
+    BOOST_TEST(padded["target"].size() == 8u);
+    BOOST_TEST(padded["target"][7].get<int>() == 50256);
+    BOOST_TEST(padded_with["target"][5].get<int>() == 13);
+    BOOST_TEST(padded["target"][4] == padded_with["target"][4]);
+    for (auto args : {" --decode direct-pinv", " --space vocabulary:one-hot", " --init-mean nan", " --pad-to 4", " --pad-to 8:60000",
+                      " --pad-to 0"}) {
         const auto r = run_cli(tiny + args);
         BOOST_TEST_INFO(args << " -> " << r.out);
         BOOST_TEST(one_line_error(r));

@@ -65,6 +65,42 @@ std::vector<std::string> read_lines(const std::string& path) {
     return lines;
 }
 
+// --pad-to N[:ID]: every prompt right-padded to N tokens with ID, by default the tokenizer's
+// <|endoftext|>. The seed's trainers padded each text to the context, and its inversions compared
+// the padding's outputs too: in a causal slice every one of them reads the prompt.
+struct Padding {
+    std::int64_t length = 0;
+    std::optional<std::int64_t> id;
+};
+
+Padding parse_padding(std::string_view text) {
+    const auto parts = text::split(text, ':');
+    require(parts.size() <= 2, "\"", text, "\" is not N[:ID]");
+    Padding out{text::to_number<std::int64_t>(parts.front(), "N")};
+    require(out.length >= 1, "the padded length must be at least 1, got ", out.length);
+    if (parts.size() == 2) out.id = text::to_number<std::int64_t>(parts.back(), "ID");
+    return out;
+}
+
+void pad(std::vector<std::vector<std::int64_t>>& prompts, const Padding& padding, const Tokenizer& tokenizer) {
+    std::int64_t id = 0;
+    if (padding.id) {
+        id = *padding.id;
+    } else {
+        const auto eot = tokenizer.encode("<|endoftext|>");
+        if (eot.size() != 1) throw UsageError("--pad-to: this tokenizer has no <|endoftext|> token; give the padding id as --pad-to N:ID");
+        id = eot.front();
+    }
+    if (id < 0 || id >= tokenizer.vocab_size())
+        throw UsageError("--pad-to: the padding id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(tokenizer.vocab_size()) +
+                         " tokens)");
+    for (auto& ids : prompts) {
+        if (static_cast<std::int64_t>(ids.size()) > padding.length)
+            throw UsageError("--pad-to " + std::to_string(padding.length) + ": a prompt already has " + std::to_string(ids.size()) + " tokens");
+        ids.resize(padding.length, id);
+    }
+}
+
 // What only exact search reads: the tolerance, whether to check every token, the candidates tried
 // at a position with no compared output.
 struct ExactOptions {
@@ -75,7 +111,8 @@ struct ExactOptions {
 
 // Every check of the invert command line that needs no model; the tokenizer is read here.
 InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, const std::vector<std::string>& batches,
-                         const std::string& decode, const std::string& hook, const ExactOptions& exact, InvertRequest q) {
+                         const std::string& decode, const std::string& hook, const ExactOptions& exact, const std::optional<Padding>& padding,
+                         InvertRequest q) {
     const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) || std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
     if (q.target && !searching) throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
     if ((exact.tolerance || exact.verify_all || exact.joint_budget) && !searching)
@@ -117,6 +154,10 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
     for (auto& file : batches)
         for (auto& text : read_lines(file)) q.prompts.push_back(encode(text));
     for (auto& ids : p.ids) q.prompts.push_back(parse_ids(ids));
+    if (padding) {
+        if (q.target) throw UsageError("--pad-to pads prompts: --target inverts captured outputs as they are");
+        pad(q.prompts, *padding, *q.tokenizer);
+    }
     if (!q.json && isatty(STDERR_FILENO))
         q.options.progress = [](int step, int steps) { std::cerr << "\rstep " << step << "/" << steps << std::flush; };
     return {o, std::move(q)};
@@ -153,6 +194,10 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
     add_parsed(*sub, "--optimizer", q->optimizer, parse_invert_optimizer,
                "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
                "exact[:gradient|:exhaustive] (token-by-token search verified against the outputs; docs/exact.md)");
+    auto padding = std::make_shared<std::optional<Padding>>();
+    add_parsed(*sub, "--pad-to", *padding, parse_padding,
+               "right-pad every prompt to N tokens with ID (default: <|endoftext|>), as the seed padded texts to the context")
+        ->type_name("N[:ID]");
     auto exact = std::make_shared<ExactOptions>();
     add_number(*sub, "--tolerance", exact->tolerance, 1e-12, 1.0,
                "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, bf16 0.15)");
@@ -181,7 +226,7 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
         ->type_name("DIR");
     sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
     sub->add_flag("--json", q->json, "print one JSON object");
-    sub->callback([=] { sink(prepare_invert(*o, *policy, *p, *batches, *decode, *hook, *exact, *q)); });
+    sub->callback([=] { sink(prepare_invert(*o, *policy, *p, *batches, *decode, *hook, *exact, *padding, *q)); });
 }
 
 }  // namespace
