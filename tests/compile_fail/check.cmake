@@ -1,0 +1,26 @@
+# cmake -DBUILD_DIR=DIR -DTARGET=NAME -DCASES=FILE -P check.cmake: builds TARGET, which must fail,
+# and finds in the compiler's output the message of every "// expect NAME: REGEX" line of FILE;
+# names each case whose message is missing.
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${BUILD_DIR} --target ${TARGET}
+                RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(log "${out}${err}")
+if(status EQUAL 0)
+  message(FATAL_ERROR "compile_fail: ${TARGET} compiled, but every case in it must be rejected")
+endif()
+file(STRINGS ${CASES} expectations REGEX "^// expect [a-z_]+: ")
+if(NOT expectations)
+  message(FATAL_ERROR "compile_fail: ${CASES} has no \"// expect NAME: REGEX\" line")
+endif()
+set(missing)
+foreach(line IN LISTS expectations)
+  string(REGEX REPLACE "^// expect ([a-z_]+): (.*)$" "\\1" name "${line}")
+  string(REGEX REPLACE "^// expect ([a-z_]+): (.*)$" "\\2" regex "${line}")
+  if(log MATCHES "${regex}")
+    message(STATUS "compile_fail: ${name} rejected with its message")
+  else()
+    list(APPEND missing ${name})
+  endif()
+endforeach()
+if(missing)
+  message(FATAL_ERROR "compile_fail: no readable message for ${missing}; the compiler said:\n${log}")
+endif()
