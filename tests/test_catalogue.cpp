@@ -69,6 +69,20 @@ BOOST_AUTO_TEST_CASE(restricted_decoding_emits_only_allowed_tokens) {
     BOOST_CHECK_EXCEPTION((Restricted<>{{70000}}.prepare(gpt2_tiny().token_embedding())), Error, says("outside the vocabulary"));
 }
 
+// Normed reads an input as the first block's norm does: every a·e + b (a > 0) decodes as e does,
+// and an embedding decodes to its own token; PseudoInverse moves with the shift.
+BOOST_AUTO_TEST_CASE(normed_decoding_ignores_what_a_layer_norm_erases) {
+    const at::Tensor w = gpt2_tiny().token_embedding();
+    const at::Tensor ids = at::tensor(std::vector<std::int64_t>{464, 6766, 318, 4171, 13}, at::kLong);
+    const at::Tensor e = w.index_select(0, ids).to(at::kFloat), moved = 3.0 * e + 0.5;
+    const auto normed = Normed{}.prepare(w), pinv = PseudoInverse{}.prepare(w);
+    BOOST_TEST(at::equal(normed.scores(e).argmax(-1), ids));
+    BOOST_TEST(at::equal(normed.scores(moved).argmax(-1), ids));
+    BOOST_TEST(at::allclose(normed.scores(moved), normed.scores(e), 1e-4, 1e-5));
+    BOOST_TEST(!at::equal(pinv.scores(moved).argmax(-1), ids));
+    BOOST_TEST(std::holds_alternative<Normed>(parse_decoder("normed", [](std::string_view) { return std::vector<std::int64_t>{}; }).decoder));
+}
+
 BOOST_AUTO_TEST_CASE(vocabulary_space_runs_end_to_end) {
     Experiment<GPT2, Blocks<0, 1>, L1, Adam<>, AllTokens, VocabularySpace> exp{gpt2_tiny()};
     RunOptions o;

@@ -214,7 +214,7 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
         ->check(parsed_by([](std::string_view s) { return parse_hook(s); }));
     add_parsed(*sub, "--space", q->space, parse_space,
                "embedding (default: optimise the block-0 input), vocabulary (optimise a vocabulary-sized vector; target one-hot x 10) or vocabulary:pinv-target (target E(a)·W⁺)");
-    sub->add_option("--decode", *decode, "pinv (default), nearest, direct-pinv ((x·W)·W⁺ of a vocabulary vector: --space vocabulary), or restricted:TEXT (only the tokens of TEXT)")
+    sub->add_option("--decode", *decode, "pinv (default), nearest, normed (cosine after removing mean and scale, as a layer norm: for an uncompared position), direct-pinv ((x·W)·W⁺ of a vocabulary vector: --space vocabulary), or restricted:TEXT (only the tokens of TEXT)")
         ->check(parsed_by([](std::string_view s) { return parse_decoder(s, [](std::string_view) { return std::vector<std::int64_t>{}; }); }));
     add_number(*sub, "--restarts", policy->run.restarts, 1, 1000, "random restarts per prompt in one batch, best kept (default 1)");
     add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");

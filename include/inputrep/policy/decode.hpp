@@ -41,6 +41,24 @@ struct Nearest {
     }
 };
 
+// The token whose embedding, standardised as a layer norm does (its mean over features removed, then
+// its length), points nearest the input standardised: score_v = cos(e − mean(e), W_v − mean(W_v)).
+// A position whose own output is not compared (Tokens<1, End>'s first) reaches the compared ones
+// only through the first block's norm, which erases its mean and scale: every a·e + b (a > 0) gives
+// the same outputs, and PseudoInverse and Nearest read whatever a and b the optimisation left.
+struct Normed {
+    struct State {
+        at::Tensor w;  // [V, d], rows standardised
+        at::Tensor scores(const at::Tensor& e) const { return at::matmul(standardised(e.to(at::kFloat)), w.t()); }
+        at::Tensor restrict(const at::Tensor& s) const { return s; }
+    };
+    static at::Tensor standardised(const at::Tensor& x) {
+        const at::Tensor centred = x - x.mean(-1, true);
+        return centred / at::linalg_vector_norm(centred, 2, at::IntArrayRef{-1}, true).clamp_min(1e-12);
+    }
+    State prepare(const at::Tensor& token_embedding) const { return {standardised(token_embedding.to(at::kFloat))}; }
+};
+
 // The direct method's vocabulary vector x decoded through its own embedding: argmax of (x·W)·W⁺.
 // The slice sees x only through x·W, so the optimisation moves x only inside W's column space
 // (rank d of V dimensions) and argmax(x) mostly shows x's random start; (x·W)·W⁺ is x's part that
@@ -80,12 +98,12 @@ struct Restricted {
     }
 };
 
-// Chosen at run time (the CLI's --decode pinv|nearest|direct-pinv|restricted:TEXT). Decoding runs
+// Chosen at run time (the CLI's --decode pinv|nearest|normed|direct-pinv|restricted:TEXT). Decoding runs
 // once per run, so the visit costs nothing that matters.
 struct AnyDecoder {
-    std::variant<PseudoInverse, Nearest, Restricted<PseudoInverse>, DirectPseudoInverse> decoder;
+    std::variant<PseudoInverse, Nearest, Restricted<PseudoInverse>, DirectPseudoInverse, Normed> decoder;
     struct State {
-        std::variant<PseudoInverse::State, Nearest::State, Restricted<PseudoInverse>::State, DirectPseudoInverse::State> state;
+        std::variant<PseudoInverse::State, Nearest::State, Restricted<PseudoInverse>::State, DirectPseudoInverse::State, Normed::State> state;
         at::Tensor scores(const at::Tensor& e) const { return std::visit([&](const auto& s) { return s.scores(e); }, state); }
         at::Tensor restrict(const at::Tensor& x) const { return std::visit([&](const auto& s) { return s.restrict(x); }, state); }
     };
@@ -102,7 +120,8 @@ concept Decoder = requires(const D& d, const at::Tensor& t) {
 
 // ---- Parser: the CLI's --decode, as text ---------------------------------------------------------
 
-// "pinv", "nearest", "direct-pinv" (a vocabulary vector through (x·W)·W⁺) or "restricted:TEXT"
+// "pinv", "nearest", "normed" (cosine after standardising), "direct-pinv" (a vocabulary vector
+// through (x·W)·W⁺) or "restricted:TEXT"
 // (only the tokens `encode(TEXT)` gives may be decoded).
 template <class Encode>
     requires std::invocable<const Encode&, std::string_view>
@@ -110,9 +129,10 @@ AnyDecoder parse_decoder(std::string_view s, const Encode& encode) {
     constexpr std::string_view restricted = "restricted:";
     if (s == "pinv") return {PseudoInverse{}};
     if (s == "nearest") return {Nearest{}};
+    if (s == "normed") return {Normed{}};
     if (s == "direct-pinv") return {DirectPseudoInverse{}};
     if (s.starts_with(restricted)) return {Restricted<PseudoInverse>{encode(s.substr(restricted.size()))}};
-    fail("unknown decoder \"", s, "\" (expected pinv, nearest, direct-pinv or restricted:TEXT)");
+    fail("unknown decoder \"", s, "\" (expected pinv, nearest, normed, direct-pinv or restricted:TEXT)");
 }
 
 }  // namespace inputrep
