@@ -75,7 +75,8 @@ BOOST_AUTO_TEST_CASE(normed_decoding_ignores_what_a_layer_norm_erases) {
     const at::Tensor w = gpt2_tiny().token_embedding();
     const at::Tensor ids = at::tensor(std::vector<std::int64_t>{464, 6766, 318, 4171, 13}, at::kLong);
     const at::Tensor e = w.index_select(0, ids).to(at::kFloat), moved = 3.0 * e + 0.5;
-    const auto normed = Normed{}.prepare(w), pinv = PseudoInverse{}.prepare(w);
+    const auto normed = Normed{}.prepare(w);
+    const auto pinv = PseudoInverse{}.prepare(w);
     BOOST_TEST(at::equal(normed.scores(e).argmax(-1), ids));
     BOOST_TEST(at::equal(normed.scores(moved).argmax(-1), ids));
     BOOST_TEST(at::allclose(normed.scores(moved), normed.scores(e), 1e-4, 1e-5));
