@@ -192,6 +192,26 @@ BOOST_AUTO_TEST_CASE(mixer_gradients_never_reach_the_upper_triangle) {
     w.requires_grad_(false);
 }
 
+// A prompt's input gradient does not depend on what else is in its batch. It did for the expanded
+// mixer (libtorch 1.13's matrix-times-batch product and GELU's backward: garbage, up to 1e24), so
+// its batched inversions diverged while each prompt alone converged.
+BOOST_AUTO_TEST_CASE(mixer_gradient_is_the_same_in_a_batch) {
+    for (std::string mixing : {"token_mixing=flat", "token_mixing=expanded,expansion_factor=2", "token_mixing=flat,parallel_convolutions=2"}) {
+        BOOST_TEST_CONTEXT(mixing) {
+            const auto config = config_with<Mixer>(std::string(mixer_small) + "," + mixing);
+            const auto m = untrained<Mixer>(config, {}, 4, Needs{{0, 1}, true, false});
+            const auto ctx = m.context(5, true);
+            const auto batch = at::randn({3, 5, 32}).requires_grad_();
+            const auto grad = torch::autograd::grad({m.block(0, batch, ctx).abs().sum()}, {batch})[0];
+            for (std::int64_t b = 0; b < 3; ++b) {
+                const auto alone = batch.detach().narrow(0, b, 1).clone().requires_grad_();
+                const auto expected = torch::autograd::grad({m.block(0, alone, ctx).abs().sum()}, {alone})[0];
+                BOOST_TEST(at::allclose(grad.narrow(0, b, 1), expected, 1e-5, 1e-6));
+            }
+        }
+    }
+}
+
 // The seed's ablations with token mixing in attention's place: alone, it is tril(W)·x + c.
 BOOST_AUTO_TEST_CASE(mixer_block_variants) {
     const auto config = config_with<Mixer>(mixer_small);

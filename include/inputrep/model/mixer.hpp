@@ -173,11 +173,16 @@ private:
 
     // Output rows [from, to) of a causal conv whose input rows are the prefix's `past` [1 or B, P, D]
     // (undefined: none) then `fresh` [B, n, D]: row t sees input rows j ≤ t of the triangle.
+    // The weight is expanded to the batch (a bmm): libtorch 1.13's matmul of a matrix and a batch
+    // folds the batch and hands back an input gradient that GELU's backward then misreads, so the
+    // expanded mixer's gradient was garbage for batches of more than one (the test
+    // mixer_gradient_is_the_same_in_a_batch).
     static at::Tensor causal_conv(const Conv& c, const at::Tensor& past, const at::Tensor& fresh, std::int64_t from, std::int64_t to) {
         const auto P = past.defined() ? past.size(1) : 0, n = P + fresh.size(1);
         auto w = c.w.squeeze(-1).narrow(0, from, to - from).narrow(1, 0, n).tril(from);
-        auto y = at::matmul(w.narrow(1, P, n - P), fresh);
-        if (P > 0) y = y + at::matmul(w.narrow(1, 0, P), past);
+        auto batched = [](const at::Tensor& m, const at::Tensor& x) { return at::matmul(m.expand({x.size(0), m.size(0), m.size(1)}), x); };
+        auto y = batched(w.narrow(1, P, n - P), fresh);
+        if (P > 0) y = y + batched(w.narrow(1, 0, P), past);
         return y + c.b.narrow(0, from, to - from).unsqueeze(-1);
     }
 
