@@ -1,4 +1,5 @@
-// The fuzz targets of config.json, one per family: JSON -> the family's Config, whose checks are
+// The fuzz targets that need libtorch: config.json, one per family, corpora and target files.
+// config.json: JSON -> the family's Config, whose checks are
 // the only guard between a downloaded file and the sizes the model allocates. These headers pull
 // in ATen, so this one file links libtorch (uninstrumented; only this file's code is checked).
 // First, before anything includes ATen/core/List.h: libtorch 1.13's List.h moves a
@@ -9,10 +10,12 @@
 
 #include <string_view>
 
+#include <inputrep/io/safetensors.hpp>
 #include <inputrep/model/gpt2.hpp>
 #include <inputrep/model/gptj.hpp>
 #include <inputrep/model/llama.hpp>
 #include <inputrep/model/mixer.hpp>
+#include <inputrep/train/corpus.hpp>
 
 #include "scratch.hpp"
 #include "targets.hpp"
@@ -37,5 +40,31 @@ void config_gpt2(const std::uint8_t* data, std::size_t size) { config<GPT2Config
 void config_llama(const std::uint8_t* data, std::size_t size) { config<LlamaConfig>(data, size); }
 void config_gptj(const std::uint8_t* data, std::size_t size) { config<GPTJConfig>(data, size); }
 void config_mixer(const std::uint8_t* data, std::size_t size) { config<MixerConfig>(data, size); }
+
+void corpus(const std::uint8_t* data, std::size_t size) {
+    const std::filesystem::path name = size > 0 && (data[0] & 1) ? "fuzz.ids" : "fuzz.txt";
+    try {
+        const auto docs = train::documents_of(name, std::string(text(data, size)));
+        // What training then relies on: text documents are UTF-8 text, .ids documents hold ids.
+        for (const auto& d : docs) {
+            if (d.text.empty() && d.ids.empty()) std::abort();
+            if (d.ids.empty() && !train::detail::not_text(d.text).empty()) std::abort();
+        }
+    } catch (const Error&) {
+    }
+}
+
+void target_file(const std::uint8_t* data, std::size_t size) {
+    try {
+        const auto file = folder("target_file") / "target.safetensors";
+        put(file, text(data, size));
+        const SafetensorsFile f(file);
+        for (const auto& [name, entry] : f.header().tensors) {
+            const auto t = load_captured(f, name, {});
+            if (!at::isfinite(t).all().item<bool>() || !at::isFloatingType(t.scalar_type())) std::abort();
+        }
+    } catch (const Error&) {
+    }
+}
 
 }  // namespace inputrep::fuzz

@@ -6,6 +6,8 @@
 #include <string_view>
 
 #include <inputrep/io/llama2c_format.hpp>
+#include <inputrep/sweep.hpp>
+#include <inputrep/train/state.hpp>
 #include <inputrep/io/safetensors_format.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
 
@@ -120,6 +122,32 @@ void tokenizer_model(const std::uint8_t* data, std::size_t size) {
         const auto file = folder("tokenizer_model") / "tokenizer.model";
         put(file, text(data, size));
         exercise(SentencePiece::from_file(file));
+    });
+}
+
+void sweep_spec(const std::uint8_t* data, std::size_t size) {
+    rejecting_cleanly([&] {
+        const auto rows = sweep::expand(parse_json(text(data, size), "fuzz.json"));
+        // What the runner then relies on: a bounded grid, keyed rows, each row a command line.
+        if (rows.size() > sweep::max_rows) broken("a spec expanded past max_rows");
+        for (const auto& row : rows) {
+            if (row.key.size() != 16) broken("a row key is not 16 hex digits");
+            (void)sweep::invert_args(row.config);
+        }
+    });
+}
+
+void results_lines(const std::uint8_t* data, std::size_t size) {
+    rejecting_cleanly([&] {
+        const auto read = sweep::detail::parse_lines(std::string(text(data, size)), "fuzz/results.jsonl");
+        if (!read.lines.empty()) (void)sweep::summary_markdown(read.lines, "fuzz");
+    });
+}
+
+void trainer_state(const std::uint8_t* data, std::size_t size) {
+    rejecting_cleanly([&] {
+        const auto s = train::parse_trainer_state(text(data, size), "fuzz/trainer_state.json");
+        if (s.step < 0 || s.adam_steps != s.step || s.tokenizer_vocab_size <= 0) broken("an impossible trainer state was accepted");
     });
 }
 

@@ -21,7 +21,12 @@
     X(config_gpt2)     /* config.json -> GPT2Config */                                                                 \
     X(config_llama)    /* config.json -> LlamaConfig (Llama, Mistral, Llama 3 rope_scaling) */                        \
     X(config_gptj)     /* config.json -> GPTJConfig */                                                                 \
-    X(config_mixer)    /* config.json -> MixerConfig */
+    X(config_mixer)    /* config.json -> MixerConfig */                                                                \
+    X(sweep_spec)      /* a sweep spec -> its rows and each row's invert arguments */                                 \
+    X(results_lines)   /* a sweep's results.jsonl -> its lines and the summary table */                               \
+    X(trainer_state)   /* trainer_state.json -> the state a resume continues from */                                  \
+    X(corpus)          /* a corpus file (text, or .ids when the first byte is odd) -> its documents */              \
+    X(target_file)     /* a .safetensors target -> the captured output invert --target compares with */
 
 namespace inputrep::fuzz {
 #define INPUTREP_FUZZ_DECLARE(name) void name(const std::uint8_t* data, std::size_t size);

@@ -32,7 +32,7 @@ void register_attribute(CLI::App& app) {
                "attribute the prediction made at this position (default: the last)");
     add_number(*sub, "--neutral", q->options.neutral_id, std::int64_t{0}, std::int64_t{1} << 40,
                "token id that replaces an occluded token (default: the family's end-of-text)");
-    add_parsed(*sub, "--html", q->html, [](std::string_view s) { return fs::path(s); }, "write the coloured HTML report to this file")
+    add_parsed(*sub, "--html", q->html, [](std::string_view s) { return output_file("--html", s); }, "write the coloured HTML report to this file")
         ->type_name("FILE");
     sub->add_flag("--json", q->json, "print one JSON object");
     sub->callback([=] { attribute(*o, *p, *q); });

@@ -3,6 +3,7 @@
 // its own file (register_NAME); main.cpp lists the groups. Options are turned into library
 // policies as the command line is parsed, by the parser next to each policy, so a typo exits 2
 // before any model is built.
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
 #include <inputrep/core/text.hpp>
 
 namespace cli {
@@ -21,23 +23,29 @@ struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Which ends of a number's range belong to it.
+enum class Ends { closed, open_low, open };
+
 // `--flag N` stored into `into` (a T or an optional<T>), read by the library's number reader and
-// checked against [lo, hi] as the command line is parsed (NaN is outside every range, "1e12" is not
-// an integer, "-1" is not unsigned); --help states the range.
+// checked against the range [lo, hi] (or (lo, hi], (lo, hi)) as the command line is parsed (NaN is
+// outside every range, "1e12" is not an integer, "-1" is not unsigned); --help states the range.
 template <class T, class Into>
-CLI::Option* add_number(CLI::App& app, const std::string& flag, Into& into, T lo, T hi, const std::string& help) {
+CLI::Option* add_number(CLI::App& app, const std::string& flag, Into& into, T lo, T hi, const std::string& help, Ends ends = Ends::closed) {
+    const std::string range = fmt::format("{}{}, {}{}", ends == Ends::closed ? "[" : "(", lo, hi, ends == Ends::open ? ")" : "]");
     return app.add_option_function<std::string>(
         flag,
-        [&into, lo, hi, flag](const std::string& text) {
+        [&into, lo, hi, flag, ends, range](const std::string& text) {
             try {
                 const T value = inputrep::text::to_number<T>(text, flag);
-                inputrep::require(value >= lo && value <= hi, flag, ": ", text, " is outside [", lo, ", ", hi, "]");
+                const bool low = ends == Ends::closed ? value >= lo : value > lo, high = ends == Ends::open ? value < hi : value <= hi;
+                if (!low && ends != Ends::closed) inputrep::fail(flag, " must be > ", lo, " (got ", text, ")");
+                inputrep::require(low && high, flag, ": ", text, " is outside ", range);
                 into = value;
             } catch (const inputrep::Error& e) {
                 throw CLI::ValidationError(e.what());
             }
         },
-        fmt::format("{} [{}, {}]", help, lo, hi))->type_name("N");
+        fmt::format("{} {}", help, range))->type_name("N");
 }
 
 // `--flag TEXT` turned into a policy by the library's `parse` (text → value, inputrep::Error on a
@@ -54,6 +62,24 @@ CLI::Option* add_parsed(CLI::App& app, const std::string& flag, Into& into, Pars
             }
         },
         help)->type_name("TEXT");
+}
+
+// An output path, checked as the command line is parsed: something there that is not a regular file
+// (a device, a FIFO, a folder) is refused before any work, never replaced (core/file.hpp).
+inline std::filesystem::path output_file(std::string_view flag, std::string_view text) {
+    std::filesystem::path path(text);
+    inputrep::require(!text.empty(), flag, ": give a file name");
+    inputrep::check_output(path, flag);
+    return path;
+}
+
+// An output folder: something there that is not a folder is refused.
+inline std::filesystem::path output_folder(std::string_view flag, std::string_view text) {
+    std::filesystem::path path(text);
+    inputrep::require(!text.empty(), flag, ": give a folder name");
+    if (const auto kind = inputrep::not_a_file(path); kind != "a folder" && std::filesystem::exists(path))
+        inputrep::fail(flag, ": ", path.string(), " is ", kind.empty() ? "a file" : kind, ", not a folder");
+    return path;
 }
 
 // A check by a library parser, for an option kept as text until the command runs (what it means

@@ -239,6 +239,7 @@ struct InvertRequest {
     InvertOptimizer optimizer = AnyOptimizer{Adam<>{}};
     std::optional<fs::path> target;  // exact search from captured outputs: a .safetensors of hook points
     std::string target_hook;         // the tensor in it (default: the slice's last hook point)
+    std::optional<std::int64_t> padded_to;  // --pad-to: every prompt right-padded to this length
     std::optional<fs::path> csv;     // a folder for traces.csv and top_k.csv
     AnyMask mask{AllTokens{}, std::nullopt};
     AnySpace space = EmbeddingSpace{};

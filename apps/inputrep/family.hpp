@@ -73,8 +73,31 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
     }
 }
 
+// A run whose distance or decoder scores are not finite found nothing: say where the slice's
+// outputs stop being finite (the first hook point, as `hidden` names it), never print null.
+template <class M>
+void require_finite_results(const M& model, const std::vector<Result>& results) {
+    for (const auto& r : results) {
+        const bool searched = r.verification().has_value();
+        const bool finite = std::isfinite(r.distance()) && (searched || std::isfinite(r.shifted_distance())) &&
+                            (searched || xt::all(xt::isfinite(r.top_k_scores())));
+        if (finite) continue;
+        if (!r.target().empty()) {
+            at::NoGradGuard no_grad;
+            ActivationCache cache;
+            model.run_with_cache(at::tensor(r.target(), at::kLong).unsqueeze(0).to(model.placement().device), cache);
+            require_finite(cache, "invert");
+        }
+        fail("invert: the distance is ", r.distance(), " and the shifted input's ", r.shifted_distance(),
+             " though the slice's outputs are finite: the metric overflows (weights or inputs of an unusable scale?)");
+    }
+}
+
 template <class M>
 std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
+    if (q.padded_to && *q.padded_to > model.context_length())
+        fail("--pad-to ", *q.padded_to, " pads prompts past the model's context of ", model.context_length(), " positions; pad to at most ",
+             model.context_length());
     for (auto& ids : q.prompts) check_ids(model, ids);
     std::vector<Result> results;
     auto go = [&](auto space, auto slice, auto optimizer) {
@@ -87,8 +110,7 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
             if constexpr (is_exact<Op>) {
                 if (q.target) {
                     const SafetensorsFile file(*q.target);
-                    require(file.has(q.target_hook), *q.target, " holds no tensor \"", q.target_hook, "\" (give --target-hook NAME)");
-                    results = exp.run_from_target(file.load(q.target_hook, model.placement()), q.options);
+                    results = exp.run_from_target(load_captured(file, q.target_hook, model.placement()), q.options);
                     return;
                 }
             }
@@ -101,6 +123,7 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
             else go(space, q.slice, optimizer);
         },
         q.space, q.optimizer);
+    require_finite_results(model, results);
     return results;
 }
 

@@ -95,7 +95,7 @@ void register_inspect(CLI::App& app) {
         sub->add_flag("--logits", flags->first, "also output the logits (runs the final norm and head)");
         sub->add_flag("--json", flags->second, "print one JSON object: the tokens, each hook point's [tokens, d] under its name, the logits");
         auto save = std::make_shared<std::optional<fs::path>>();
-        add_parsed(*sub, "--save", *save, [](std::string_view s) { return fs::path(s); },
+        add_parsed(*sub, "--save", *save, [](std::string_view s) { return output_file("--save", s); },
                    "write every hook point [tokens, d] under its name to this .safetensors file (what invert --target reads)")
             ->type_name("FILE");
         sub->callback([=] { hidden(*o, *p, flags->first, flags->second, *save); });

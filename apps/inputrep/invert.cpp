@@ -115,6 +115,7 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
                          InvertRequest q) {
     const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) || std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
     if (q.target && !searching) throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
+    if (!q.target && !q.target_hook.empty()) throw UsageError("--target-hook names a tensor of --target FILE: give --target too");
     if ((exact.tolerance || exact.verify_all || exact.joint_budget) && !searching)
         throw UsageError("--tolerance, --verify-all and --joint-budget are exact search's: --optimizer exact");
     if (q.target && (!p.prompts.empty() || !p.ids.empty() || !batches.empty()))
@@ -157,6 +158,15 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
     if (padding) {
         if (q.target) throw UsageError("--pad-to pads prompts: --target inverts captured outputs as they are");
         pad(q.prompts, *padding, *q.tokenizer);
+        q.padded_to = padding->length;
+    }
+    // A token mask that reaches past a prompt compares outputs that are not there.
+    for (const auto& ids : q.prompts) {
+        try {
+            q.mask.check(static_cast<std::int64_t>(ids.size()));
+        } catch (const Error& e) {
+            throw UsageError(std::string("--mask: ") + e.what());
+        }
     }
     if (!q.json && isatty(STDERR_FILENO))
         q.options.progress = [](int step, int steps) { std::cerr << "\rstep " << step << "/" << steps << std::flush; };
@@ -206,7 +216,13 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
                "exact search: candidates tried at a position with no compared output, each paired with the next position's (default 0: all allowed up to 4,096, else 64)");
     add_parsed(*sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
                "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")->type_name("FILE");
-    sub->add_option("--target-hook", q->target_hook, "the tensor of --target to invert (default: the slice's last hook point)")
+    add_parsed(*sub, "--target-hook", q->target_hook,
+               [](std::string_view s) {
+                   require(!s.empty(), "give the name of a tensor of --target, e.g. blocks.0.hook_resid_post (leave the option out for "
+                                       "the slice's last hook point)");
+                   return std::string(s);
+               },
+               "the tensor of --target to invert (default: the slice's last hook point)")
         ->type_name("NAME");
     auto hook = std::make_shared<std::string>();
     sub->add_option("--hook", *hook, "end the slice at this hook point, e.g. blocks.3.hook_resid_mid (from block B of --blocks)")
@@ -219,9 +235,9 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
     add_number(*sub, "--restarts", policy->run.restarts, 1, 1000, "random restarts per prompt in one batch, best kept (default 1)");
     add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");
     sub->add_flag("--early-stop", policy->run.early_stop, "stop once every prompt is closer than its shifted input");
-    add_parsed(*sub, "--report", q->report, [](std::string_view s) { return fs::path(s); },
+    add_parsed(*sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
                "write an HTML report with the distance per step to this file")->type_name("FILE");
-    add_parsed(*sub, "--csv", q->csv, [](std::string_view s) { return fs::path(s); },
+    add_parsed(*sub, "--csv", q->csv, [](std::string_view s) { return output_folder("--csv", s); },
                "write traces.csv (prompt,restart,step,distance) and top_k.csv (prompt,k,position,id,score,target) into this folder")
         ->type_name("DIR");
     sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
@@ -258,7 +274,7 @@ void register_invert(CLI::App& app) {
         auto p = add_prompt_options(*sub, false, "text to recover");
         auto q = std::make_shared<BandwidthRequest>();
         add_parsed(*sub, "--optimizer", q->optimizer, AnyOptimizer::parse, "adam (default) or gd (plain gradient descent)");
-        add_parsed(*sub, "--report", q->report, [](std::string_view s) { return fs::path(s); },
+        add_parsed(*sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
                    "write an HTML report with the bandwidth curve to this file")->type_name("FILE");
         sub->add_flag("--json", q->json, "print one JSON object");
         sub->callback([=] { bandwidth(*o, *policy, *p, *q); });

@@ -2,6 +2,9 @@
 //
 // Exit codes: 0 success, 2 a mistake in the command line (one line on stderr, before any model is
 // built), 1 bad input or a failed run (one line on stderr naming what to fix).
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <new>
 
@@ -23,6 +26,10 @@ int main(int argc, char** argv) {
     };
     try {
         app.parse(argc, argv);
+        // What a command printed is its result: lost output (a full disk, a closed pipe) is a failure.
+        std::cout.flush();
+        if (!std::cout.good() || std::fflush(stdout) != 0 || std::ferror(stdout))
+            return error("error: ", std::string("cannot write the output to stdout (") + std::strerror(errno) + ")", 1);
         return 0;
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);

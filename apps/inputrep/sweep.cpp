@@ -50,19 +50,30 @@ std::string blame(const sw::Json& config, std::string_view message) {
     return keys.empty() ? "row " + config.dump() : keys;
 }
 
-// --quick: the first row only, with at most 10 steps: a smoke run of a spec.
+// --quick: the first row only, with at most 10 steps: a smoke run of a spec. A "steps" that is not
+// an integer is left as it is, for invert's parser to refuse with the rest of the row.
 void keep_quick_slice(std::vector<sw::Row>& rows) {
     rows.resize(1);
     auto& config = rows.front().config;
-    config["steps"] = std::min<std::int64_t>(config.contains("steps") ? config["steps"].get<std::int64_t>() : 10, 10);
+    if (!config.contains("steps")) config["steps"] = 10;
+    else if (config["steps"].is_number_integer() && (config["steps"].is_number_unsigned() || config["steps"].get<std::int64_t>() > 10))
+        config["steps"] = 10;
     rows.front().key = sw::row_key(config);
 }
 
+// What a sweep runs: its rows, parsed, and the record of its spec (DIR/spec.json).
+struct Plan {
+    std::vector<PlannedRow> rows;
+    sw::Json record;
+};
+
 // Every row parsed as `invert` parses its command line, before any row runs.
-std::vector<PlannedRow> plan(const SweepOptions& o) {
+Plan plan(const SweepOptions& o) {
     std::vector<sw::Row> rows;
+    sw::Json spec;
     try {
-        rows = sw::expand(sw::read_spec(o.spec));
+        spec = sw::read_spec(o.spec);
+        rows = sw::expand(spec);
     } catch (const sw::SpecError& e) {
         throw UsageError(e.what());
     }
@@ -85,7 +96,7 @@ std::vector<PlannedRow> plan(const SweepOptions& o) {
             throw UsageError(fmt::format("spec: {}: {}", blame(row.config, e.what()), e.what()));
         }
     }
-    return planned;
+    return {std::move(planned), sw::spec_record(spec, o.quick)};
 }
 
 // The rank's place on its node under mpirun or srun, when there is one.
@@ -128,8 +139,9 @@ void report_progress(std::size_t done, std::size_t total, const sw::Json& line) 
 }
 
 // This process runs the rows of its shard that the results file does not hold yet.
-void run_shard(std::vector<PlannedRow>& rows, const fs::path& out, sw::Shard shard) {
+void run_shard(std::vector<PlannedRow>& rows, const fs::path& out, sw::Shard shard, const sw::Json& record) {
     sw::ResultsFile file(out / shard.file_name());
+    sw::claim_folder(out, record);
     std::vector<PlannedRow*> todo;
     std::size_t present = 0;
     for (auto& p : rows)
@@ -179,12 +191,13 @@ std::string receive_text(MPI_Status& status) {
 // Rank 0 hands out one row at a time to whichever worker asks (runs differ a hundredfold in cost)
 // and is the only writer of the results file. After a failure it hands out nothing more, collects
 // what is running, stops every worker and reports the failure.
-void coordinate(std::vector<PlannedRow>& rows, const fs::path& out, int workers) {
+void coordinate(std::vector<PlannedRow>& rows, const fs::path& out, int workers, const sw::Json& record) {
     std::optional<sw::ResultsFile> file;
     std::vector<long long> todo;
     std::string error;
     try {
         file.emplace(out / "results.jsonl");
+        sw::claim_folder(out, record);
         for (const auto& p : rows)
             if (!file->has(p.row.key)) todo.push_back(static_cast<long long>(p.row.index));
     } catch (const std::exception& e) {
@@ -247,11 +260,8 @@ void sweep(const SweepOptions& o) {
         throw UsageError("give one of SPEC --out DIR, --merge DIR... [--out DIR], --summarize DIR");
     if (!o.merge.empty()) {
         const fs::path into = o.out.empty() ? fs::path(o.merge.front()) : fs::path(o.out);
-        std::vector<fs::path> dirs(o.merge.begin(), o.merge.end());
-        if (fs::is_directory(into)) dirs.push_back(into);
-        const auto lines = sw::read_results(dirs);
-        sw::write_results(into, lines);
-        std::cout << fmt::format("sweep: merged {} rows into {}\n", lines.size(), (into / "results.jsonl").string());
+        const auto rows = sw::merge(std::vector<fs::path>(o.merge.begin(), o.merge.end()), into);
+        std::cout << fmt::format("sweep: merged {} rows into {}\n", rows, (into / "results.jsonl").string());
         return;
     }
     if (!o.summarize.empty()) {
@@ -261,14 +271,16 @@ void sweep(const SweepOptions& o) {
         std::cout << fmt::format("sweep: wrote {} and {}\n", (dir / "summary.md").string(), (dir / "summary.html").string());
         return;
     }
-    auto rows = plan(o);
+    auto [rows, record] = plan(o);
+    if (const auto kind = not_a_file(o.out); kind != "a folder" && fs::exists(o.out))
+        throw UsageError(fmt::format("--out {} is {}, not a sweep folder", o.out, kind.empty() ? "a file" : kind));
     fs::create_directories(o.out);
 #ifdef INPUTREP_MPI
     if (processes > 1) {
         if (!o.shard.empty()) throw UsageError("--shard splits a sweep without MPI; under mpirun rank 0 hands out the rows");
         MpiSession mpi;
         require(mpi.size > 1, "mpirun started ", processes, " processes but MPI sees ", mpi.size);
-        if (mpi.rank == 0) coordinate(rows, o.out, mpi.size - 1);
+        if (mpi.rank == 0) coordinate(rows, o.out, mpi.size - 1, record);
         else work_for_rank_0(rows);
         return;
     }
@@ -285,7 +297,7 @@ void sweep(const SweepOptions& o) {
     } catch (const Error& e) {
         throw UsageError(e.what());
     }
-    run_shard(rows, o.out, shard);
+    run_shard(rows, o.out, shard, record);
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "cli.hpp"
 
 #include <inputrep/inputrep.hpp>
 #include <inputrep/train/train.hpp>
@@ -31,7 +35,7 @@ std::string duration(double seconds) {
 }
 
 struct TrainArgs {
-    std::string family, config, device = "cpu", decay = "cosine";
+    std::string family, config, decay = "cosine";
     std::vector<std::string> corpus;
     std::string tokenizer;
     std::int64_t vocab_size = 4096;
@@ -46,9 +50,8 @@ void run_train(const TrainArgs& a) {
     auto config = config_with<F>(a.config);
     // The vocabulary: --config vocab_size when given (at least the reused tokenizer's), else the
     // reused tokenizer's size, else --vocab-size pieces of a SentencePiece BPE trained here.
-    Json overrides = Json::object();
-    apply_overrides(overrides, a.config);
-    if (overrides.contains("vocab_size"))
+    const auto overrides = parse_overrides(a.config);
+    if (std::ranges::any_of(overrides, [](const auto& kv) { return kv.first == "vocab_size"; }))
         require(!a.vocab_size_given, "--config vocab_size and --vocab-size both give the vocabulary size: give one");
     else
         config.vocab_size = a.tokenizer.empty() ? a.vocab_size : Tokenizer::from_folder(a.tokenizer).vocab_size();
@@ -75,7 +78,8 @@ void run_train(const TrainArgs& a) {
 }
 
 struct EvalArgs {
-    std::string model, device = "cpu";
+    std::string model;
+    at::Device device = at::kCPU;
     std::vector<std::string> corpus, samples;
     int sample_tokens = 32, threads = 1;
     bool json = false;
@@ -85,14 +89,20 @@ template <class F>
 void run_eval(const EvalArgs& a) {
     std::vector<std::filesystem::path> files(a.corpus.begin(), a.corpus.end());
     if (files.empty()) files = train::default_corpus();
-    const Placement placement{parse_device(a.device), at::kFloat};
+    const Placement placement{a.device, at::kFloat};
+    if (placement.device.is_cpu()) {
+        // The memory check hidden and invert make, before the model is built.
+        const auto config = F::Config::from_json(read_config(a.model));
+        check_memory(F::estimated_bytes(config, Needs{{0, config.layers()}, true, true}, at::kFloat), false);
+    }
     const auto ev = train::evaluate<F>(a.model, files, placement);
     Json j{{"cross_entropy", ev.cross_entropy}, {"perplexity", std::exp(ev.cross_entropy)}, {"bigram_cross_entropy", ev.bigram},
            {"bigram_perplexity", std::exp(ev.bigram)}, {"tokens", ev.tokens}, {"contexts", ev.contexts}, {"samples", Json::array()}};
     if (!a.samples.empty()) {
         const auto model = load<F>(a.model, placement);
         const auto tokenizer = Tokenizer::from_folder(a.model);
-        const auto bos = read_json(std::filesystem::path(a.model) / "trainer_state.json").at("run").at("bos").get<std::int64_t>();
+        const auto state = std::filesystem::path(a.model) / "trainer_state.json";
+        const auto bos = json_field<std::int64_t>(train::read_trainer_state(state).run, "bos", state.string() + ": \"run\"");
         for (const auto& text : a.samples) {
             std::vector<std::int64_t> ids;
             if (bos >= 0) ids.push_back(bos);
@@ -128,34 +138,43 @@ void by_family(const std::string& family, Run&& run) {
 namespace cli {
 
 void register_train(CLI::App& app) {
+    constexpr std::int64_t many = 1'000'000'000;  // steps, intervals: beyond any run on one machine
     auto t = std::make_shared<TrainArgs>();
     auto* train = app.add_subcommand("train", "train a GPT-2, Llama or masked mixer on text (docs/training.md)");
     train->add_option("--family", t->family, "gpt2, llama or mixer")->required()->check(CLI::IsMember({"gpt2", "llama", "mixer"}));
     train->add_option("--config", t->config, "config.json overrides key=value,... (e.g. n_embd=128,n_layer=4,n_head=4)");
     train->add_option("--corpus", t->corpus, "text, fortune (%), <|endoftext|> or .ids files (default: Debian's fortunes)")->expected(1, -1);
-    auto* tok = train->add_option("--tokenizer", t->tokenizer, "reuse this folder's tokenizer (its vocabulary size is the model's)")->check(CLI::ExistingDirectory);
-    train->add_option("--vocab-size", t->vocab_size, "train a SentencePiece BPE tokenizer of this many pieces (default 4096)")->excludes(tok)->check(CLI::PositiveNumber);
-    train->add_option("--steps", t->o.steps, "optimizer steps")->required()->check(CLI::PositiveNumber);
-    train->add_option("--batch", t->o.batch, "contexts per micro-batch (default 16)")->check(CLI::PositiveNumber);
-    train->add_option("--accumulate", t->o.accumulation, "micro-batches per step (default 1)")->check(CLI::PositiveNumber);
-    train->add_option("--context", t->o.context, "tokens per context (default 64)")->check(CLI::PositiveNumber);
-    train->add_option("--lr", t->o.lr, "peak learning rate (default 1e-3)")->check(CLI::PositiveNumber);
-    train->add_option("--min-lr-ratio", t->o.min_lr_ratio, "final rate / peak rate (default 0.1)")->check(CLI::Range(0.0, 1.0));
-    train->add_option("--warmup", t->o.warmup, "linear warmup steps (default 100)")->check(CLI::NonNegativeNumber);
+    auto* tok = train->add_option("--tokenizer", t->tokenizer, "reuse this folder's tokenizer (its vocabulary size is the model's)")
+                    ->check(CLI::ExistingDirectory);
+    add_number(*train, "--vocab-size", t->vocab_size, std::int64_t{1}, std::int64_t{1} << 24,
+               "train a SentencePiece BPE tokenizer of this many pieces (default 4096)")
+        ->excludes(tok);
+    add_number(*train, "--steps", t->o.steps, std::int64_t{1}, many, "optimizer steps")->required();
+    add_number(*train, "--batch", t->o.batch, std::int64_t{1}, std::int64_t{1} << 16, "contexts per micro-batch (default 16)");
+    add_number(*train, "--accumulate", t->o.accumulation, std::int64_t{1}, std::int64_t{1} << 16, "micro-batches per step (default 1)");
+    add_number(*train, "--context", t->o.context, std::int64_t{1}, std::int64_t{1} << 20, "tokens per context (default 64)");
+    add_number(*train, "--lr", t->o.lr, 0.0, 10.0, "peak learning rate (default 1e-3)", Ends::open_low);
+    add_number(*train, "--min-lr-ratio", t->o.min_lr_ratio, 0.0, 1.0, "final rate / peak rate (default 0.1)");
+    add_number(*train, "--warmup", t->o.warmup, std::int64_t{0}, many, "linear warmup steps (default 100)");
     train->add_option("--decay", t->decay, "cosine (default), linear or constant")->check(CLI::IsMember({"cosine", "linear", "constant"}));
-    train->add_option("--weight-decay", t->o.adamw.weight_decay, "AdamW decoupled weight decay on matrices (default 0.1)")->check(CLI::NonNegativeNumber);
-    train->add_option("--clip", t->o.clip, "global gradient-norm clip, 0 for none (default 1)")->check(CLI::NonNegativeNumber);
-    train->add_option("--seed", t->o.seed, "seed of the initial weights and the data order (default 0)");
-    train->add_option("--held-out", t->o.held_out, "fraction of documents held out (default 0.05)")->check(CLI::Range(0.0, 1.0));
+    add_number(*train, "--weight-decay", t->o.adamw.weight_decay, 0.0, 100.0, "AdamW decoupled weight decay on matrices (default 0.1)");
+    add_number(*train, "--clip", t->o.clip, 0.0, 1e6, "global gradient-norm clip, 0 for none (default 1)");
+    add_number(*train, "--seed", t->o.seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
+               "seed of the initial weights and the data order (default 0)");
+    add_number(*train, "--held-out", t->o.held_out, 0.0, 1.0, "fraction of documents held out (default 0.05)", Ends::open);
     train->add_flag("--padded", t->o.padded, "one document per context, padded, instead of packed");
-    train->add_option("--checkpoint-every", t->o.checkpoint_every, "steps between checkpoints (default: the end only)")->check(CLI::NonNegativeNumber);
-    train->add_option("--eval-every", t->o.eval_every, "steps between held-out evaluations (default 100)")->check(CLI::NonNegativeNumber);
-    train->add_option("--eval-contexts", t->o.eval_contexts, "held-out contexts per evaluation (default 64, 0: all)")->check(CLI::NonNegativeNumber);
-    train->add_option("--until", t->o.until, "stop after this step with a checkpoint; --resume continues")->check(CLI::NonNegativeNumber);
-    train->add_option("--out", t->o.out, "the model folder to write")->required();
+    add_number(*train, "--checkpoint-every", t->o.checkpoint_every, std::int64_t{0}, many, "steps between checkpoints (default 0: the end only)");
+    add_number(*train, "--eval-every", t->o.eval_every, std::int64_t{0}, many, "steps between held-out evaluations (default 100)");
+    add_number(*train, "--eval-contexts", t->o.eval_contexts, std::int64_t{0}, many, "held-out contexts per evaluation (default 64, 0: all)");
+    add_number(*train, "--until", t->o.until, std::int64_t{0}, many, "stop after this step with a checkpoint; --resume continues");
+    add_parsed(*train, "--out", t->o.out, [](std::string_view s) { return cli::output_folder("--out", s); }, "the model folder to write")
+        ->type_name("DIR")
+        ->required();
     train->add_flag("--resume", t->o.resume, "continue the run checkpointed in --out");
-    train->add_option("--device", t->device, "cpu (default) or cuda[:N]; CUDA computes under bf16 autocast");
-    train->add_option("--threads", t->threads, "libtorch intra-op threads (default 1)")->check(CLI::PositiveNumber);
+    add_parsed(*train, "--device", t->o.device, parse_device, "cpu (default) or cuda[:N]; CUDA computes under bf16 autocast");
+    add_number(*train, "--threads", t->threads, 1, 256, "libtorch intra-op threads (default 1)");
+    train->add_flag("--ignore-memory-check", t->o.ignore_memory,
+                    "train even when the weights, gradients and AdamW moments (estimated before any is allocated) exceed MemAvailable");
     train->add_flag("--json", t->json, "print one JSON object when done");
     train->callback([t, train] {
         // Every step frees and reallocates the same activation sizes. By default glibc hands them
@@ -167,7 +186,6 @@ void register_train(CLI::App& app) {
         t->vocab_size_given = train->count("--vocab-size") > 0;
         at::set_num_threads(t->threads);
         t->o.decay = train::parse_decay(t->decay);
-        t->o.device = parse_device(t->device);
         by_family(t->family, [&]<class F>(std::type_identity<F>) { run_train<F>(*t); });
     });
 
@@ -176,9 +194,9 @@ void register_train(CLI::App& app) {
     eval->add_option("--model", e->model, "a folder `inputrep train` wrote")->required()->check(CLI::ExistingDirectory);
     eval->add_option("--corpus", e->corpus, "the corpus it was trained on (default: Debian's fortunes)")->expected(1, -1);
     eval->add_option("--sample", e->samples, "print the greedy continuation of this text (repeatable)");
-    eval->add_option("--sample-tokens", e->sample_tokens, "tokens per sample (default 32)")->check(CLI::PositiveNumber);
-    eval->add_option("--device", e->device, "cpu (default) or cuda[:N]");
-    eval->add_option("--threads", e->threads, "libtorch intra-op threads (default 1)")->check(CLI::PositiveNumber);
+    add_number(*eval, "--sample-tokens", e->sample_tokens, 1, 1 << 20, "tokens per sample (default 32)");
+    add_parsed(*eval, "--device", e->device, parse_device, "cpu (default) or cuda[:N]");
+    add_number(*eval, "--threads", e->threads, 1, 256, "libtorch intra-op threads (default 1)");
     eval->add_flag("--json", e->json, "print one JSON object");
     eval->callback([e] {
         at::set_num_threads(e->threads);

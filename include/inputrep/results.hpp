@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <span>
 #include <vector>
@@ -16,6 +15,7 @@
 #include <xtensor/xview.hpp>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
 #include <inputrep/experiment.hpp>
 
 namespace inputrep {
@@ -68,15 +68,16 @@ inline void write_csv(const std::filesystem::path& folder, std::span<const Resul
     std::error_code ec;
     std::filesystem::create_directories(folder, ec);
     require(!ec && std::filesystem::is_directory(folder), "cannot create the CSV folder ", folder.string(), ": ", ec.message());
-    auto open = [&](const char* name, const char* header) {
-        std::ofstream f(folder / name);
-        require(f.good(), "cannot write ", (folder / name).string());
-        f.precision(9);
-        f << header << '\n';
-        return f;
+    // Each file through the one writer: a name that is not a regular file is refused, never replaced.
+    auto write = [&](const char* name, const char* header, auto body) {
+        write_file(folder / name, [&](std::ostream& f) {
+            f.precision(9);
+            f << header << '\n';
+            body(f);
+        });
     };
     // n rows of `width` numbers, row i filled by fill(i, row), as CSV lines.
-    auto write_rows = [](std::ofstream& f, std::size_t n, std::size_t width, auto fill) {
+    auto write_rows = [](std::ostream& f, std::size_t n, std::size_t width, auto fill) {
         xt::xtensor<double, 2> rows = xt::empty<double>({n, width});
         for (std::size_t i = 0; i < n; ++i) {
             auto row = xt::row(rows, i);
@@ -84,8 +85,7 @@ inline void write_csv(const std::filesystem::path& folder, std::span<const Resul
         }
         xt::dump_csv(f, rows);
     };
-    {
-        auto f = open("traces.csv", "prompt,restart,step,distance");
+    write("traces.csv", "prompt,restart,step,distance", [&](std::ostream& f) {
         for (std::size_t p = 0; p < results.size(); ++p) {
             const auto& t = results[p].traces();
             const std::size_t S = t.shape(1);
@@ -93,19 +93,20 @@ inline void write_csv(const std::filesystem::path& folder, std::span<const Resul
                 row(0) = double(p), row(1) = double(i / S), row(2) = double(i % S), row(3) = t(i / S, i % S);
             });
         }
-    }
-    auto f = open("top_k.csv", "prompt,k,position,id,score,target");
-    for (std::size_t p = 0; p < results.size(); ++p) {
-        const auto& ids = results[p].top_k_ids();
-        const auto& scores = results[p].top_k_scores();
-        const auto& target = results[p].target();
-        const std::size_t T = ids.shape(1);
-        write_rows(f, ids.shape(0) * T, 6, [&](std::size_t i, auto& row) {
-            const std::size_t k = i / T, t = i % T;
-            row(0) = double(p), row(1) = double(k), row(2) = double(t), row(3) = double(ids(k, t)), row(4) = scores(k, t),
-            row(5) = double(target[t]);
-        });
-    }
+    });
+    write("top_k.csv", "prompt,k,position,id,score,target", [&](std::ostream& f) {
+        for (std::size_t p = 0; p < results.size(); ++p) {
+            const auto& ids = results[p].top_k_ids();
+            const auto& scores = results[p].top_k_scores();
+            const auto& target = results[p].target();
+            const std::size_t T = ids.shape(1);
+            write_rows(f, ids.shape(0) * T, 6, [&](std::size_t i, auto& row) {
+                const std::size_t k = i / T, t = i % T;
+                row(0) = double(p), row(1) = double(k), row(2) = double(t), row(3) = double(ids(k, t)), row(4) = scores(k, t),
+                row(5) = double(target[t]);
+            });
+        }
+    });
 }
 
 }  // namespace inputrep

@@ -11,7 +11,11 @@
 // the axes. "prompts" (texts) and "ids" ("I,J,..." or [I, J, ...]) are the batch every row runs,
 // not axes; "seeds" is the axis "seed"; "claims" annotates rows (kept in the results, not hashed);
 // "rows" lists objects that are specs themselves, each over the spec's own axes, the results
-// concatenated (a grid that is not one product).
+// concatenated (a grid that is not one product). A spec may expand to at most `max_rows` rows,
+// counted before any is made, and nest at most max_json_depth levels.
+//
+// A sweep folder holds the results of one spec: DIR/spec.json records it, DIR/.lock is the folder's
+// lock (core/file.hpp): the sweeps writing it (one per shard) share it, a merge holds it alone.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -26,6 +30,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <set>
@@ -41,6 +46,9 @@
 #include <xtensor/xtensor.hpp>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
+#include <inputrep/core/hash.hpp>
+#include <inputrep/core/json.hpp>
 #include <inputrep/core/text.hpp>
 #include <inputrep/report/page.hpp>
 #include <inputrep/report/plot.hpp>
@@ -48,6 +56,14 @@
 namespace inputrep::sweep {
 
 using Json = nlohmann::json;
+
+// The most rows one spec may expand to: a grid beyond it is a typo in an axis, not a sweep one
+// machine or cluster runs (10^5 rows of 1 s each are 28 hours).
+inline constexpr std::size_t max_rows = 100'000;
+
+// invert's options that write a run's own outputs: a sweep's rows write results.jsonl, and
+// `sweep --summarize` the tables and plots, so these are not axes.
+inline constexpr std::string_view not_axes[] = {"report", "csv", "json", "stats", "help", "out"};
 
 // A mistake in the spec itself, found before any row runs (the CLI's exit 2).
 struct SpecError : Error {
@@ -72,11 +88,7 @@ struct Row {
 
 // 64-bit FNV-1a of the canonical dump (nlohmann's objects keep their keys sorted, so equal configs
 // dump to equal bytes), as 16 hex digits.
-inline std::string row_key(const Json& config) {
-    std::uint64_t h = 14695981039346656037ull;
-    for (const unsigned char c : config.dump()) h = (h ^ c) * 1099511628211ull;
-    return fmt::format("{:016x}", h);
-}
+inline std::string row_key(const Json& config) { return fnv1a_hex(config.dump()); }
 
 namespace detail {
 
@@ -113,8 +125,30 @@ inline Json prompt_batch(const std::string& key, const Json& value) {
     return out;
 }
 
+// How many rows `spec` expands to, saturating at max_rows + 1: counted before any row is made.
+inline std::size_t count_rows(const Json& spec) {
+    if (!spec.is_object()) spec_fail("a spec (and each entry of \"rows\") is a JSON object of axes, not ", json_detail::short_dump(spec));
+    std::size_t n = 1;
+    auto times = [&](std::size_t k) { n = k == 0 || n <= (max_rows + 1) / k ? n * k : max_rows + 1; };
+    for (const auto& [k, v] : spec.items()) {
+        if (std::ranges::find(not_axes, k) != std::end(not_axes))
+            spec_fail("\"", k, "\" is not an axis: a sweep writes each row's results to results.jsonl, and `sweep --summarize` the "
+                      "tables and plots");
+        if (k == "rows" || k == "claims" || k == "prompts" || k == "ids") continue;
+        times(v.is_array() ? v.size() : 1);
+    }
+    if (spec.contains("rows")) {
+        const auto& list = spec["rows"];
+        if (!list.is_array() || list.empty()) spec_fail("\"rows\" must be a non-empty list of objects");
+        std::size_t sum = 0;
+        for (const auto& sub : list) sum = std::min(sum + count_rows(sub), max_rows + 1);
+        times(sum);
+    }
+    return std::min(n, max_rows + 1);
+}
+
 inline void expand_into(const Json& spec, const Json& inherited, const Json& inherited_claims, std::vector<Row>& rows) {
-    if (!spec.is_object()) spec_fail("a spec (and each entry of \"rows\") is a JSON object of axes, not ", spec.dump());
+    if (!spec.is_object()) spec_fail("a spec (and each entry of \"rows\") is a JSON object of axes, not ", json_detail::short_dump(spec));
     Json base = inherited, claims = spec.value("claims", inherited_claims);
     std::vector<std::pair<std::string, Json>> axes;
     for (const auto& [k, v] : spec.items()) {
@@ -127,7 +161,7 @@ inline void expand_into(const Json& spec, const Json& inherited, const Json& inh
         base.erase(axis);
         for (const auto& value : as_list(k, v))
             if (!value.is_string() && !value.is_number() && !value.is_boolean())
-                spec_fail("\"", k, "\": ", value.dump(), " is not a text, a number or true/false");
+                spec_fail("\"", k, "\": ", json_detail::short_dump(value), " is not a text, a number or true/false");
         axes.emplace_back(axis, as_list(k, v));
     }
     if (spec.contains("rows")) {
@@ -158,6 +192,8 @@ inline void expand_into(const Json& spec, const Json& inherited, const Json& inh
 
 // The rows of `spec`, each keyed; two rows with one config are one row.
 inline std::vector<Row> expand(const Json& spec) {
+    if (const auto n = detail::count_rows(spec); n > max_rows)
+        spec_fail("the axes multiply to more than ", max_rows, " rows; split the sweep into specs of fewer rows");
     std::vector<Row> rows;
     detail::expand_into(spec, Json::object(), nullptr, rows);
     std::vector<Row> unique;
@@ -186,14 +222,17 @@ inline std::vector<std::string> invert_args(const Json& config) {
 }
 
 inline Json read_spec(const std::filesystem::path& path) {
-    std::ifstream in(path);
-    if (!in.good()) spec_fail("cannot read ", path.string());
     try {
-        return Json::parse(in);
-    } catch (const Json::exception& e) {
-        spec_fail(path.string(), " is not JSON: ", e.what());
+        return parse_json(read_file(path, "sweep spec"), path.string());
+    } catch (const SpecError&) {
+        throw;
+    } catch (const Error& e) {
+        spec_fail(e.what());
     }
 }
+
+// What DIR/spec.json records: the spec, and whether the rows were its --quick slice.
+inline Json spec_record(const Json& spec, bool quick) { return {{"spec", spec}, {"quick", quick}}; }
 
 // Which rows this process runs: row i belongs to shard i mod count.
 struct Shard {
@@ -242,28 +281,53 @@ struct Lines {
     bool torn = false;
 };
 
+// A number a results line may hold: JSON has no NaN, so a NaN distance (exact search's shifted
+// distance) is written as null.
+inline void require_number_or_null(const Json& object, std::string_view key, const std::string& where) {
+    if (object.contains(key) && object.at(key).is_null()) return;
+    json_field<double>(object, key, where);
+}
+
+// The fields the summaries read, each of the type they read it as.
+inline void check_line(const Json& line, const std::string& where) {
+    const auto key = json_field<std::string>(line, "key", where);
+    require(key.size() == 16 && key.find_first_not_of("0123456789abcdef") == std::string::npos, where, ": \"key\" is \"", key,
+            "\", not 16 hex digits");
+    json_field<std::size_t>(line, "row", where);
+    require(json_field<Json>(line, "config", where).is_object(), where, ": \"config\" is not an object");
+    const auto results = json_field<Json>(line, "results", where);
+    require(results.is_array() && !results.empty(), where, ": \"results\" is not a non-empty list of results");
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        const auto at = where + ": result " + std::to_string(i);
+        const auto& r = results[i];
+        for (const char* list : {"target", "ids"}) {
+            const auto ids = json_field<Json>(r, list, at);
+            require(ids.is_array(), at, ": \"", list, "\" is not a list of token ids");
+            for (const auto& id : ids) require(id.is_number_integer(), at, ": \"", list, "\" holds ", json_detail::short_dump(id), ", not a token id");
+        }
+        require(!r.at("target").empty(), at, ": \"target\" is empty");
+        json_field<bool>(r, "exact", at);
+        json_field<double>(r, "exact_tokens", at);
+        require_number_or_null(r, "distance", at);
+        require_number_or_null(r, "shifted_distance", at);
+    }
+}
+
 inline Lines parse_lines(const std::string& bytes, const std::filesystem::path& path) {
     Lines out;
     std::size_t at = 0, number = 1;
     for (std::size_t end; (end = bytes.find('\n', at)) != std::string::npos; at = end + 1, ++number) {
+        const auto where = path.string() + ":" + std::to_string(number);
         try {
-            out.lines.push_back(Json::parse(bytes.begin() + at, bytes.begin() + end));
-        } catch (const Json::exception& e) {
-            fail(path.string(), ":", number, ": not a results line (", e.what(), "); was the file written by two sweeps at once?");
+            out.lines.push_back(parse_json(std::string_view(bytes).substr(at, end - at), where));
+        } catch (const Error& e) {
+            fail(e.what(), "; was the file written by two sweeps at once?");
         }
-        require(out.lines.back().contains("key"), path.string(), ":", number, ": a results line without a \"key\"");
+        check_line(out.lines.back(), where);
     }
     out.complete_bytes = at;
     out.torn = at < bytes.size();
     return out;
-}
-
-inline std::string slurp(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    require(in.good(), "cannot read ", path.string());
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 }  // namespace detail
@@ -271,17 +335,19 @@ inline std::string slurp(const std::filesystem::path& path) {
 // The results file of a sweep, opened for appending: lines already there are read (their keys are
 // the rows not to run again); a torn last line is cut off so that its row runs again. Each line
 // goes out in one write() followed by fsync, so a kill leaves at most one torn line. An exclusive
-// lock keeps a second sweep from writing the same file.
+// lock keeps a second sweep from writing the same file, and the folder's lock, shared, a merge
+// from replacing it meanwhile.
 class ResultsFile {
 public:
-    explicit ResultsFile(std::filesystem::path path) : path_(std::move(path)) {
+    explicit ResultsFile(std::filesystem::path path)
+        : path_(std::move(path)), folder_(path_.has_parent_path() ? path_.parent_path() : ".", FolderLock::shared, "a sweep") {
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         require(fd_ >= 0, "cannot open ", path_.string(), ": ", std::strerror(errno));
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
             ::close(fd_);
             fail(path_.string(), " is being written by another sweep");
         }
-        auto read = detail::parse_lines(detail::slurp(path_), path_);
+        auto read = detail::parse_lines(read_file(path_, "results file"), path_);
         if (read.torn) {
             require(::ftruncate(fd_, static_cast<off_t>(read.complete_bytes)) == 0, "cannot cut the torn last line of ", path_.string(), ": ",
                     std::strerror(errno));
@@ -310,6 +376,7 @@ public:
 
 private:
     std::filesystem::path path_;
+    FolderLock folder_;
     int fd_ = -1;
     bool torn_ = false;
     std::set<std::string> keys_;
@@ -330,25 +397,71 @@ inline std::vector<Json> read_results(const std::vector<std::filesystem::path>& 
         }
         std::ranges::sort(files);
         for (const auto& file : files)
-            for (auto& line : detail::parse_lines(detail::slurp(file), file).lines)
+            for (auto& line : detail::parse_lines(read_file(file, "results file"), file).lines)
                 if (seen.insert(line["key"].get<std::string>()).second) out.push_back(std::move(line));
     }
     std::ranges::stable_sort(out, {}, [](const Json& l) { return l.value("row", std::size_t{0}); });
     return out;
 }
 
-// Replaces `dir`/results.jsonl by `lines` at once (a temporary file renamed over it).
+// Replaces `dir`/results.jsonl by `lines` at once (the one writer: beside, fsync, rename).
 inline void write_results(const std::filesystem::path& dir, const std::vector<Json>& lines) {
-    std::filesystem::create_directories(dir);
-    const auto tmp = dir / "results.jsonl.tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        require(out.good(), "cannot write ", tmp.string());
+    write_file(dir / "results.jsonl", [&](std::ostream& out) {
         for (const auto& line : lines) out << line.dump() << '\n';
-        out.flush();
-        require(out.good(), "writing ", tmp.string(), " failed");
+    });
+}
+
+// Claims `dir` for the spec `record` (spec_record) while its lock is held: a folder already holding
+// another spec's results is refused (its tables would mix two grids), a new one records the spec.
+inline void claim_folder(const std::filesystem::path& dir, const Json& record) {
+    const auto file = dir / "spec.json";
+    if (std::filesystem::exists(file)) {
+        require(parse_json(read_file(file, "sweep record"), file.string()) == record, dir.string(), " holds the results of another spec (",
+                file.string(), " is not this one); give another --out, or remove ", dir.string(), " to start over");
+        return;
     }
-    std::filesystem::rename(tmp, dir / "results.jsonl");
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        const auto name = entry.path().filename().string();
+        require(!(name.starts_with("results.") && name.ends_with(".jsonl") && entry.file_size() > 0), dir.string(),
+                " holds results but no spec.json (written by an older inputrep?), so they may be another spec's: give another --out");
+    }
+    write_file(file, record.dump(2) + "\n");
+}
+
+// `sources` merged into `into`/results.jsonl (each row once, in the spec's order), holding every
+// folder's lock alone: no sweep writes any of them meanwhile. Each source must hold results of
+// one and the same spec. The rows merged.
+inline std::size_t merge(const std::vector<std::filesystem::path>& sources, const std::filesystem::path& into) {
+    std::vector<std::filesystem::path> dirs;
+    for (const auto& d : sources) {
+        const auto canonical = std::filesystem::weakly_canonical(d);
+        if (std::ranges::find(dirs, canonical) == dirs.end()) dirs.push_back(canonical);
+    }
+    std::filesystem::create_directories(into);
+    const auto target = std::filesystem::weakly_canonical(into);
+    std::vector<std::unique_ptr<FolderLock>> locks;
+    for (const auto& d : dirs) locks.push_back(std::make_unique<FolderLock>(d, FolderLock::exclusive, "sweep --merge"));
+    if (std::ranges::find(dirs, target) == dirs.end()) locks.push_back(std::make_unique<FolderLock>(target, FolderLock::exclusive, "sweep --merge"));
+    std::optional<Json> record;
+    std::filesystem::path first;
+    auto same_spec = [&](const std::filesystem::path& dir) {
+        const auto file = dir / "spec.json";
+        require(std::filesystem::exists(file), dir.string(), ": no spec.json, so which spec its rows belong to is unknown (not a sweep folder "
+                "of this inputrep?); nothing merged");
+        const auto r = parse_json(read_file(file, "sweep record"), file.string());
+        if (!record) record = r, first = dir;
+        require(*record == r, dir.string(), " and ", first.string(), " hold results of different specs (their spec.json differ); nothing merged");
+    };
+    for (const auto& d : dirs) {
+        same_spec(d);
+        require(!read_results({d}).empty(), d.string(), " holds no results (no complete line in its results files); nothing merged");
+    }
+    const bool into_has_results = std::filesystem::exists(target / "spec.json") || !read_results({target}).empty();
+    if (into_has_results) same_spec(target), dirs.push_back(target);
+    const auto lines = read_results(dirs);
+    write_results(target, lines);
+    if (!std::filesystem::exists(target / "spec.json")) write_file(target / "spec.json", record->dump(2) + "\n");
+    return lines.size();
 }
 
 // ---- Summaries --------------------------------------------------------------------------------
@@ -420,7 +533,8 @@ inline RowMetrics row_metrics(const Json& line) {
         const auto target = r.at("target").get<std::vector<std::int64_t>>();
         m.exact_token_rate += r.at("exact_tokens").get<double>() / double(target.size());
         m.exact_prompts += r.at("exact").get<bool>();
-        m.distance_ratio += r.at("distance").get<double>() / r.at("shifted_distance").get<double>();
+        auto number = [&](const char* key) { return r.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN() : r.at(key).get<double>(); };
+        m.distance_ratio += number("distance") / number("shifted_distance");
         const auto found = found_tokens(target, r.at("ids").get<std::vector<std::int64_t>>(), masked_positions(line.at("config"), target.size()));
         m.tokens_found += found.all;
         if (!std::isnan(found.masked)) masked += found.masked, ++masked_prompts;
@@ -618,11 +732,10 @@ inline std::string summary_html(const std::vector<Json>& lines, std::string_view
 
 // summary.md and summary.html in `dir`, from every results file there.
 inline void write_summaries(const std::filesystem::path& dir) {
+    const FolderLock lock(dir, FolderLock::shared, "sweep --summarize");
     const auto lines = read_results({dir});
     const auto title = "Sweep " + std::filesystem::absolute(dir).lexically_normal().filename().string();
-    std::ofstream md(dir / "summary.md", std::ios::binary);
-    md << summary_markdown(lines, title);
-    require(md.good(), "cannot write ", (dir / "summary.md").string());
+    write_file(dir / "summary.md", summary_markdown(lines, title));
     report::write(dir / "summary.html", summary_html(lines, title));
 }
 
@@ -640,10 +753,7 @@ inline std::string replace_section(std::string_view doc, std::string_view name, 
 
 // The section NAME of the Markdown file `doc` set to the sweep's provenance and table.
 inline void write_section(const std::filesystem::path& doc, std::string_view name, const std::vector<Json>& lines) {
-    const auto text = replace_section(detail::slurp(doc), name, provenance(lines) + "\n\n" + markdown_table(summary_table(lines)));
-    std::ofstream out(doc, std::ios::binary | std::ios::trunc);
-    out << text;
-    require(out.good(), "cannot write ", doc.string());
+    write_file(doc, replace_section(read_file(doc, "document"), name, provenance(lines) + "\n\n" + markdown_table(summary_table(lines))));
 }
 
 }  // namespace inputrep::sweep

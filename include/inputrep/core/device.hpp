@@ -6,6 +6,9 @@
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
 
+#include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
 namespace inputrep {
 
 struct Placement {
@@ -27,12 +30,24 @@ inline at::ScalarType parse_dtype(std::string_view name) {
     fail("unknown dtype \"", name, "\" (expected f32, bf16 or f16)");
 }
 
+// "cpu", "cuda" or "cuda:N", refused at once where it cannot run (a CPU-only libtorch, a GPU index
+// this machine lacks) rather than by libtorch's many lines when the first tensor moves there.
 inline at::Device parse_device(const std::string& name) {
+    at::Device device = at::kCPU;
     try {
-        return at::Device(name);
+        device = at::Device(name);
     } catch (const c10::Error&) {
         fail("unknown device \"", name, "\" (expected cpu, cuda or cuda:N)");
     }
+    if (device.is_cuda()) {
+        require(at::hasCUDA(), "device \"", name, "\": this inputrep's libtorch was built without CUDA (or sees no GPU); use cpu");
+        const auto count = at::detail::getCUDAHooks().getNumGPUs();
+        require(!device.has_index() || device.index() < count, "device \"", name, "\": this machine has ", count, " CUDA device",
+                count == 1 ? "" : "s", " (cuda:0", count > 1 ? " to cuda:" + std::to_string(count - 1) : std::string(), ")");
+    } else {
+        require(device.is_cpu(), "device \"", name, "\" is not supported (expected cpu, cuda or cuda:N)");
+    }
+    return device;
 }
 
 }  // namespace inputrep

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -76,8 +77,9 @@ T config_required(const Json& config, std::string_view key) {
     return config_value<T>(config, key, T{});
 }
 
-// "n_layer=1,n_embd=64" onto a config; values are JSON where they parse as JSON, strings otherwise.
-inline void apply_overrides(Json& config, std::string_view overrides) {
+// "n_layer=1,n_embd=64" as key, value pairs; values are JSON where they parse as JSON, strings otherwise.
+inline std::vector<std::pair<std::string, Json>> parse_overrides(std::string_view overrides) {
+    std::vector<std::pair<std::string, Json>> out;
     while (!overrides.empty()) {
         auto comma = overrides.find(',');
         auto item = overrides.substr(0, comma);
@@ -86,7 +88,23 @@ inline void apply_overrides(Json& config, std::string_view overrides) {
         require(eq != std::string_view::npos && eq > 0, "config override \"", item, "\" is not key=value");
         std::string key(item.substr(0, eq)), value(item.substr(eq + 1));
         auto parsed = Json::parse(value, nullptr, false);
-        config[key] = parsed.is_discarded() ? Json(value) : parsed;
+        out.emplace_back(std::move(key), parsed.is_discarded() ? Json(value) : parsed);
+    }
+    return out;
+}
+
+// The overrides onto a family's full config (its to_json): a key it does not hold is no key of the
+// family, and is refused with the keys it has, never ignored (n_embd=0 on the mixer, whose width
+// is hidden_size, would train the default width).
+inline void apply_overrides(Json& config, std::string_view overrides) {
+    for (auto& [key, value] : parse_overrides(overrides)) {
+        if (!config.contains(key)) {
+            std::string known;
+            for (const auto& [k, v] : config.items())
+                if (k != "architectures" && k != "model_type") known += (known.empty() ? "" : ", ") + k;
+            fail("unknown config key \"", key, "\" for ", config_value<std::string>(config, "model_type", "this family"), " (its keys: ", known, ")");
+        }
+        config[key] = std::move(value);
     }
 }
 

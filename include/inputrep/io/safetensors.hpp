@@ -82,6 +82,27 @@ private:
     safetensors::Header header_;
 };
 
+// A captured output (what `hidden --save` writes, what `invert --target` compares with): stored as
+// floating point and finite, else an error naming the file and the tensor. Integers would be
+// converted without a word, and NaN compares with nothing, so exact search would verify nothing.
+inline at::Tensor load_captured(const SafetensorsFile& file, const std::string& name, const Placement& placement) {
+    const auto& path = file.path().string();
+    require(file.has(name), path, " holds no tensor \"", name, "\" (give --target-hook NAME)");
+    const auto& dtype = file.entry(name).dtype;
+    require(dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64", path, ": tensor \"", name, "\" holds ", dtype,
+            " values; a captured output is floating point (F32, F16 or BF16)");
+    const at::Tensor t = file.load(name, placement);
+    require(t.numel() > 0, path, ": tensor \"", name, "\" is empty");
+    const auto finite = at::isfinite(t);
+    if (!finite.all().item<bool>()) {
+        const auto first = finite.logical_not().nonzero()[0].to(at::kCPU).contiguous();
+        std::string index;
+        for (std::int64_t i = 0; i < first.numel(); ++i) index += (i ? "," : "") + std::to_string(first[i].item<std::int64_t>());
+        fail(path, ": tensor \"", name, "\" holds NaN or inf (first at index [", index, "]); exact search needs finite outputs to compare with");
+    }
+    return t;
+}
+
 // A Hugging Face folder's weights (model.safetensors, or an index and its shards) or one
 // .safetensors file. Shards open when one of their tensors is first asked for; the names of
 // every tensor materialised are recorded so tests and users can see what a slice cost.

@@ -1,8 +1,8 @@
 #pragma once
 // Writing Hugging Face model folders: config.json and the weights as model.safetensors, or as
-// model-0000i-of-0000n.safetensors shards with model.safetensors.index.json. Every file is written
-// under a temporary name and renamed into place, so a failed save never leaves a partial file
-// under a name a reader would trust.
+// model-0000i-of-0000n.safetensors shards with model.safetensors.index.json. Every file goes
+// through the one writer (core/file.hpp), so a failed save never leaves a partial file under a
+// name a reader would trust, and never replaces what is not a regular file.
 //   save_safetensors(model, "out/", {.max_shard_bytes = 2'000'000'000});
 #include <unistd.h>
 
@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
 #include <inputrep/core/torch.hpp>
 #include <inputrep/io/safetensors_format.hpp>
 
@@ -49,37 +50,6 @@ inline std::string safetensors_dtype(at::ScalarType type) {
 
 namespace detail {
 
-// `fill(stream)` into a temporary sibling of `path`, renamed over `path` once complete.
-template <class Fill>
-void write_atomically(const std::filesystem::path& path, Fill&& fill) {
-    auto tmp = path;
-    tmp += ".tmp-" + std::to_string(::getpid());
-    auto discard = [&] {
-        std::error_code ignored;
-        std::filesystem::remove(tmp, ignored);
-    };
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path.string(), ": cannot write (", std::strerror(errno), ")");
-    try {
-        fill(out);
-    } catch (...) {
-        out.close();
-        discard();
-        throw;
-    }
-    out.close();
-    if (out.fail()) {
-        discard();
-        fail(path.string(), ": writing failed (", std::strerror(errno), "); nothing was left under that name");
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        discard();
-        fail(path.string(), ": cannot move the finished file into place (", ec.message(), ")");
-    }
-}
-
 inline std::uint64_t tensor_bytes(const at::Tensor& t) { return static_cast<std::uint64_t>(t.numel()) * t.element_size(); }
 
 }  // namespace detail
@@ -106,7 +76,7 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
         offset += bytes;
     }
     const std::string header = safetensors::make_header(entries, {{"format", "pt"}});
-    detail::write_atomically(path, [&](std::ofstream& out) {
+    write_file(path, [&](std::ostream& out) {
         char length[8];
         for (int i = 0; i < 8; ++i) length[i] = char((std::uint64_t(header.size()) >> (8 * i)) & 0xff);
         out.write(length, 8);
@@ -142,7 +112,7 @@ void save_safetensors(const M& model, const std::filesystem::path& folder, const
         total += bytes;
     }
 
-    detail::write_atomically(folder / "config.json", [&](std::ofstream& out) { out << model.config().to_json().dump(2) << '\n'; });
+    write_file(folder / "config.json", [&](std::ostream& out) { out << model.config().to_json().dump(2) << '\n'; });
     std::set<std::string> written;
     if (shards.size() == 1) {
         write_safetensors(folder / "model.safetensors", shards.front());
@@ -157,7 +127,7 @@ void save_safetensors(const M& model, const std::filesystem::path& folder, const
             for (auto& [tensor, _] : shards[i]) index["weight_map"][tensor] = name;
         }
         // Last: its presence is what makes a reader look for shards.
-        detail::write_atomically(folder / "model.safetensors.index.json", [&](std::ofstream& out) { out << index.dump(2) << '\n'; });
+        write_file(folder / "model.safetensors.index.json", [&](std::ostream& out) { out << index.dump(2) << '\n'; });
         written.insert("model.safetensors.index.json");
     }
     auto is_weights = [](const std::string& name) {

@@ -131,7 +131,10 @@ AnyDecoder parse_decoder(std::string_view s, const Encode& encode) {
     if (s == "nearest") return {Nearest{}};
     if (s == "normed") return {Normed{}};
     if (s == "direct-pinv") return {DirectPseudoInverse{}};
-    if (s.starts_with(restricted)) return {Restricted<PseudoInverse>{encode(s.substr(restricted.size()))}};
+    if (s.starts_with(restricted)) {
+        require(s.size() > restricted.size(), "decoder \"", s, "\": restricted:TEXT needs the TEXT whose tokens may be decoded");
+        return {Restricted<PseudoInverse>{encode(s.substr(restricted.size()))}};
+    }
     fail("unknown decoder \"", s, "\" (expected pinv, nearest, normed, direct-pinv or restricted:TEXT)");
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/text.hpp>
 #include <inputrep/core/torch.hpp>
 
 namespace inputrep {
@@ -52,6 +53,8 @@ struct TokenRange {
     void check(std::int64_t length) const {
         require(begin >= 0 && begin < end, "token mask [", begin, ", ", end, ") is empty");
         require(begin < length, "token mask starts at position ", begin, " but the prompt has only ", length, " tokens");
+        require(end == End || end <= length, "token mask ends at position ", end, " but the prompt has only ", length,
+                " tokens (B:end compares through the last)");
     }
 };
 
@@ -183,18 +186,15 @@ struct AnyMask {
     }
 
 private:
+    // "B:E" or "B:end" (or "B", through the last), each bound all number: "3x" is not 3.
     static std::pair<std::int64_t, std::int64_t> range(std::string_view text, std::string_view whole) {
-        auto rest = std::string(text);
-        auto colon = rest.find(':');
-        try {
-            std::int64_t b = std::stoll(rest.substr(0, colon));
-            std::int64_t e = End;
-            if (colon != std::string::npos && rest.substr(colon + 1) != "end") e = std::stoll(rest.substr(colon + 1));
-            require(b >= 0 && b < e, "mask \"", whole, "\": need 0 <= B < E");
-            return {b, e};
-        } catch (const std::logic_error&) {
-            fail("mask \"", whole, "\" is not B:E");
-        }
+        const auto bounds = text::split(text, ':');
+        require(bounds.size() <= 2, "mask \"", whole, "\" is not B:E");
+        const auto what = "mask \"" + std::string(whole) + "\"";
+        const auto b = text::to_number<std::int64_t>(bounds.front(), what);
+        const auto e = bounds.size() < 2 || bounds[1] == "end" ? std::int64_t{End} : text::to_number<std::int64_t>(bounds[1], what);
+        require(b >= 0 && b < e, "mask \"", whole, "\": need 0 <= B < E");
+        return {b, e};
     }
 };
 

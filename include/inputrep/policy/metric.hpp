@@ -2,6 +2,7 @@
 // Metric axis: m(O(a_g), O(a)) per batch item. Reductions are sums, not means: the seed's learning
 // rates are tuned to sums. value_and_grad is written out (no autograd graph); on CPU f32 every
 // metric is one fused two-pass loop (cpu::metric), so the choice of metric costs nothing extra.
+#include <cmath>
 #include <concepts>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <variant>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/text.hpp>
 #include <inputrep/core/torch.hpp>
 #include <inputrep/kernels/cpu.hpp>
 
@@ -118,14 +120,11 @@ struct AnyMetric {
         if (s == SignedCosine::name) return {SignedCosine{}};
         if (s == "combined") return {WeightedCombination{}};
         if (s.starts_with("combined:")) {
-            auto rest = std::string(s.substr(9));
-            auto colon = rest.find(':');
-            try {
-                require(colon != std::string::npos, "");
-                return {WeightedCombination{std::stod(rest.substr(0, colon)), std::stod(rest.substr(colon + 1))}};
-            } catch (const std::exception&) {
-                fail("metric \"", s, "\" is not combined:ALPHA:BETA");
-            }
+            const auto weights = text::split(s.substr(9), ':');
+            require(weights.size() == 2, "metric \"", s, "\" is not combined:ALPHA:BETA");
+            const double alpha = text::to_number<double>(weights[0], "metric ALPHA"), beta = text::to_number<double>(weights[1], "metric BETA");
+            require(std::isfinite(alpha) && std::isfinite(beta), "metric \"", s, "\": ALPHA and BETA must be finite numbers");
+            return {WeightedCombination{alpha, beta}};
         }
         fail("unknown metric \"", s, "\" (expected l1, l2, cosine, signed-cosine or combined[:ALPHA:BETA])");
     }

@@ -3,7 +3,6 @@
 // reports): self-contained HTML with no scripts and no external assets, so a report is one file
 // that opens anywhere. Pages are put together with {fmt}; text enters only through `escaped`.
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <string>
 #include <string_view>
@@ -11,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
 
 namespace inputrep::report {
 
@@ -62,12 +62,7 @@ inline std::string page(std::string_view title, std::string_view body, std::stri
                        escaped{title}, base_style, style, body);
 }
 
-inline void write(const std::filesystem::path& path, std::string_view html) {
-    std::ofstream out(path, std::ios::binary);
-    require(out.good(), path.string(), ": cannot write the report");
-    out.write(html.data(), static_cast<std::streamsize>(html.size()));
-    require(out.good(), path.string(), ": writing the report failed");
-}
+inline void write(const std::filesystem::path& path, std::string_view html) { write_file(path, html); }
 
 }  // namespace inputrep::report
 

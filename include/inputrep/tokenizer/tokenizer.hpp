@@ -34,6 +34,8 @@ public:
     // file), else byte-level BPE (vocab.json + merges.txt, encoder.json + vocab.bpe, tokenizer.json).
     static Tokenizer from_folder(const std::filesystem::path& dir) {
         require(std::filesystem::is_directory(dir), dir.string(), ": no such tokenizer folder");
+        require(exists_in(dir), "no tokenizer in ", dir.string(), ": looked for tokenizer.model (SentencePiece), tokenizer.bin (llama2.c), "
+                "tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe");
         if (std::filesystem::exists(dir / "tokenizer.model")) {
             try {
                 return SentencePiece::from_file(dir / "tokenizer.model");

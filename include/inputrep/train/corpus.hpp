@@ -18,12 +18,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
+#include <inputrep/core/hash.hpp>
 #include <inputrep/core/torch.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
 
@@ -39,6 +42,7 @@ struct Document {
 struct Corpus {
     std::vector<Document> train, held_out;
     bool pretokenised = false;
+    std::string hash;  // of the files' bytes in order: what a resumed run must train on again
 };
 
 // Debian's `fortunes` package: English and inoffensive (the offensive ones are fortunes-off).
@@ -54,13 +58,6 @@ inline std::vector<std::filesystem::path> default_corpus() {
 }
 
 namespace detail {
-
-inline std::string slurp(const std::filesystem::path& path) {
-    require(std::filesystem::is_regular_file(path), path.string(), ": no such corpus file");
-    std::ifstream in(path, std::ios::binary);
-    require(in.good(), path.string(), ": cannot read the corpus file");
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 inline std::string_view trim(std::string_view s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -86,16 +83,44 @@ std::vector<Document> split_lines(const std::string& text, Separator&& is_separa
     return docs;
 }
 
-inline std::uint64_t fnv1a(std::string_view s) {
-    std::uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
+// Where `bytes` stop being text, as a message: the offset of the first NUL or of the first byte
+// that does not continue valid UTF-8 (overlong forms, surrogates and code points past U+10FFFF
+// included); empty for text.
+inline std::string not_text(std::string_view bytes) {
+    auto at = [&](std::size_t i, std::string_view why) { return "byte " + std::to_string(i) + " " + std::string(why); };
+    for (std::size_t i = 0; i < bytes.size();) {
+        const auto c = static_cast<unsigned char>(bytes[i]);
+        if (c == 0) return at(i, "is NUL: a binary file, not text");
+        if (c < 0x80) { ++i; continue; }
+        // The lead byte gives the length and the range the second byte must lie in (RFC 3629's table).
+        std::size_t n = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) n = 2;
+        else if (c == 0xE0) n = 3, lo = 0xA0;
+        else if (c >= 0xE1 && c <= 0xEC) n = 3;
+        else if (c == 0xED) n = 3, hi = 0x9F;
+        else if (c >= 0xEE && c <= 0xEF) n = 3;
+        else if (c == 0xF0) n = 4, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) n = 4;
+        else if (c == 0xF4) n = 4, hi = 0x8F;
+        else return at(i, fmt::format("is not UTF-8 (no character starts with 0x{:02X})", c));
+        for (std::size_t k = 1; k < n; ++k) {
+            if (i + k >= bytes.size()) return at(i, "starts a UTF-8 character the file cuts off");
+            const auto d = static_cast<unsigned char>(bytes[i + k]);
+            if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF))
+                return at(i, fmt::format("is not UTF-8 (0x{:02X} starts no valid character here)", c));
+        }
+        i += n;
+    }
+    return {};
 }
 
 }  // namespace detail
 
-inline std::vector<Document> read_documents(const std::filesystem::path& path) {
-    const std::string text = detail::slurp(path);
+// The documents of one corpus file, whose bytes are `text`. Text must be UTF-8: SentencePiece and
+// every tokenizer here read it so, and a binary file would train without a word of warning.
+inline std::vector<Document> documents_of(const std::filesystem::path& path, const std::string& text) {
+    if (auto where = detail::not_text(text); !where.empty()) fail("corpus: ", path.string(), ": ", where);
     if (path.extension() == ".ids") {
         std::vector<Document> docs;
         std::istringstream in(text);
@@ -132,8 +157,14 @@ inline std::vector<Document> read_documents(const std::filesystem::path& path) {
     return detail::split_lines(text, [](const std::string& l) { return detail::trim(l).empty(); });
 }
 
+inline std::vector<Document> read_documents(const std::filesystem::path& path) { return documents_of(path, read_file(path, "corpus file")); }
+
+// The split's hash starts from a basis one digit short of FNV's (a slip kept on purpose: every
+// committed model's held-out documents are chosen by it).
+inline constexpr std::uint64_t held_out_basis = 1469598103934665603ull;
+
 inline bool is_held_out(const Document& d, double fraction) {
-    return double(detail::fnv1a(d.text) % 1'000'000) < fraction * 1e6;
+    return double(fnv1a(d.text, held_out_basis) % 1'000'000) < fraction * 1e6;
 }
 
 inline Corpus read_corpus(const std::vector<std::filesystem::path>& files, double held_out_fraction) {
@@ -141,11 +172,17 @@ inline Corpus read_corpus(const std::vector<std::filesystem::path>& files, doubl
     require(held_out_fraction > 0 && held_out_fraction < 1, "corpus: the held-out fraction must be in (0, 1), not ", held_out_fraction);
     Corpus c;
     int kinds[2] = {0, 0};
-    for (const auto& f : files)
-        for (auto& d : read_documents(f)) {
+    std::uint64_t h = fnv1a_basis;
+    for (const auto& f : files) {
+        const auto bytes = read_file(f, "corpus file");
+        // Each file's length, then its bytes: two files that only split the same text differently differ.
+        h = fnv1a(bytes, fnv1a(std::to_string(bytes.size()) + ":", h));
+        for (auto& d : documents_of(f, bytes)) {
             ++kinds[d.ids.empty() ? 0 : 1];
             (is_held_out(d, held_out_fraction) ? c.held_out : c.train).push_back(std::move(d));
         }
+    }
+    c.hash = fmt::format("{:016x}", h);
     require(kinds[0] + kinds[1] > 0, "corpus: no documents in ", files.size() == 1 ? files.front().string() : std::to_string(files.size()) + " files",
             " (the corpus is empty)");
     require(kinds[0] == 0 || kinds[1] == 0, "corpus: pre-tokenised .ids files and text files cannot be mixed");
@@ -179,23 +216,26 @@ inline int run_program(const std::vector<std::string>& argv, const std::filesyst
 inline std::filesystem::path train_sentencepiece(const std::vector<Document>& docs, std::int64_t vocab_size, const std::filesystem::path& dir) {
     require(vocab_size > 0, "tokenizer: the vocabulary size must be positive");
     const auto input = dir / "spm_input.txt", log = dir / "spm_train.log";
-    {
-        std::ofstream out(input, std::ios::binary);
-        require(out.good(), input.string(), ": cannot write the tokenizer's training text");
+    write_file(input, [&](std::ostream& out) {
         for (const auto& d : docs) out << d.text << '\n';
-    }
+    });
     const int status = run_program({"spm_train", "--input=" + input.string(), "--model_prefix=" + (dir / "tokenizer").string(),
                                     "--model_type=bpe", "--vocab_size=" + std::to_string(vocab_size), "--character_coverage=1.0",
                                     "--byte_fallback=true", "--normalization_rule_name=identity", "--num_threads=1",
                                     "--max_sentence_length=100000", "--minloglevel=1"},
                                    log);
-    std::string message = detail::slurp(log);
+    std::string message = read_file(log, "spm_train log");
     std::filesystem::remove(input);
     if (status != 0) {
-        // spm_train says why on its last lines ("Vocabulary size too high (N). Please set it to a value <= M.").
-        auto last = message.rfind('\n', message.size() >= 2 ? message.size() - 2 : 0);
-        fail("tokenizer: spm_train cannot make a vocabulary of ", vocab_size, " from this corpus: ",
-             detail::trim(last == std::string::npos ? message : message.substr(last + 1)));
+        // spm_train says why on the line before its "Program terminated with an unrecoverable error.":
+        // "spm_train_main.cc(275) [_status.ok()] Internal: ... [(a) == (b)] Vocabulary size too high
+        // (N). Please set it to a value <= M." Its last bracket ends the source location.
+        std::string reason;
+        std::istringstream lines(message);
+        for (std::string line; std::getline(lines, line);)
+            if (auto t = detail::trim(line); !t.empty() && !t.starts_with("Program terminated")) reason = std::string(t);
+        if (const auto bracket = reason.rfind("] "); bracket != std::string::npos) reason = reason.substr(bracket + 2);
+        fail("tokenizer: spm_train cannot make a vocabulary of ", vocab_size, " from this corpus: ", reason.empty() ? "it gave no reason" : reason);
     }
     std::filesystem::remove(log);
     std::filesystem::remove(dir / "tokenizer.vocab");

@@ -20,12 +20,17 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
+#include <sstream>
 #include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include <inputrep/core/file.hpp>
+#include <inputrep/core/hash.hpp>
+#include <inputrep/core/json.hpp>
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/io/save_safetensors.hpp>
@@ -35,6 +40,7 @@
 #include <inputrep/tokenizer/tokenizer.hpp>
 #include <inputrep/train/corpus.hpp>
 #include <inputrep/train/optimizer.hpp>
+#include <inputrep/train/state.hpp>
 
 namespace inputrep::train {
 
@@ -64,7 +70,9 @@ struct TrainOptions {
     bool resume = false;
     at::Device device = at::kCPU;  // parameters stay f32; CUDA computes under bf16 autocast
     bool autocast = true;
+    bool ignore_memory = false;  // build the model even when training it needs more than MemAvailable
     std::function<void(const LogEntry&)> progress;
+    std::function<void(std::string_view)> warn;  // what a run tolerates but says (default: stderr)
 };
 
 struct TrainResult {
@@ -73,13 +81,16 @@ struct TrainResult {
     double tokens_per_second = 0;
 };
 
-// What a training run is, as compared on --resume: everything that shapes the loss curve.
-inline Json run_json(std::string_view family, const Json& config, const TrainOptions& o, std::int64_t bos) {
+// What a training run is, as compared on --resume: everything that shapes the loss curve, the
+// corpus's and the tokenizer's bytes included (as hashes).
+inline Json run_json(std::string_view family, const Json& config, const TrainOptions& o, std::int64_t bos, const std::string& corpus,
+                     const std::string& tokenizer) {
     return {{"family", family},       {"config", config},         {"steps", o.steps},           {"batch", o.batch},
             {"context", o.context},   {"accumulation", o.accumulation}, {"lr", o.lr},           {"min_lr_ratio", o.min_lr_ratio},
             {"clip", o.clip},         {"warmup", o.warmup},       {"decay", decay_name(o.decay)}, {"beta1", o.adamw.beta1},
             {"beta2", o.adamw.beta2}, {"eps", o.adamw.eps},       {"weight_decay", o.adamw.weight_decay},
-            {"seed", o.seed},         {"held_out", o.held_out},   {"padded", o.padded},         {"bos", bos}};
+            {"seed", o.seed},         {"held_out", o.held_out},   {"padded", o.padded},         {"bos", bos},
+            {"corpus", corpus},       {"tokenizer", tokenizer}};
 }
 
 // The tensors a model's forward pass computes with, each once: the family's parameters() when it
@@ -182,16 +193,42 @@ inline std::map<std::string, std::string> tokenizer_files(const fs::path& dir) {
     std::map<std::string, std::string> files;
     for (auto name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                       "encoder.json", "vocab.bpe"})
-        if (fs::is_regular_file(dir / name)) files[name] = slurp(dir / name);
+        if (fs::is_regular_file(dir / name)) files[name] = read_file(dir / name, "tokenizer file");
     require(!files.empty(), dir.string(), ": no tokenizer files (tokenizer.model, tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe)");
     return files;
 }
 
-inline void write_text(const fs::path& path, const std::string& text) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-    out.close();
-    require(!out.fail(), path.string(), ": writing failed (", std::strerror(errno), ")");
+// The tokenizer's identity: its files' names and bytes.
+inline std::string tokenizer_hash(const std::map<std::string, std::string>& files) {
+    std::uint64_t h = fnv1a_basis;
+    for (const auto& [name, bytes] : files) h = fnv1a(bytes, fnv1a(name + ":" + std::to_string(bytes.size()) + ":", h));
+    return fmt::format("{:016x}", h);
+}
+
+// The log lines of a checkpoint up to its step. A line that does not read is left out and said:
+// the log only draws the loss curve, and must not keep a run from resuming.
+inline std::vector<LogEntry> read_log(const fs::path& path, std::int64_t step, const std::function<void(std::string_view)>& warn) {
+    std::vector<LogEntry> log;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return warn(path.string() + ": missing; the loss curve restarts at step " + std::to_string(step)), log;
+    std::istringstream in(read_file(path, "training log"));
+    std::size_t number = 0, skipped = 0;
+    for (std::string line; std::getline(in, line);) {
+        ++number;
+        if (line.empty()) continue;
+        try {
+            const auto where = path.string() + ":" + std::to_string(number);
+            const Json j = parse_json(line, where);
+            LogEntry e{json_field<std::int64_t>(j, "step", where), json_field<double>(j, "loss", where), json_field<double>(j, "lr", where),
+                       json_field<double>(j, "grad_norm", where), json_field<double>(j, "tokens_per_second", where), 0, std::nullopt};
+            if (j.contains("held_out")) e.held_out = json_field<double>(j, "held_out", where);
+            if (e.step >= 1 && e.step <= step) log.push_back(e); else ++skipped;
+        } catch (const Error& e) {
+            if (skipped++ == 0) warn(std::string(e.what()) + "; such lines are left out of the loss curve");
+        }
+    }
+    if (skipped > 0) warn(path.string() + ": " + std::to_string(skipped) + " of " + std::to_string(number) + " lines left out");
+    return log;
 }
 
 // The sibling folder a checkpoint is built in; removed with everything in it unless committed.
@@ -236,12 +273,6 @@ inline Json log_json(const LogEntry& e) {
     if (e.held_out) j["held_out"] = *e.held_out;
     return j;
 }
-inline LogEntry log_entry(const Json& j) {
-    LogEntry e{j.at("step").get<std::int64_t>(), j.at("loss").get<double>(), j.at("lr").get<double>(), j.at("grad_norm").get<double>(),
-               j.at("tokens_per_second").get<double>(), 0, std::nullopt};
-    if (j.contains("held_out")) e.held_out = j.at("held_out").get<double>();
-    return e;
-}
 
 inline std::string report_html(std::string_view family, const Json& run, const std::vector<LogEntry>& log) {
     report::Series train{"training", {}, {}}, held{"held-out", {}, {}};
@@ -265,23 +296,39 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
     require(o.lr > 0 && std::isfinite(o.lr), "train: the learning rate must be positive");
     require(!o.out.empty(), "train: no output folder");
     const fs::path out = fs::absolute(o.out);
+    if (const auto kind = not_a_file(out); kind != "a folder" && fs::exists(out))
+        fail("train: --out ", out.string(), " is ", kind.empty() ? "a file" : kind, ", not a model folder; choose a folder's name");
     const bool resuming = o.resume && fs::exists(out / "trainer_state.json");
     require(!o.resume || resuming, "train: --resume: ", out.string(), " holds no checkpoint (no trainer_state.json)");
     require(o.resume || !fs::exists(out) || fs::is_empty(out), "train: ", out.string(),
             " exists and is not empty; pass --resume to continue its run, or choose another folder");
     detail::Staging staging(out);  // fails here, before any work, when OUT cannot be written
+    {
+        // The memory check hidden and invert make, before anything is built: weights, their
+        // gradients and AdamW's two moments, four copies in f32.
+        auto sized = config;
+        detail::fit_config<F>(sized, config.vocab_size, o.context);
+        const Needs all{{0, sized.layers()}, true, true};
+        try {
+            check_memory(4 * F::estimated_bytes(sized, all, at::kFloat), o.ignore_memory);
+        } catch (const Error& e) {
+            fail("train: ", e.what(), " (--ignore-memory-check)");
+        }
+    }
+    std::function<void(std::string_view)> warn = o.warn;
+    if (!warn) warn = [](std::string_view w) { std::cerr << "train: warning: " << w << "\n"; };
 
     const Corpus corpus = read_corpus(files, o.held_out);
     // The tokenizer: the checkpoint's, a reused folder's, or SentencePiece BPE trained on the training documents.
     std::map<std::string, std::string> tokenizer_files;
-    if (resuming) tokenizer_files = detail::tokenizer_files(out);
-    else if (o.tokenizer) tokenizer_files = detail::tokenizer_files(*o.tokenizer);
+    if (o.tokenizer) tokenizer_files = detail::tokenizer_files(*o.tokenizer);  // on resume too: compared with the checkpoint's
+    else if (resuming) tokenizer_files = detail::tokenizer_files(out);
     else {
         require(!corpus.pretokenised, "train: a pre-tokenised corpus needs the tokenizer its ids came from (--tokenizer DIR)");
         train_sentencepiece(corpus.train, config.vocab_size, staging.path());
         tokenizer_files = detail::tokenizer_files(staging.path());
     }
-    for (auto& [name, bytes] : tokenizer_files) detail::write_text(staging.path() / name, bytes);
+    for (auto& [name, bytes] : tokenizer_files) write_file(staging.path() / name, bytes);
     const Tokenizer tokenizer = Tokenizer::from_folder(staging.path());
     const std::int64_t bos = tokenizer_files.contains("tokenizer.model") ? SentencePiece::from_file(staging.path() / "tokenizer.model").bos_id() : -1;
     require(config.vocab_size >= tokenizer.vocab_size(), "train: the model's vocab_size ", config.vocab_size, " is smaller than the tokenizer's ",
@@ -291,14 +338,16 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
 
     const auto train_rows = pack(tokenize(corpus.train, tokenizer, bos), o.context, o.padded, "training");
     const auto held_rows = pack(tokenize(corpus.held_out, tokenizer, bos), o.context, o.padded, "held-out");
-    const Json run = run_json(F::family, config.to_json(), o, bos);
+    const Json run = run_json(F::family, config.to_json(), o, bos, corpus.hash, detail::tokenizer_hash(tokenizer_files));
 
-    const Json state = resuming ? read_json(out / "trainer_state.json") : Json::object();
-    if (resuming)
+    const auto state = resuming ? read_trainer_state(out / "trainer_state.json") : TrainerState{};
+    if (resuming) {
         for (auto& [key, value] : run.items())
-            require(state.at("run").contains(key) && state.at("run").at(key) == value, "train: --resume: ", out.string(),
-                    " was trained with a different ", key, " (", state.at("run").contains(key) ? state.at("run").at(key).dump() : "none",
-                    " there, ", value.dump(), " here)");
+            require(state.run.contains(key) && state.run.at(key) == value, "train: --resume: ", out.string(), " was trained with a different ",
+                    key, " (", state.run.contains(key) ? state.run.at(key).dump() : "none", " there, ", value.dump(), " here)");
+        require(state.tokenizer_vocab_size == tokenizer.vocab_size(), "train: --resume: ", (out / "trainer_state.json").string(),
+                " says the tokenizer has ", state.tokenizer_vocab_size, " tokens, but its files there have ", tokenizer.vocab_size());
+    }
 
     const Placement placement{o.device, at::kFloat};
     const Needs all{{0, config.layers()}, true, true};
@@ -309,13 +358,10 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
     std::vector<LogEntry> log;
     std::int64_t start = 0;
     if (resuming) {
-        start = state.at("step").get<std::int64_t>();
+        start = state.step;
         auto moments = Checkpoint::open(out / "optimizer.safetensors");
-        optimizer.restore(state.at("adam_steps").get<std::int64_t>(),
-                          [&](const std::string& name, at::IntArrayRef shape) { return moments.load(name, placement, shape); });
-        std::ifstream in(out / "log.jsonl");
-        for (std::string line; std::getline(in, line);)
-            if (!line.empty()) log.push_back(detail::log_entry(Json::parse(line)));
+        optimizer.restore(state.adam_steps, [&](const std::string& name, at::IntArrayRef shape) { return moments.load(name, placement, shape); });
+        log = detail::read_log(out / "log.jsonl", start, warn);
     }
 
     const Schedule schedule{o.lr, o.warmup, o.steps, o.decay, o.min_lr_ratio};
@@ -340,13 +386,13 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
     auto save = [&](std::int64_t step) {
         save_safetensors(model, staging.path());
         write_safetensors(staging.path() / "optimizer.safetensors", optimizer.state());
-        for (auto& [name, bytes] : tokenizer_files) detail::write_text(staging.path() / name, bytes);
+        for (auto& [name, bytes] : tokenizer_files) write_file(staging.path() / name, bytes);
         std::string lines;
         for (auto& e : log) lines += detail::log_json(e).dump() + "\n";
-        detail::write_text(staging.path() / "log.jsonl", lines);
-        detail::write_text(staging.path() / "report.html", detail::report_html(F::family, run, log));
+        write_file(staging.path() / "log.jsonl", lines);
+        write_file(staging.path() / "report.html", detail::report_html(F::family, run, log));
         const Json state{{"step", step}, {"adam_steps", optimizer.steps_taken()}, {"run", run}, {"tokenizer_vocab_size", tokenizer.vocab_size()}};
-        detail::write_text(staging.path() / "trainer_state.json", state.dump(2) + "\n");
+        write_file(staging.path() / "trainer_state.json", state.dump(2) + "\n");
         staging.commit();
     };
 
@@ -408,16 +454,27 @@ struct Evaluation {
 template <class F>
 Evaluation evaluate(const fs::path& folder, const std::vector<fs::path>& files, const Placement& placement = {}) {
     require(fs::exists(folder / "trainer_state.json"), folder.string(), ": no trainer_state.json (evaluate a folder `inputrep train` wrote)");
-    const Json run = read_json(folder / "trainer_state.json").at("run");
-    const auto T = run.at("context").get<std::int64_t>(), bos = run.at("bos").get<std::int64_t>();
-    const bool padded = run.at("padded").get<bool>();
-    const Corpus corpus = read_corpus(files, run.at("held_out").get<double>());
+    const auto state_file = (folder / "trainer_state.json").string();
+    const Json run = read_trainer_state(state_file).run;
+    const auto where = state_file + ": \"run\"";
+    const auto T = json_field<std::int64_t>(run, "context", where), bos = json_field<std::int64_t>(run, "bos", where);
+    require(T >= 1, where, ": \"context\" is ", T, ", not a positive number");
+    const bool padded = json_field<bool>(run, "padded", where);
+    const Corpus corpus = read_corpus(files, json_field<double>(run, "held_out", where));
     const Tokenizer tokenizer = Tokenizer::from_folder(folder);
     const auto train_rows = pack(tokenize(corpus.train, tokenizer, bos), T, padded, "training");
     const auto held_rows = pack(tokenize(corpus.held_out, tokenizer, bos), T, padded, "held-out");
     const F model = load<F>(folder, placement);
     Evaluation ev;
     ev.cross_entropy = cross_entropy(model, held_rows, 16);
+    if (!std::isfinite(ev.cross_entropy)) {
+        // Name the first weight that is not finite; finite weights can still overflow the logits.
+        for (const auto& [name, t] : model.named_tensors())
+            require(at::isfinite(t).all().template item<bool>(), "eval: ", folder.string(), ": the weight ", name,
+                    " holds NaN or inf, so the cross-entropy is ", ev.cross_entropy);
+        fail("eval: ", folder.string(), ": the held-out cross-entropy is ", ev.cross_entropy,
+             " though every weight is finite: the logits overflow (weights of an unusable scale?)");
+    }
     ev.bigram = bigram_cross_entropy(train_rows, held_rows, model.vocab_size());
     ev.contexts = held_rows.size(0);
     ev.tokens = (held_rows.narrow(1, 1, T) != ignore_id).sum().item<std::int64_t>();
