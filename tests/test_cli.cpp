@@ -215,4 +215,17 @@ BOOST_AUTO_TEST_CASE(invert_writes_its_traces_and_top_k_as_csv) {
     std::filesystem::remove_all(dir);
 }
 
+// --weights-seed fixes an untrained model while --seed moves the start alone: the seed's explanation
+// of a draw by "the optimiser's start" needs both held apart (--seed alone sets both).
+BOOST_AUTO_TEST_CASE(weights_seed_holds_the_model_while_seed_moves_the_start) {
+    const std::string model = " --untrained gpt2:n_layer=1,n_embd=32,n_head=4,n_positions=8 " + vocab();
+    auto hidden = [&](const std::string& seeds) { return cli_json("hidden" + model + " --ids 464,6766,318 " + seeds)["blocks.0.hook_resid_post"]; };
+    BOOST_TEST(hidden("--seed 0 --weights-seed 5") == hidden("--seed 1 --weights-seed 5"));
+    BOOST_TEST(hidden("--seed 5") == hidden("--seed 1 --weights-seed 5"));
+    BOOST_TEST(hidden("--seed 0") != hidden("--seed 1"));
+    auto trace = [&](const std::string& seeds) { return cli_json("invert" + model + " --prompt 'The sky' --steps 3 " + seeds)["trace"]; };
+    BOOST_TEST(trace("--seed 0 --weights-seed 5") != trace("--seed 1 --weights-seed 5"));
+    BOOST_TEST(one_line_error(run_cli("hidden --model '" + testing::shared("models/gpt2-tiny-random").string() + "' --ids 1 --weights-seed 2")));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -360,7 +360,8 @@ BOOST_AUTO_TEST_CASE(results_lines_with_a_negative_row_or_no_list_of_results_are
     const Json line = Json::parse(slurp(dir / "run" / "results.jsonl"));
     for (auto [field, value, message] : {std::tuple{"row", Json(-1), "results.jsonl:1: \"row\" is -1, not an integer >= 0"},
                                          {"results", Json("none"), "results.jsonl:1: \"results\" is not a non-empty list"},
-                                         {"key", Json(7), "results.jsonl:1: \"key\" is 7, not a text"}}) {
+                                         {"key", Json(7), "results.jsonl:1: \"key\" is 7, not a text"},
+                                         {"version", Json(7), "results.jsonl:1: \"version\" is 7, not a text"}}) {
         Json bad = line;
         bad[field] = value;
         std::ofstream(dir / "run" / "results.jsonl") << bad.dump() << "\n";

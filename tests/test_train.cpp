@@ -106,6 +106,29 @@ void check_gradients(const typename F::Config& config, std::size_t expected_para
 
 BOOST_AUTO_TEST_SUITE(train)
 
+// The Brown corpus as scripts/setup unpacks it: 500 texts, each one document of prose, its tags
+// gone and its words spaced as the edited text was; text that merely holds slashes is not Brown.
+BOOST_AUTO_TEST_CASE(brown_texts_are_read_as_prose_without_their_tags) {
+    const char* env = std::getenv("INPUTREP_DATA");
+    const auto files = training::brown_corpus(fs::path(env ? env : INPUTREP_DATA_DIR) / "brown");
+    BOOST_REQUIRE_EQUAL(files.size(), 500u);
+    BOOST_TEST(files.front().filename() == "ca01");
+    const auto docs = training::read_documents(files.front());
+    BOOST_REQUIRE_EQUAL(docs.size(), 1u);
+    const std::string first = "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced \"no "
+                              "evidence\" that any irregularities took place.\nThe jury further said in term-end presentments that the City "
+                              "Executive Committee, which had over-all charge of the election, \"deserves the praise and thanks of the City of "
+                              "Atlanta\" for the manner in which the election was conducted.\n";
+    BOOST_TEST(docs[0].text.substr(0, first.size()) == first);
+    BOOST_TEST(docs[0].text.find("/at ") == std::string::npos);
+    const auto corpus = training::read_corpus(files, 0.05);
+    BOOST_TEST(corpus.train.size() + corpus.held_out.size() == 500u);
+    BOOST_TEST(corpus.held_out.size() >= 10u);
+    const auto plain = training::documents_of("notes.txt", "use and/or either/or as you like\n\na second paragraph\n");
+    BOOST_TEST(plain.size() == 2u);
+    BOOST_TEST(plain[0].text == "use and/or either/or as you like");
+}
+
 // Every tensor the forward computes with gets the gradient the finite differences measure
 // (Llama: its stacked q|k|v and gate|up, which the named q/k/v/gate/up weights are views of).
 BOOST_AUTO_TEST_CASE(autograd_through_every_family_matches_finite_differences) {

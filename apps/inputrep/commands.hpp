@@ -56,6 +56,7 @@ void with_family(std::string_view model_type, F&& f) {
 struct ModelOptions {
     std::string model, untrained, vocab;
     std::uint64_t seed = 0;
+    std::optional<std::uint64_t> weights_seed;  // an untrained model's weights (default: seed)
     int threads = 1;
     Placement placement;
     bool ignore_memory = false;  // build the model even when its estimated bytes exceed the available memory
@@ -75,7 +76,9 @@ inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
                    "tokenizer's when the command reads one")
         ->type_name("FAMILY");
     add_number(app, "--seed", o->seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
-               "seed for untrained weights and the optimisation (default 0)");
+               "seed for the optimisation's start, and for untrained weights unless --weights-seed is given (default 0)");
+    add_number(app, "--weights-seed", o->weights_seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
+               "seed for an untrained model's weights alone (default: --seed), so that the start can vary over one model");
     add_parsed(app, "--device", o->placement.device, parse_device, "cpu (default), cuda or cuda:N");
     add_parsed(app, "--dtype", o->placement.dtype, parse_dtype, "f32 (default), bf16 or f16 (f16 computes as f32 on the CPU)");
     app.add_option("--vocab", o->vocab, "tokenizer folder (default: the model folder's own tokenizer, else GPT-2's from scripts/setup)")
@@ -88,6 +91,7 @@ inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
                  "GPT-2 only: add wpe[0] at every position, as the seed author's scripts did (position_ids on the wrong axis)");
     app.parse_complete_callback([o] {
         if (o->model.empty() == o->untrained.empty()) throw UsageError("give exactly one of --model DIR and --untrained FAMILY");
+        if (o->weights_seed && o->untrained.empty()) throw UsageError("--weights-seed seeds an untrained model's weights: give --untrained FAMILY");
         // Checked here too (not only when the model is built) so that a sweep refuses the row before any runs.
         if (o->legacy_positions && !o->untrained.empty()) require_legacy_positions_apply(o->untrained.substr(0, o->untrained.find(':')));
     });
@@ -157,7 +161,7 @@ void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> 
                 throw Error(std::string(e.what()) + " (--ignore-memory-check)");
             }
         }
-        auto model = config ? load<M>(o.model, o.placement, needs) : untrained<M>(*cfg, o.placement, o.seed, needs);
+        auto model = config ? load<M>(o.model, o.placement, needs) : untrained<M>(*cfg, o.placement, o.weights_seed.value_or(o.seed), needs);
         if constexpr (requires { model.set_legacy_positions(true); })
             if (o.legacy_positions) model.set_legacy_positions(true);
         body(model);

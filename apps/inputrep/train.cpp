@@ -1,6 +1,6 @@
 // inputrep train / inputrep eval — training small models on text and measuring them (docs/training.md).
 //
-//   inputrep train --family gpt2|llama|mixer [--config key=value,...] [--corpus FILE...] [--tokenizer DIR | --vocab-size N]
+//   inputrep train --family gpt2|llama|mixer [--config key=value,...] [--corpus brown|fortunes|FILE...] [--tokenizer DIR | --vocab-size N]
 //                  --steps N --batch B --context T --lr X --seed S --out DIR [--resume]
 //   inputrep eval  --model DIR [--corpus FILE...] [--sample TEXT...] [--json]
 #include <malloc.h>
@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <type_traits>
@@ -25,6 +26,22 @@
 using namespace inputrep;
 
 namespace {
+
+// --corpus values as files: "brown" (the default) and "fortunes" name the built-in corpora, any other
+// value is a file (./brown for a file of that name).
+std::vector<std::filesystem::path> corpus_files(const std::vector<std::string>& values) {
+    const char* env = std::getenv("INPUTREP_DATA");
+    const std::filesystem::path data = env ? env : INPUTREP_DATA_DIR;
+    std::vector<std::filesystem::path> files;
+    for (const auto& v : values.empty() ? std::vector<std::string>{"brown"} : values) {
+        if (v == "brown" || v == "fortunes") {
+            for (auto& f : train::named_corpus(v, data)) files.push_back(f);
+        } else {
+            files.emplace_back(v);
+        }
+    }
+    return files;
+}
 
 std::string duration(double seconds) {
     const auto s = static_cast<long>(std::lround(seconds));
@@ -56,8 +73,7 @@ void run_train(const TrainArgs& a) {
     else
         config.vocab_size = a.tokenizer.empty() ? a.vocab_size : Tokenizer::from_folder(a.tokenizer).vocab_size();
     if (!a.tokenizer.empty()) o.tokenizer = a.tokenizer;
-    std::vector<std::filesystem::path> files(a.corpus.begin(), a.corpus.end());
-    if (files.empty()) files = train::default_corpus();
+    const auto files = corpus_files(a.corpus);
     const std::int64_t every = std::max<std::int64_t>(1, o.steps / 50);
     const bool tty = isatty(STDERR_FILENO);
     o.progress = [&](const train::LogEntry& e) {
@@ -87,8 +103,7 @@ struct EvalArgs {
 
 template <class F>
 void run_eval(const EvalArgs& a) {
-    std::vector<std::filesystem::path> files(a.corpus.begin(), a.corpus.end());
-    if (files.empty()) files = train::default_corpus();
+    const auto files = corpus_files(a.corpus);
     const Placement placement{a.device, at::kFloat};
     if (placement.device.is_cpu()) {
         // The memory check hidden and invert make, before the model is built.
@@ -143,7 +158,9 @@ void register_train(CLI::App& app) {
     auto* train = app.add_subcommand("train", "train a GPT-2, Llama or masked mixer on text (docs/training.md)");
     train->add_option("--family", t->family, "gpt2, llama or mixer")->required()->check(CLI::IsMember({"gpt2", "llama", "mixer"}));
     train->add_option("--config", t->config, "config.json overrides key=value,... (e.g. n_embd=128,n_layer=4,n_head=4)");
-    train->add_option("--corpus", t->corpus, "text, fortune (%), <|endoftext|> or .ids files (default: Debian's fortunes)")->expected(1, -1);
+    train->add_option("--corpus", t->corpus, "brown (default: the Brown corpus), fortunes (Debian's), or files: text, fortune (%), "
+                                             "<|endoftext|>, Brown-tagged or .ids")
+        ->expected(1, -1);
     auto* tok = train->add_option("--tokenizer", t->tokenizer, "reuse this folder's tokenizer (its vocabulary size is the model's)")
                     ->check(CLI::ExistingDirectory);
     add_number(*train, "--vocab-size", t->vocab_size, std::int64_t{1}, std::int64_t{1} << 24,
@@ -192,7 +209,7 @@ void register_train(CLI::App& app) {
     auto e = std::make_shared<EvalArgs>();
     auto* eval = app.add_subcommand("eval", "held-out cross-entropy of a trained folder, with the bigram baseline");
     eval->add_option("--model", e->model, "a folder `inputrep train` wrote")->required()->check(CLI::ExistingDirectory);
-    eval->add_option("--corpus", e->corpus, "the corpus it was trained on (default: Debian's fortunes)")->expected(1, -1);
+    eval->add_option("--corpus", e->corpus, "the corpus it was trained on: brown (default), fortunes, or files")->expected(1, -1);
     eval->add_option("--sample", e->samples, "print the greedy continuation of this text (repeatable)");
     add_number(*eval, "--sample-tokens", e->sample_tokens, 1, 1 << 20, "tokens per sample (default 32)");
     add_parsed(*eval, "--device", e->device, parse_device, "cpu (default) or cuda[:N]");

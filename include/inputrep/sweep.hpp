@@ -295,6 +295,8 @@ inline void check_line(const Json& line, const std::string& where) {
             "\", not 16 hex digits");
     json_field<std::size_t>(line, "row", where);
     require(json_field<Json>(line, "config", where).is_object(), where, ": \"config\" is not an object");
+    for (const char* text : {"version", "commit"})  // the provenance line prints them
+        if (line.contains(text)) json_field<std::string>(line, text, where);
     const auto results = json_field<Json>(line, "results", where);
     require(results.is_array() && !results.empty(), where, ": \"results\" is not a non-empty list of results");
     for (std::size_t i = 0; i < results.size(); ++i) {
@@ -307,6 +309,7 @@ inline void check_line(const Json& line, const std::string& where) {
         }
         require(!r.at("target").empty(), at, ": \"target\" is empty");
         json_field<bool>(r, "exact", at);
+        if (r.contains("decoded")) json_field<std::string>(r, "decoded", at);
         json_field<double>(r, "exact_tokens", at);
         require_number_or_null(r, "distance", at);
         require_number_or_null(r, "shifted_distance", at);

