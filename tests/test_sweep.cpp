@@ -309,4 +309,29 @@ BOOST_AUTO_TEST_CASE(summaries_hold_the_means_over_seeds_and_a_plot) {
     BOOST_TEST(doc.find(md.substr(md.find("| claims"))) != std::string::npos, "the document holds the summary's table");
 }
 
+// Exact search and a gradient method in one sweep (it exited with "type must be number, but is
+// null": exact search has no shifted input): both summarised, the exact rows with their exact rate
+// and the candidates they checked, the gradient rows with "–" there and the exact ones with "–" for
+// the distance ratio they lack.
+BOOST_AUTO_TEST_CASE(summaries_show_exact_and_gradient_rows_side_by_side) {
+    const auto dir = temp_dir("sweep-exact");
+    const auto spec = sweep_write_spec(dir, sweep_spec({{"optimizer", {"exact", "adam"}}, {"seeds", {0, 1}}}));
+    const auto out = dir / "mixed";
+    BOOST_REQUIRE_EQUAL(run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(out)).status, 0);
+    const auto r = run_cli("sweep --summarize " + sweep_quoted(out));
+    BOOST_REQUIRE_MESSAGE(r.status == 0, r.out);
+    double checked = 0, prompts = 0;
+    for (const auto& line : sweep_lines(out / "results.jsonl"))
+        if (line["config"]["optimizer"] == "exact")
+            for (const auto& p : line["results"]) checked += p["candidates_checked"].get<double>(), ++prompts;
+    BOOST_REQUIRE(prompts == 4);
+    const auto md = slurp(out / "summary.md");
+    BOOST_TEST(md.find("| candidates checked |") != std::string::npos, md);
+    std::smatch exact, adam;
+    BOOST_REQUIRE_MESSAGE(std::regex_search(md, exact, std::regex(R"(\| exact \| 2 \| ([\d.]+) ± [\d.]+ \| ([\d.]+) ± [\d.]+ \| – \| [^|]+\| [^|]+\| (\d+) \|)")), md);
+    BOOST_TEST(std::stod(exact[1].str()) == 1.0, "exact search recovers every token of an untrained model");
+    BOOST_TEST(std::abs(std::stod(exact[3].str()) - checked / prompts) <= 0.5);  // the mean, to the candidate
+    BOOST_REQUIRE_MESSAGE(std::regex_search(md, adam, std::regex(R"(\| adam \| 2 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [^|]+\| [^|]+\| – \|)")), md);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -313,6 +313,7 @@ inline void check_line(const Json& line, const std::string& where) {
         json_field<double>(r, "exact_tokens", at);
         require_number_or_null(r, "distance", at);
         require_number_or_null(r, "shifted_distance", at);
+        if (r.contains("candidates_checked")) json_field<double>(r, "candidates_checked", at);
     }
 }
 
@@ -520,19 +521,22 @@ inline FoundTokens found_tokens(const std::vector<std::int64_t>& target, const s
 }
 
 // What one row measured, over its prompts: the exact-token rate, the fraction of prompts recovered
-// exactly, the final distance over the shifted input's, and the tokens found in any order.
+// exactly, the final distance over the shifted input's (NaN for exact search, which has no
+// shifted input), the tokens found in any order, and the candidates exact search checked (NaN for
+// a gradient method).
 struct RowMetrics {
     double exact_token_rate = 0, exact_prompts = 0, distance_ratio = 0, tokens_found = 0,
-           masked_found = std::numeric_limits<double>::quiet_NaN();
+           masked_found = std::numeric_limits<double>::quiet_NaN(), candidates_checked = std::numeric_limits<double>::quiet_NaN();
 };
 
 inline RowMetrics row_metrics(const Json& line) {
     const auto& results = line.at("results");
     require(!results.empty(), "results line ", line.value("key", "?"), " holds no prompts");
     RowMetrics m;
-    double masked = 0;
-    int masked_prompts = 0;
+    double masked = 0, candidates = 0;
+    int masked_prompts = 0, searched = 0;
     for (const auto& r : results) {
+        if (r.contains("candidates_checked")) candidates += r.at("candidates_checked").get<double>(), ++searched;
         const auto target = r.at("target").get<std::vector<std::int64_t>>();
         m.exact_token_rate += r.at("exact_tokens").get<double>() / double(target.size());
         m.exact_prompts += r.at("exact").get<bool>();
@@ -543,8 +547,9 @@ inline RowMetrics row_metrics(const Json& line) {
         if (!std::isnan(found.masked)) masked += found.masked, ++masked_prompts;
     }
     const double n = double(results.size());
+    constexpr double none = std::numeric_limits<double>::quiet_NaN();
     return {m.exact_token_rate / n, m.exact_prompts / n, m.distance_ratio / n, m.tokens_found / n,
-            masked_prompts ? masked / masked_prompts : std::numeric_limits<double>::quiet_NaN()};
+            masked_prompts ? masked / masked_prompts : none, searched ? candidates / searched : none};
 }
 
 // Rows that differ only in their seed, with the axes that tell groups apart.
@@ -616,12 +621,15 @@ inline Table summary_table(const std::vector<Json>& lines) {
     const auto axes = varying_axes(lines);
     const auto gs = groups(lines, axes);
     const bool claims = std::ranges::any_of(gs, [](const Group& g) { return !g.claims.is_null(); });
+    // Exact search's own column, where a row of it is in the table.
+    const bool searched = std::ranges::any_of(gs, [](const Group& g) { return !std::isnan(g.seeds.front().candidates_checked); });
     Table t;
     if (claims) t.header.push_back("claims");
     t.header.insert(t.header.end(), axes.begin(), axes.end());
     for (const char* h : {"seeds", "exact-token rate", "exact prompts", "distance / shifted", "tokens found, any order", "masked tokens found",
                           "top-1, first seed and prompt"})
         t.header.push_back(h);
+    if (searched) t.header.insert(t.header.end() - 1, "candidates checked");
     for (const auto& g : gs) {
         std::vector<std::string> row;
         if (claims) row.push_back(cell(g.claims));
@@ -630,6 +638,7 @@ inline Table summary_table(const std::vector<Json>& lines) {
         for (auto field : {&RowMetrics::exact_token_rate, &RowMetrics::exact_prompts, &RowMetrics::distance_ratio, &RowMetrics::tokens_found,
                            &RowMetrics::masked_found})
             row.push_back(cell(stat(g.seeds, field)));
+        if (searched) row.push_back(std::isnan(g.seeds.front().candidates_checked) ? "–" : fmt::format("{:.0f}", stat(g.seeds, &RowMetrics::candidates_checked).mean));
         row.push_back(Json(g.top1).dump());
         t.rows.push_back(std::move(row));
     }
