@@ -136,8 +136,8 @@ BOOST_AUTO_TEST_CASE(every_output_option_refuses_what_is_not_a_file) {
     fs::remove_all(dir);
 }
 
-// stdout on a full device was lost with exit 0.
-BOOST_AUTO_TEST_CASE(stdout_on_a_full_device_is_an_error) {
+// stdout on a full device was lost with exit 0; stderr is checked the same way.
+BOOST_AUTO_TEST_CASE(stdout_or_stderr_on_a_full_device_is_an_error) {
     const std::string cli = std::getenv("INPUTREP_CLI") ? std::getenv("INPUTREP_CLI") : INPUTREP_CLI;
     FILE* pipe = ::popen(("'" + cli + "' tokenize " + vocab() + " 'The sky is blue.' 2>&1 >/dev/full").c_str(), "r");
     BOOST_REQUIRE(pipe);
@@ -146,6 +146,11 @@ BOOST_AUTO_TEST_CASE(stdout_on_a_full_device_is_an_error) {
     const int status = ::pclose(pipe);
     BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 1), err);
     BOOST_TEST(err.find("stdout") != std::string::npos, err);
+    // train reports its progress on stderr: a full device there is a failed run as well.
+    const auto dir = temp_dir("full-stderr");
+    const int trained = std::system(("'" + cli + "' " + tiny_training(dir / "m", fortunes()) + " > /dev/null 2> /dev/full").c_str());
+    BOOST_TEST((WIFEXITED(trained) && WEXITSTATUS(trained) == 1));
+    fs::remove_all(dir);
 }
 
 // ---- One lock per results folder -----------------------------------------------------------------

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
         std::cout.flush();
         if (!std::cout.good() || std::fflush(stdout) != 0 || std::ferror(stdout))
             return error("error: ", std::string("cannot write the output to stdout (") + std::strerror(errno) + ")", 1);
+        // A warning that could not be written is lost too; there is nowhere left to say so.
+        if (!std::cerr.good() || std::fflush(stderr) != 0 || std::ferror(stderr)) return 1;
         return 0;
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
