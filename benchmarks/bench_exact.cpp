@@ -62,8 +62,8 @@ double median(std::vector<double> v) {
 // One prompt at a time (seconds per prompt: the median), or all in one run(), the prompts searched
 // together (seconds per prompt: the run's over the prompts).
 template <class Exp>
-nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options, std::int64_t vocab,
-                       bool together = false) {
+nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options,
+                       std::int64_t vocab, bool together = false) {
     std::vector<double> seconds;
     std::vector<Result> results;
     auto timed = [&](auto&& run) {
@@ -71,14 +71,16 @@ nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_
         run();
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     };
-    if (together) timed([&] { results = exp.run(prompts, options); });
+    if (together)
+        timed([&] { results = exp.run(prompts, options); });
     else
         for (auto& p : prompts) timed([&] { results.push_back(exp.run(p, options)); });
     double exact = 0, tokens = 0, total = 0, checked = 0, positions = 0;
     for (std::size_t i = 0; i < prompts.size(); ++i) {
         const Result& r = results[i];
         exact += r.exact(), tokens += double(r.exact_tokens()), total += double(prompts[i].size());
-        if (r.verification()) checked += double(r.verification()->candidates_checked()), positions += double(prompts[i].size());
+        if (r.verification())
+            checked += double(r.verification()->candidates_checked()), positions += double(prompts[i].size());
     }
     nlohmann::json j{{"exact", exact / double(prompts.size())},
                      {"token_accuracy", tokens / total},
@@ -89,14 +91,15 @@ nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_
 }
 
 template <class Model, class S>
-void run_case(const Model& model, const S& slice, const std::vector<std::vector<std::int64_t>>& prompts, nlohmann::json base,
-              const std::vector<std::string>& methods, int continuous_steps) {
+void run_case(const Model& model, const S& slice, const std::vector<std::vector<std::int64_t>>& prompts,
+              nlohmann::json base, const std::vector<std::string>& methods, int continuous_steps) {
     const auto vocab = model.token_embedding().size(0);
     for (const auto& method : methods) {
         nlohmann::json j = base;
         j["method"] = method;
         if (method == "exact" || method == "exact-together") {
-            j.update(measure(Experiment<Model, S, L1, Exact<GradientRank>>{model, slice}, prompts, {}, vocab, method == "exact-together"));
+            j.update(measure(Experiment<Model, S, L1, Exact<GradientRank>>{model, slice}, prompts, {}, vocab,
+                             method == "exact-together"));
         } else if (method == "exact-exhaustive") {
             j.update(measure(Experiment<Model, S, L1, Exact<Exhaustive>>{model, slice}, prompts, {}, vocab));
         } else if (method == "adam") {
@@ -123,9 +126,13 @@ int main(int argc, char** argv) {
     app.add_option("--prompts", count, "prompts")->check(CLI::Range(1, 1000));
     app.add_option("--length", length, "tokens per prompt")->check(CLI::Range(1, 1024));
     app.add_option("--seed", seed, "seed of the prompts");
-    app.add_option("--prompt-file", prompt_file, "one line of space-separated ids per prompt (replaces --prompts/--length/--seed)");
-    app.add_option("--methods", methods, "exact, exact-together (the prompts searched as one batch), exact-exhaustive, adam")->delimiter(',');
-    app.add_option("--continuous-steps", continuous_steps, "steps of the continuous method")->check(CLI::Range(1, 100000));
+    app.add_option("--prompt-file", prompt_file,
+                   "one line of space-separated ids per prompt (replaces --prompts/--length/--seed)");
+    app.add_option("--methods", methods,
+                   "exact, exact-together (the prompts searched as one batch), exact-exhaustive, adam")
+        ->delimiter(',');
+    app.add_option("--continuous-steps", continuous_steps, "steps of the continuous method")
+        ->check(CLI::Range(1, 100000));
     app.add_option("--threads", threads, "intra-op threads")->check(CLI::Range(1, 64));
     app.add_option("--shared", shared, "the shared/ folder with stories260K");
     CLI11_PARSE(app, argc, argv);

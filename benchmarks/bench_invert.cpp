@@ -43,11 +43,16 @@ Case parse(const std::string& name) {
     for (std::size_t i = 2; i < parts.size(); ++i) {
         const auto& p = parts[i];
         auto digits = p.size() > 1 && std::all_of(p.begin() + 1, p.end(), ::isdigit);
-        if (digits && p[0] == 'b') c.batch = std::stoi(p.substr(1));
-        else if (digits && p[0] == 't') c.tokens = std::stoi(p.substr(1));
-        else if (digits && p[0] == 'n') c.layers = std::stoi(p.substr(1));
-        else if (p == "any") c.any = true;
-        else c.metric = p;
+        if (digits && p[0] == 'b')
+            c.batch = std::stoi(p.substr(1));
+        else if (digits && p[0] == 't')
+            c.tokens = std::stoi(p.substr(1));
+        else if (digits && p[0] == 'n')
+            c.layers = std::stoi(p.substr(1));
+        else if (p == "any")
+            c.any = true;
+        else
+            c.metric = p;
     }
     return c;
 }
@@ -72,7 +77,8 @@ void run_steps(benchmark::State& state, const Model& model, const Case& c, Metri
         if (cuda) torch::cuda::synchronize();
     }
     state.counters["steps/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
-    state.counters["prompt-steps/s"] = benchmark::Counter(double(state.iterations()) * c.batch, benchmark::Counter::kIsRate);
+    state.counters["prompt-steps/s"] =
+        benchmark::Counter(double(state.iterations()) * c.batch, benchmark::Counter::kIsRate);
 }
 
 template <class Model>
@@ -106,15 +112,29 @@ void invert_step_or_throw(benchmark::State& state, const std::string& name) {
     at::set_num_threads(static_cast<int>(state.range(0)));
     const std::string key = c.family + "-" + std::to_string(c.d) + "-n" + std::to_string(c.layers);
     if (c.family == "gpt2") {
-        auto config = config_with<GPT2>("n_embd=" + std::to_string(c.d) + ",n_head=" + std::to_string(std::max(1, c.d / 64)) +
-                                        ",n_layer=" + std::to_string(c.layers));
-        return dispatch(state, cached<GPT2>(key, [&] { return untrained<GPT2>(config, placement, 0, Needs{{0, c.layers}, true, false}); }), c);
+        auto config =
+            config_with<GPT2>("n_embd=" + std::to_string(c.d) + ",n_head=" + std::to_string(std::max(1, c.d / 64)) +
+                              ",n_layer=" + std::to_string(c.layers));
+        return dispatch(
+            state,
+            cached<GPT2>(key,
+                         [&] {
+                             return untrained<GPT2>(config, placement, 0, Needs{{0, c.layers}, true, false});
+                         }),
+            c);
     }
     if (c.family == "llama") {  // stories260K's shape at d = 64
-        auto config = config_with<Llama>("hidden_size=" + std::to_string(c.d) + ",intermediate_size=" + std::to_string(c.d == 64 ? 172 : 4 * c.d) +
-                                         ",num_attention_heads=8,num_key_value_heads=4,vocab_size=512,num_hidden_layers=" +
-                                         std::to_string(c.layers));
-        return dispatch(state, cached<Llama>(key, [&] { return untrained<Llama>(config, placement, 0, Needs{{0, c.layers}, true, false}); }), c);
+        auto config = config_with<Llama>(
+            "hidden_size=" + std::to_string(c.d) + ",intermediate_size=" + std::to_string(c.d == 64 ? 172 : 4 * c.d) +
+            ",num_attention_heads=8,num_key_value_heads=4,vocab_size=512,num_hidden_layers=" +
+            std::to_string(c.layers));
+        return dispatch(
+            state,
+            cached<Llama>(key,
+                          [&] {
+                              return untrained<Llama>(config, placement, 0, Needs{{0, c.layers}, true, false});
+                          }),
+            c);
     }
     state.SkipWithError(("unknown family " + c.family).c_str());
 }
@@ -136,8 +156,10 @@ std::string take_option(int& argc, char** argv, const char* name, const char* en
     std::string value = std::getenv(env) && *std::getenv(env) ? std::getenv(env) : fallback;
     int kept = 1;
     for (int i = 1; i < argc; ++i) {
-        if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) value = argv[i] + prefix.size();
-        else argv[kept++] = argv[i];
+        if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0)
+            value = argv[i] + prefix.size();
+        else
+            argv[kept++] = argv[i];
     }
     argc = kept;
     return value;
@@ -161,14 +183,19 @@ int main(int argc, char** argv) {
     }
     benchmark::AddCustomContext("device", placement.device.str());
     benchmark::AddCustomContext("dtype", std::string(c10::toString(placement.resolved().dtype)));
-    const std::vector<std::string> cases{
-        "llama-64-b1-t8",          "llama-64-b1-t8-n5",        "llama-64-b1-t8-any",       "llama-64-b1-t8-l2",
-        "llama-64-b1-t8-cosine",   "llama-64-b1-t8-combined",  "gpt2-64-b1-t8",           "gpt2-64-b1-t8-any",        "gpt2-64-b1-t8-l2",         "gpt2-64-b1-t8-cosine",
-        "gpt2-64-b1-t8-combined",  "gpt2-768-b1-t5",           "gpt2-768-b1-t5-any",       "gpt2-768-b1-t5-l2",
-        "gpt2-768-b1-t5-cosine",   "gpt2-768-b1-t5-combined",  "gpt2-768-b1-t5-n12",       "gpt2-768-b32-t5"};
+    const std::vector<std::string> cases{"llama-64-b1-t8",          "llama-64-b1-t8-n5",      "llama-64-b1-t8-any",
+                                         "llama-64-b1-t8-l2",       "llama-64-b1-t8-cosine",  "llama-64-b1-t8-combined",
+                                         "gpt2-64-b1-t8",           "gpt2-64-b1-t8-any",      "gpt2-64-b1-t8-l2",
+                                         "gpt2-64-b1-t8-cosine",    "gpt2-64-b1-t8-combined", "gpt2-768-b1-t5",
+                                         "gpt2-768-b1-t5-any",      "gpt2-768-b1-t5-l2",      "gpt2-768-b1-t5-cosine",
+                                         "gpt2-768-b1-t5-combined", "gpt2-768-b1-t5-n12",     "gpt2-768-b32-t5"};
     for (const auto& name : cases)
         benchmark::RegisterBenchmark(("invert/" + name).c_str(), [name](benchmark::State& s) { invert_step(s, name); })
-            ->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->MinTime(min_time)
+            ->ArgName("threads")
+            ->Arg(1)
+            ->Arg(2)
+            ->Unit(benchmark::kMicrosecond)
+            ->MinTime(min_time)
             ->UseRealTime();  // rates per wall-clock second: OpenBLAS's worker threads do part of the work
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();

@@ -40,7 +40,8 @@ void load_and_touch(benchmark::State& state, const Needs& needs) {
         const auto before = resident_bytes();
         auto model = GPT2::load(config, Checkpoint::open(dir), {}, needs);
         bytes = 0;
-        for (auto& [name, t] : model.named_tensors()) benchmark::DoNotOptimize(t.sum().item<float>()), bytes += t.nbytes();
+        for (auto& [name, t] : model.named_tensors())
+            benchmark::DoNotOptimize(t.sum().item<float>()), bytes += t.nbytes();
         growth = resident_bytes() - before;
     }
     state.counters["rss"] = double(growth);

@@ -12,14 +12,16 @@ using namespace inputrep;
 int main(int argc, char** argv) {
     const std::string width = argc > 1 ? argv[1] : "1024";
     const std::vector<std::int64_t> ids{1, 400, 35, 81, 267, 300, 12};
-    auto wide = untrained<Llama>(config_with<Llama>("hidden_size=" + width + ",intermediate_size=" + std::to_string(4 * std::stoi(width)) +
-                                                    ",num_attention_heads=32,num_hidden_layers=1"),
-                                 {}, 0, Blocks<0, 1>{});
+    auto wide = untrained<Llama>(
+        config_with<Llama>("hidden_size=" + width + ",intermediate_size=" + std::to_string(4 * std::stoi(width)) +
+                           ",num_attention_heads=32,num_hidden_layers=1"),
+        {}, 0, Blocks<0, 1>{});
     Result r = Experiment<Llama, Blocks<0, 1>>{wide}.run(ids);
-    std::cout << "untrained, width " << width << ": " << r.exact_tokens() << "/7 exact, distance " << r.distance() << " vs shifted "
-              << r.shifted_distance() << "\n";
-    auto stories = load<Llama>(std::filesystem::path(INPUTREP_SHARED_DIR) / "models/stories260K/stories260K.bin", {}, Blocks<0, 1>{});
+    std::cout << "untrained, width " << width << ": " << r.exact_tokens() << "/7 exact, distance " << r.distance()
+              << " vs shifted " << r.shifted_distance() << "\n";
+    auto stories = load<Llama>(std::filesystem::path(INPUTREP_SHARED_DIR) / "models/stories260K/stories260K.bin", {},
+                               Blocks<0, 1>{});
     r = Experiment<Llama, Blocks<0, 1>>{stories}.run(ids);
-    std::cout << "stories260K (trained, width 64): " << r.exact_tokens() << "/7 exact, distance " << r.distance() << " vs shifted "
-              << r.shifted_distance() << "\n";
+    std::cout << "stories260K (trained, width 64): " << r.exact_tokens() << "/7 exact, distance " << r.distance()
+              << " vs shifted " << r.shifted_distance() << "\n";
 }

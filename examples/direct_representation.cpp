@@ -15,5 +15,6 @@ int main() {
     options.init_scale = 1.0;
     Result r = Exp{model}.with_tokenizer(tok).run(tok.encode("This is a prompt sentence"), options);
     for (const auto& line : r.top_k(5)) std::cout << line << "\n";
-    std::cout << "distance " << r.distance() << " vs shifted " << r.shifted_distance() << " (first step " << r.trace()(0) << ")\n";
+    std::cout << "distance " << r.distance() << " vs shifted " << r.shifted_distance() << " (first step "
+              << r.trace()(0) << ")\n";
 }

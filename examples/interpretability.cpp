@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
     // Pass a GPT-2 folder for the seed's trained model; untrained GPT-2 small otherwise.
     GPT2 model = argc > 1 ? load<GPT2>(argv[1]) : untrained<GPT2>(GPT2Config{}, {}, 0, Needs{{0, 12}, true, true});
     auto ids = tok.encode("The wipers on the bus go swish swish");
-    for (auto method : {AttributionMethod::gradient_x_input, AttributionMethod::occlusion, AttributionMethod::combined}) {
+    for (auto method :
+         {AttributionMethod::gradient_x_input, AttributionMethod::occlusion, AttributionMethod::combined}) {
         auto r = attribute(model, ids, method);
         std::cout << method_name(method) << ":";
         for (auto s : r.normalised) std::cout << " " << s;

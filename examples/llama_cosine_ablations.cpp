@@ -10,8 +10,8 @@ using namespace inputrep;
 template <class Slice>
 void run(const char* name, const Llama& llama, const std::vector<std::int64_t>& ids) {
     Result r = Experiment<Llama, Slice, Cosine>{llama}.run(ids);
-    std::cout << name << ", " << ids.size() << " tokens: cos distance " << r.distance() << " vs shifted " << r.shifted_distance()
-              << ", " << r.exact_tokens() << " exact\n";
+    std::cout << name << ", " << ids.size() << " tokens: cos distance " << r.distance() << " vs shifted "
+              << r.shifted_distance() << ", " << r.exact_tokens() << " exact\n";
 }
 
 int main() {

@@ -18,7 +18,8 @@ int main() {
     auto tok = Tokenizer::from_folder(std::filesystem::path(INPUTREP_DATA_DIR) / "gpt2");
     // The seed's context of 512 positions: the token-mixing weights' scale, U(±1/√T), depends on it.
     for (std::string mixing : {"flat", "expanded"}) {
-        auto config = config_with<Mixer>("hidden_size=64,num_hidden_layers=1,context_length=512,vocab_size=50257,token_mixing=\"" + mixing + "\"");
+        auto config = config_with<Mixer>(
+            "hidden_size=64,num_hidden_layers=1,context_length=512,vocab_size=50257,token_mixing=\"" + mixing + "\"");
         auto mixer = untrained<Mixer>(config, {}, 0, Blocks<0, 1>{});
         run<AllTokens>(mixing + ", all outputs", mixer, tok);
         run<Tokens<1, End>>(mixing + ", outputs 1..", mixer, tok);

@@ -30,8 +30,7 @@ void config(const std::uint8_t* data, std::size_t size) {
     if (json.is_discarded() || !json.is_object()) return;  // read_config rejects these before a family sees them
     try {
         (void)Config::from_json(json);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
 }
 
 }  // namespace
@@ -50,8 +49,7 @@ void corpus(const std::uint8_t* data, std::size_t size) {
             if (d.text.empty() && d.ids.empty()) std::abort();
             if (d.ids.empty() && !train::detail::not_text(d.text).empty()) std::abort();
         }
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
 }
 
 void target_file(const std::uint8_t* data, std::size_t size) {
@@ -63,8 +61,7 @@ void target_file(const std::uint8_t* data, std::size_t size) {
             const auto t = load_captured(f, name, {});
             if (!at::isfinite(t).all().item<bool>() || !at::isFloatingType(t.scalar_type())) std::abort();
         }
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
 }
 
 }  // namespace inputrep::fuzz

@@ -27,7 +27,8 @@ namespace {
 // vocabulary and decodes without error. (An id outside is silent garbage for the model.)
 template <class T>
 void exercise(const T& tokenizer) {
-    static constexpr std::string_view sample = "Hello, world! It's 2024 \xe2\x80\x94  caf\xc3\xa9\n\t<|endoftext|> \xf0\x9f\x99\x82 x";
+    static constexpr std::string_view sample =
+        "Hello, world! It's 2024 \xe2\x80\x94  caf\xc3\xa9\n\t<|endoftext|> \xf0\x9f\x99\x82 x";
     const auto ids = tokenizer.encode(sample);
     for (const auto id : ids)
         if (id < 0 || id >= tokenizer.vocab_size()) broken("encode returned an id outside the vocabulary");
@@ -39,19 +40,18 @@ void exercise(const T& tokenizer) {
     // Every id of a small vocabulary decodes or is refused cleanly (a file may leave ids unused).
     for (std::int64_t id = 0; id < std::min<std::int64_t>(tokenizer.vocab_size(), 1024); ++id) try {
             (void)tokenizer.decode(std::span(&id, 1));
-        } catch (const Error&) {
-        }
+        } catch (const Error&) {}
 }
 
 template <class F>
 void rejecting_cleanly(F&& parse) {
     try {
         parse();
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
 }
 
-void bpe_pair(const std::uint8_t* data, std::size_t size, const char* folder_name, const char* vocab, const char* merges) {
+void bpe_pair(const std::uint8_t* data, std::size_t size, const char* folder_name, const char* vocab,
+              const char* merges) {
     rejecting_cleanly([&] {
         const auto dir = folder(folder_name);
         const auto [vocab_text, merges_text] = split(text(data, size));
@@ -97,9 +97,13 @@ void llama2c_header(const std::uint8_t* data, std::size_t size) {
     });
 }
 
-void vocab_merges(const std::uint8_t* data, std::size_t size) { bpe_pair(data, size, "vocab_merges", "vocab.json", "merges.txt"); }
+void vocab_merges(const std::uint8_t* data, std::size_t size) {
+    bpe_pair(data, size, "vocab_merges", "vocab.json", "merges.txt");
+}
 
-void encoder_bpe(const std::uint8_t* data, std::size_t size) { bpe_pair(data, size, "encoder_bpe", "encoder.json", "vocab.bpe"); }
+void encoder_bpe(const std::uint8_t* data, std::size_t size) {
+    bpe_pair(data, size, "encoder_bpe", "encoder.json", "vocab.bpe");
+}
 
 void tokenizer_json(const std::uint8_t* data, std::size_t size) {
     rejecting_cleanly([&] {
@@ -147,7 +151,8 @@ void results_lines(const std::uint8_t* data, std::size_t size) {
 void trainer_state(const std::uint8_t* data, std::size_t size) {
     rejecting_cleanly([&] {
         const auto s = train::parse_trainer_state(text(data, size), "fuzz/trainer_state.json");
-        if (s.step < 0 || s.adam_steps != s.step || s.tokenizer_vocab_size <= 0) broken("an impossible trainer state was accepted");
+        if (s.step < 0 || s.adam_steps != s.step || s.tokenizer_vocab_size <= 0)
+            broken("an impossible trainer state was accepted");
     });
 }
 

@@ -9,23 +9,23 @@
 #include <cstddef>
 #include <cstdint>
 
-#define INPUTREP_FUZZ_TARGETS(X)                                                                                           \
-    X(safetensors)     /* a .safetensors file: header, dtypes, shapes, data ranges */                                 \
-    X(shard_index)     /* model.safetensors.index.json */                                                              \
-    X(llama2c_header)  /* a llama2.c checkpoint: header and layout against the file's size */                          \
-    X(vocab_merges)    /* vocab.json NUL merges.txt (Hugging Face's GPT-2 files) */                                   \
-    X(encoder_bpe)     /* encoder.json NUL vocab.bpe (OpenAI's GPT-2 files) */                                        \
-    X(tokenizer_json)  /* a Hugging Face tokenizer.json (byte-level BPE) */                                           \
-    X(tokenizer_bin)   /* llama2.c's tokenizer.bin */                                                                  \
-    X(tokenizer_model) /* SentencePiece's tokenizer.model (protobuf) */                                               \
-    X(config_gpt2)     /* config.json -> GPT2Config */                                                                 \
-    X(config_llama)    /* config.json -> LlamaConfig (Llama, Mistral, Llama 3 rope_scaling) */                        \
-    X(config_gptj)     /* config.json -> GPTJConfig */                                                                 \
-    X(config_mixer)    /* config.json -> MixerConfig */                                                                \
-    X(sweep_spec)      /* a sweep spec -> its rows and each row's invert arguments */                                 \
-    X(results_lines)   /* a sweep's results.jsonl -> its lines and the summary table */                               \
-    X(trainer_state)   /* trainer_state.json -> the state a resume continues from */                                  \
-    X(corpus)          /* a corpus file (text, or .ids when the first byte is odd) -> its documents */              \
+#define INPUTREP_FUZZ_TARGETS(X)                                                                       \
+    X(safetensors)     /* a .safetensors file: header, dtypes, shapes, data ranges */                  \
+    X(shard_index)     /* model.safetensors.index.json */                                              \
+    X(llama2c_header)  /* a llama2.c checkpoint: header and layout against the file's size */          \
+    X(vocab_merges)    /* vocab.json NUL merges.txt (Hugging Face's GPT-2 files) */                    \
+    X(encoder_bpe)     /* encoder.json NUL vocab.bpe (OpenAI's GPT-2 files) */                         \
+    X(tokenizer_json)  /* a Hugging Face tokenizer.json (byte-level BPE) */                            \
+    X(tokenizer_bin)   /* llama2.c's tokenizer.bin */                                                  \
+    X(tokenizer_model) /* SentencePiece's tokenizer.model (protobuf) */                                \
+    X(config_gpt2)     /* config.json -> GPT2Config */                                                 \
+    X(config_llama)    /* config.json -> LlamaConfig (Llama, Mistral, Llama 3 rope_scaling) */         \
+    X(config_gptj)     /* config.json -> GPTJConfig */                                                 \
+    X(config_mixer)    /* config.json -> MixerConfig */                                                \
+    X(sweep_spec)      /* a sweep spec -> its rows and each row's invert arguments */                  \
+    X(results_lines)   /* a sweep's results.jsonl -> its lines and the summary table */                \
+    X(trainer_state)   /* trainer_state.json -> the state a resume continues from */                   \
+    X(corpus)          /* a corpus file (text, or .ids when the first byte is odd) -> its documents */ \
     X(target_file)     /* a .safetensors target -> the captured output invert --target compares with */
 
 namespace inputrep::fuzz {

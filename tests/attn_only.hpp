@@ -18,16 +18,21 @@ struct AttnOnlyConfig {
 
     static AttnOnlyConfig from_json(const Json& j) {
         AttnOnlyConfig c;
-        for (auto [key, value] : {std::pair{"d_vocab", &c.d_vocab}, {"n_ctx", &c.n_ctx}, {"d_model", &c.d_model},
-                                  {"n_layers", &c.n_layers}, {"n_heads", &c.n_heads}}) {
+        for (auto [key, value] : {std::pair{"d_vocab", &c.d_vocab},
+                                  {"n_ctx", &c.n_ctx},
+                                  {"d_model", &c.d_model},
+                                  {"n_layers", &c.n_layers},
+                                  {"n_heads", &c.n_heads}}) {
             *value = config_value<std::int64_t>(j, key, *value);
             require_positive("attn-only", key, double(*value));
         }
-        require(c.d_model % c.n_heads == 0, "attn-only: d_model (", c.d_model, ") must be a multiple of n_heads (", c.n_heads, ")");
+        require(c.d_model % c.n_heads == 0, "attn-only: d_model (", c.d_model, ") must be a multiple of n_heads (",
+                c.n_heads, ")");
         return c;
     }
     Json to_json() const {
-        return {{"d_vocab", d_vocab}, {"n_ctx", n_ctx}, {"d_model", d_model}, {"n_layers", n_layers}, {"n_heads", n_heads}};
+        return {
+            {"d_vocab", d_vocab}, {"n_ctx", n_ctx}, {"d_model", d_model}, {"n_layers", n_layers}, {"n_heads", n_heads}};
     }
 };
 
@@ -44,7 +49,9 @@ public:
 
     using Context = AttentionContext;
 
-    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.01, 1e-4}}; }
+    static InversionDefaults defaults() {
+        return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.01, 1e-4}};
+    }
 
     std::int64_t context_length() const { return config_.n_ctx; }
     std::int64_t d_model() const { return config_.d_model; }
@@ -54,7 +61,9 @@ public:
         return {length, {}, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
     }
     at::Tensor position_offset(std::int64_t length) const { return need(pos_, "W_pos").narrow(0, 0, length); }
-    at::Tensor final_norm(const at::Tensor& x) const { return at::layer_norm(x, {config_.d_model}, need(ln_w_, "ln_final"), ln_b_); }
+    at::Tensor final_norm(const at::Tensor& x) const {
+        return at::layer_norm(x, {config_.d_model}, need(ln_w_, "ln_final"), ln_b_);
+    }
     at::Tensor head(const at::Tensor& h) const { return at::linear(h, need(unembed_, "unembed.W_U")); }
 
     // The one list: name, slot, shape, initialisation.
@@ -88,7 +97,8 @@ private:
         auto h = ctx.variant.norms ? at::layer_norm(x, {config_.d_model}, b.ln_w, b.ln_b) : x;
         AttentionTape unused;
         const Heads heads{x.size(0), x.size(1), H, H, config_.d_model / H};
-        auto attn_out = at::linear(attention(at::linear(h, b.qkv, b.qkv_b), heads, {}, ctx.mask, unused, hook.prefix), b.out, b.out_b);
+        auto attn_out = at::linear(attention(at::linear(h, b.qkv, b.qkv_b), heads, {}, ctx.mask, unused, hook.prefix),
+                                   b.out, b.out_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         return ctx.variant.attention_residual ? x + attn_out : attn_out;
     }

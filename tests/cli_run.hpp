@@ -47,6 +47,8 @@ inline inputrep::Json cli_json(const std::string& args) {
 inline std::string vocab() { return "--vocab '" + gpt2_vocab_dir().string() + "'"; }
 
 // A mistake in the command line: exit 2 and one line.
-inline bool one_line_error(const Run& r, int status = 2) { return r.status == status && std::count(r.out.begin(), r.out.end(), '\n') == 1; }
+inline bool one_line_error(const Run& r, int status = 2) {
+    return r.status == status && std::count(r.out.begin(), r.out.end(), '\n') == 1;
+}
 
 }  // namespace testing

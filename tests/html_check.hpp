@@ -54,13 +54,14 @@ inline std::string run_python(const char* script, const std::string& document) {
     std::filesystem::create_directories(dir);
     std::ofstream(dir / "check.py") << script;
     std::ofstream(dir / "document", std::ios::binary) << document;
-    const std::string command = "python3 '" + (dir / "check.py").string() + "' '" + (dir / "document").string() + "' > '" +
-                                (dir / "out").string() + "' 2>&1";
+    const std::string command = "python3 '" + (dir / "check.py").string() + "' '" + (dir / "document").string() +
+                                "' > '" + (dir / "out").string() + "' 2>&1";
     const int status = std::system(command.c_str());
     std::stringstream out;
     out << std::ifstream(dir / "out").rdbuf();
     std::filesystem::remove_all(dir);
-    BOOST_TEST_REQUIRE(status == 0, "Python's parser rejects the document (python3 is needed for this check): " << out.str());
+    BOOST_TEST_REQUIRE(status == 0,
+                       "Python's parser rejects the document (python3 is needed for this check): " << out.str());
     return out.str();
 }
 

@@ -47,13 +47,16 @@ BOOST_AUTO_TEST_SUITE(numerics_sanitized)
 BOOST_AUTO_TEST_CASE(written_out_gradients_match_autograd) {
     at::manual_seed(3);
     for (const char* act : {"gelu", "gelu_new"}) {
-        const auto config = config_with<GPT2>(std::string("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=64,activation_function=") + act);
+        const auto config = config_with<GPT2>(
+            std::string("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=64,activation_function=") + act);
         const auto gpt2 = untrained<GPT2>(config, {}, 5, Blocks<0, 1>{});
         for (const std::int64_t tokens : {1, 6, 40}) check_block(gpt2, 32, tokens, std::string("gpt2 ") + act);
     }
     for (const std::string extra : {"", ",model_type=\"mistral\",sliding_window=3"}) {
-        const auto config = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
-                                               "num_key_value_heads=2,vocab_size=100,max_position_embeddings=64" + extra);
+        const auto config = config_with<Llama>(
+            "hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+            "num_key_value_heads=2,vocab_size=100,max_position_embeddings=64" +
+            extra);
         const auto llama = untrained<Llama>(config, {}, 5, Blocks<0, 1>{});
         for (const std::int64_t tokens : {1, 6, 40}) check_block(llama, 32, tokens, "llama" + extra);
     }

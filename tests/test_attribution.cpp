@@ -21,8 +21,8 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
-using testing::slurp;
 using testing::says;
+using testing::slurp;
 
 namespace {
 
@@ -33,7 +33,9 @@ const std::string model_folder = "models/gpt2-tiny-random";
 // The seed's example, "The wipers on the bus go swish swish", in GPT-2 ids.
 const std::vector<std::int64_t> prompt = {464, 14763, 364, 319, 262, 1323, 467, 1509, 680, 1509, 680};
 
-Model subject(at::ScalarType dtype = at::kFloat) { return load<Model>(testing::shared(model_folder), {.dtype = dtype}); }
+Model subject(at::ScalarType dtype = at::kFloat) {
+    return load<Model>(testing::shared(model_folder), {.dtype = dtype});
+}
 
 constexpr AttributionMethod all_methods[] = {AttributionMethod::gradient_x_input, AttributionMethod::occlusion,
                                              AttributionMethod::combined};
@@ -47,13 +49,16 @@ at::Tensor logits_at(const M& model, at::Tensor x, std::int64_t p) {
 }
 
 template <class M>
-at::Tensor last_logits(const M& model, const at::Tensor& x) { return logits_at(model, x, x.size(1) - 1); }
+at::Tensor last_logits(const M& model, const at::Tensor& x) {
+    return logits_at(model, x, x.size(1) - 1);
+}
 
 at::Tensor as_tensor(const std::vector<std::int64_t>& ids) { return at::tensor(ids, at::kLong); }
 
 template <class M>
 void check_every_method_scores_every_token(const M& model, const std::vector<std::int64_t>& ids) {
-    const auto own_prediction = last_logits(model, model.embed(as_tensor(ids).unsqueeze(0)))[0].argmax().template item<std::int64_t>();
+    const auto own_prediction =
+        last_logits(model, model.embed(as_tensor(ids).unsqueeze(0)))[0].argmax().template item<std::int64_t>();
     for (auto method : all_methods) {
         BOOST_TEST_CONTEXT(method_name(method)) {
             const auto r = attribute(model, ids, method);
@@ -122,7 +127,7 @@ template <class M>
 void check_gradient_against_finite_differences(const M& model, const std::vector<std::int64_t>& ids) {
     const double h = 1e-4;
     const auto T = std::int64_t(ids.size());
-    const at::Tensor a = model.embed(as_tensor(ids).unsqueeze(0));  // [1, T, d]
+    const at::Tensor a = model.embed(as_tensor(ids).unsqueeze(0));                // [1, T, d]
     const at::Tensor e = at::embedding(model.token_embedding(), as_tensor(ids));  // [T, d]
     const auto d = a.size(2);
     for (auto target : {AttributionTarget::logit_sum, AttributionTarget::predicted_logit}) {
@@ -135,7 +140,8 @@ void check_gradient_against_finite_differences(const M& model, const std::vector
                 x[2 * k + 1][t][k] -= h;
             }
             const at::Tensor logits = last_logits(model, x);
-            const at::Tensor s = (target == AttributionTarget::logit_sum ? logits.sum(-1) : logits.select(1, r.predicted)).view({d, 2});
+            const at::Tensor s =
+                (target == AttributionTarget::logit_sum ? logits.sum(-1) : logits.select(1, r.predicted)).view({d, 2});
             const at::Tensor grad = (s.select(1, 0) - s.select(1, 1)) / (2 * h);
             const double expected = (grad * e[t]).abs().sum().template item<double>();
             BOOST_TEST_INFO("target " << int(target) << ", token " << t);
@@ -154,7 +160,8 @@ std::filesystem::path chromium() {
     const std::string path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin";
     std::istringstream dirs(path);
     for (std::string dir; std::getline(dirs, dir, ':');)
-        if (!dir.empty() && std::filesystem::exists(std::filesystem::path(dir) / "chromium")) return std::filesystem::path(dir) / "chromium";
+        if (!dir.empty() && std::filesystem::exists(std::filesystem::path(dir) / "chromium"))
+            return std::filesystem::path(dir) / "chromium";
     fail("headless Chromium (chromium) is not on PATH: run scripts/setup, which installs Debian's chromium package");
 }
 
@@ -167,11 +174,12 @@ std::string run_chromium(const std::filesystem::path& dir, const std::string& na
     const std::string command = "timeout 60 '" + chromium().string() +
                                 "' --headless --no-sandbox --disable-gpu --disable-quic --no-first-run"
                                 " --disable-background-networking --disable-component-update --disable-sync"
-                                " --user-data-dir='" + profile.string() + "' " + mode + " 'file://" + page.string() + "' >'" +
-                                out.string() + "' 2>'" + err.string() + "'";
+                                " --user-data-dir='" +
+                                profile.string() + "' " + mode + " 'file://" + page.string() + "' >'" + out.string() +
+                                "' 2>'" + err.string() + "'";
     const int status = std::system(command.c_str());
-    require(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "chromium ", mode, " failed (status ", status,
-            ", 124 = timed out): ", slurp(err));
+    require(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "chromium ", mode, " failed (status ",
+            status, ", 124 = timed out): ", slurp(err));
     return slurp(out);
 }
 
@@ -229,7 +237,8 @@ BOOST_AUTO_TEST_CASE(gradient_x_input_matches_finite_differences) {
 // llama2.c file, on the reference token sequence. Its neutral token is </s>.
 BOOST_AUTO_TEST_CASE(stories260K_scores_every_token_and_later_tokens_score_zero) {
     const auto model = load<Llama>(testing::shared("models/stories260K/stories260K.bin"));
-    const auto ids = read_json(testing::shared("reference/stories260K_logits.json"))["tokens"].get<std::vector<std::int64_t>>();
+    const auto ids =
+        read_json(testing::shared("reference/stories260K_logits.json"))["tokens"].get<std::vector<std::int64_t>>();
     check_every_method_scores_every_token(model, ids);
     check_later_tokens_score_exactly_zero(model, ids, 4);
 }
@@ -244,8 +253,8 @@ BOOST_AUTO_TEST_CASE(bad_requests_are_clear_errors) {
                           says("blocks must be in [0, 2], not 3"));
     BOOST_CHECK_EXCEPTION(attribute(model, prompt, AttributionMethod::occlusion, {.neutral_id = -1}), Error,
                           says("the neutral token -1 is outside the vocabulary"));
-    BOOST_CHECK_EXCEPTION(attribute(model, std::vector<std::int64_t>{1, 1 << 20}, AttributionMethod::gradient_x_input), Error,
-                          says("token id 1048576 is outside the vocabulary"));
+    BOOST_CHECK_EXCEPTION(attribute(model, std::vector<std::int64_t>{1, 1 << 20}, AttributionMethod::gradient_x_input),
+                          Error, says("token id 1048576 is outside the vocabulary"));
     BOOST_TEST(parse_attribution_method("gradient") == AttributionMethod::gradient_x_input);
     BOOST_TEST(parse_attribution_method("combined") == AttributionMethod::combined);
     BOOST_CHECK_EXCEPTION(parse_attribution_method("saliency"), Error, says("unknown attribution method \"saliency\""));

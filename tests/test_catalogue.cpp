@@ -18,7 +18,8 @@ const GPT2& gpt2_small() {
 
 // A d = 64 GPT-2 for the structural checks: fast, same code paths.
 const GPT2& gpt2_tiny() {
-    static const GPT2 m = untrained<GPT2>(config_with<GPT2>("n_layer=3,n_embd=64,n_head=4,n_positions=64"), {}, 0, Needs{{0, 3}, true, false});
+    static const GPT2 m = untrained<GPT2>(config_with<GPT2>("n_layer=3,n_embd=64,n_head=4,n_positions=64"), {}, 0,
+                                          Needs{{0, 3}, true, false});
     return m;
 }
 
@@ -34,7 +35,8 @@ std::size_t exact_tokens(const std::vector<Result>& results) {
     return n;
 }
 
-const std::vector<std::string> prompts{"The sky is blue.", "This is a prompt sentence", "Mario, the Idea, versus Mario, the Man"};
+const std::vector<std::string> prompts{"The sky is blue.", "This is a prompt sentence",
+                                       "Mario, the Idea, versus Mario, the Man"};
 
 }  // namespace
 
@@ -65,8 +67,10 @@ BOOST_AUTO_TEST_CASE(restricted_decoding_emits_only_allowed_tokens) {
     o.steps = 20;  // far from converged: the unrestricted argmax would wander anywhere
     o.top_k = 3;
     auto r = exp.run(gpt2_tokenizer().encode("The time of day is red."), o);
-    for (auto id : r.top_k_ids()) BOOST_TEST((std::find(allowed.begin(), allowed.end(), id) != allowed.end()), "token " << id);
-    BOOST_CHECK_EXCEPTION((Restricted<>{{70000}}.prepare(gpt2_tiny().token_embedding())), Error, says("outside the vocabulary"));
+    for (auto id : r.top_k_ids())
+        BOOST_TEST((std::find(allowed.begin(), allowed.end(), id) != allowed.end()), "token " << id);
+    BOOST_CHECK_EXCEPTION((Restricted<>{{70000}}.prepare(gpt2_tiny().token_embedding())), Error,
+                          says("outside the vocabulary"));
 }
 
 // Normed reads an input as the first block's norm does: every a·e + b (a > 0) decodes as e does,
@@ -81,7 +85,8 @@ BOOST_AUTO_TEST_CASE(normed_decoding_ignores_what_a_layer_norm_erases) {
     BOOST_TEST(at::equal(normed.scores(moved).argmax(-1), ids));
     BOOST_TEST(at::allclose(normed.scores(moved), normed.scores(e), 1e-4, 1e-5));
     BOOST_TEST(!at::equal(pinv.scores(moved).argmax(-1), ids));
-    BOOST_TEST(std::holds_alternative<Normed>(parse_decoder("normed", [](std::string_view) { return std::vector<std::int64_t>{}; }).decoder));
+    BOOST_TEST(std::holds_alternative<Normed>(
+        parse_decoder("normed", [](std::string_view) { return std::vector<std::int64_t>{}; }).decoder));
 }
 
 BOOST_AUTO_TEST_CASE(vocabulary_space_runs_end_to_end) {
@@ -92,8 +97,8 @@ BOOST_AUTO_TEST_CASE(vocabulary_space_runs_end_to_end) {
     o.lr_start = 0.1;
     auto ids = gpt2_tokenizer().encode("The sky is blue.");
     auto r = exp.run(ids, o);
-    BOOST_TEST_MESSAGE("direct: " << r.exact_tokens() << "/" << ids.size() << " exact, distance " << r.distance() << " shifted "
-                                  << r.shifted_distance());
+    BOOST_TEST_MESSAGE("direct: " << r.exact_tokens() << "/" << ids.size() << " exact, distance " << r.distance()
+                                  << " shifted " << r.shifted_distance());
     BOOST_TEST(r.ids().size() == ids.size());
     BOOST_TEST(r.trace()(200) < r.trace()(0));
 }
@@ -145,7 +150,8 @@ BOOST_AUTO_TEST_CASE(bidirectional_slices_see_later_tokens) {
     auto y = x.clone();
     y[0][3] = at::randn({64});  // not a constant shift: LayerNorm would remove that
     auto ctx = m.context(4, Bidirectional<Blocks<0, 1>>{}.causal());
-    BOOST_TEST(!at::allclose(apply_slice(Blocks<0, 1>{}, m, x, ctx)[0][0], apply_slice(Blocks<0, 1>{}, m, y, ctx)[0][0]));
+    BOOST_TEST(
+        !at::allclose(apply_slice(Blocks<0, 1>{}, m, x, ctx)[0][0], apply_slice(Blocks<0, 1>{}, m, y, ctx)[0][0]));
     Experiment<GPT2, Bidirectional<Blocks<0, 1>>> exp{gpt2_tiny()};
     RunOptions o;
     o.steps = 200;
@@ -190,7 +196,8 @@ BOOST_AUTO_TEST_SUITE(catalogue_mixer)
 // recovers the prompt from all its outputs. Comparing outputs 1.. only, token 0 must come through
 // the triangular token mixing alone: measured, it is not recovered (the seed: "Cario", "Marario").
 BOOST_AUTO_TEST_CASE(flat_mixer_recovers_all_tokens_but_not_the_masked_first) {
-    auto config = config_with<Mixer>("hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=50257,token_mixing=\"flat\"");
+    auto config = config_with<Mixer>(
+        "hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=50257,token_mixing=\"flat\"");
     auto mixer = untrained<Mixer>(config, {}, 0, Blocks<0, 1>{});
     const auto ids = gpt2_tokenizer().encode("Mario, the Idea, versus Mario, the Man");
     auto all = Experiment<Mixer, Blocks<0, 1>>{mixer}.run(ids);
@@ -228,13 +235,15 @@ BOOST_AUTO_TEST_CASE(outputs_after_the_first_are_matched_with_any_first_token) {
                 for (std::int64_t i = 1; i < n; ++i) {
                     const auto ctx = mixer.context(i + 1, true);
                     for (int step = 0; step < 200; ++step) {
-                        const at::Tensor r = mixer.block(0, x.narrow(1, 0, i + 1), ctx).select(1, i) - target.select(1, i);
+                        const at::Tensor r =
+                            mixer.block(0, x.narrow(1, 0, i + 1), ctx).select(1, i) - target.select(1, i);
                         if (r.abs().max().item<double>() < 1e-6) break;
                         x.select(1, i) -= r;
                     }
                 }
                 const at::Tensor later = x.narrow(1, 1, n - 1), e_later = e.narrow(1, 1, n - 1);
-                const double mismatch = (mixer.block(0, x, mixer.context(n, true)) - target).narrow(1, 1, n - 1).abs().max().item<double>();
+                const double mismatch =
+                    (mixer.block(0, x, mixer.context(n, true)) - target).narrow(1, 1, n - 1).abs().max().item<double>();
                 const double moved = ((later - e_later).norm(2, -1) / e_later.norm(2, -1)).max().item<double>();
                 BOOST_TEST_MESSAGE(shape << ", first input \"" << first << "\": outputs 1.. matched to " << mismatch
                                          << "; inputs 1.. moved at most " << moved << " of their embedding's norm");

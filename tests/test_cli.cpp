@@ -34,15 +34,18 @@ BOOST_AUTO_TEST_CASE(hidden_reproduces_the_reference_layout) {
     BOOST_TEST(out["tokens"] == ref["tokens"]);
     // The cache keyed by hook name, as TransformerLens's run_with_cache: reference state 0 is block
     // 0's input, state l the output of block l-1.
-    for (auto hook : {"hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.hook_resid_mid",
-                      "blocks.0.hook_mlp_out", "blocks.1.hook_resid_post", "ln_final.hook_normalized"})
+    for (auto hook :
+         {"hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.hook_attn_out",
+          "blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out", "blocks.1.hook_resid_post", "ln_final.hook_normalized"})
         BOOST_TEST(out.contains(hook), hook);
     double worst = 0;
     for (std::size_t l = 0; l < ref["hidden_states"].size(); ++l) {
-        const auto key = l == 0 ? std::string("blocks.0.hook_resid_pre") : "blocks." + std::to_string(l - 1) + ".hook_resid_post";
+        const auto key =
+            l == 0 ? std::string("blocks.0.hook_resid_pre") : "blocks." + std::to_string(l - 1) + ".hook_resid_post";
         for (std::size_t t = 0; t < ref["tokens"].size(); ++t)
             for (std::size_t d = 0; d < 64; ++d)
-                worst = std::max(worst, std::abs(out[key][t][d].get<double>() - ref["hidden_states"][l][t][d].get<double>()));
+                worst = std::max(worst,
+                                 std::abs(out[key][t][d].get<double>() - ref["hidden_states"][l][t][d].get<double>()));
     }
     BOOST_TEST(worst < 1e-4);
     BOOST_TEST(out["logits"][0].size() == 50257u);
@@ -52,7 +55,8 @@ BOOST_AUTO_TEST_CASE(hidden_reproduces_the_reference_layout) {
 BOOST_AUTO_TEST_CASE(invert_small_untrained_model) {
     auto out = cli_json("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab() +
                         " --prompt 'The sky is blue.' --steps 300 --stats");
-    for (auto key : {"ids", "top_k", "decoded", "exact", "distance", "shifted_distance", "trace", "steps_per_second", "peak_rss_bytes"})
+    for (auto key : {"ids", "top_k", "decoded", "exact", "distance", "shifted_distance", "trace", "steps_per_second",
+                     "peak_rss_bytes"})
         BOOST_TEST(out.contains(key), key);
     BOOST_TEST(out["top_k"].size() == 5u);
     BOOST_TEST(out["trace"].size() == 301u);
@@ -61,9 +65,11 @@ BOOST_AUTO_TEST_CASE(invert_small_untrained_model) {
 }
 
 BOOST_AUTO_TEST_CASE(invalid_options_exit_2_with_one_line) {
-    for (auto args : {"invert --untrained gpt2 --prompt x --metric manhattan", "invert --untrained gpt2 --prompt x --blocks 3:1",
-                      "invert --untrained gpt2 --prompt x --steps many", "invert --untrained gpt2 --prompt x --bogus",
-                      "invert --prompt x", "hidden --untrained gpt2", "tokenize", "frobnicate", "invert --untrained gpt2 --prompt x --mask tokens:4:2"}) {
+    for (auto args :
+         {"invert --untrained gpt2 --prompt x --metric manhattan", "invert --untrained gpt2 --prompt x --blocks 3:1",
+          "invert --untrained gpt2 --prompt x --steps many", "invert --untrained gpt2 --prompt x --bogus",
+          "invert --prompt x", "hidden --untrained gpt2", "tokenize", "frobnicate",
+          "invert --untrained gpt2 --prompt x --mask tokens:4:2"}) {
         auto r = run_cli(args);
         BOOST_TEST_INFO(args << " -> " << r.out);
         BOOST_TEST(one_line_error(r));
@@ -86,13 +92,15 @@ BOOST_AUTO_TEST_CASE(bad_input_is_a_clear_error) {
 }
 
 BOOST_AUTO_TEST_CASE(invert_takes_every_policy_axis) {
-    const std::string tiny = "invert --untrained gpt2:n_layer=2,n_embd=64,n_head=4,n_positions=32 " + vocab() + " --steps 60";
+    const std::string tiny =
+        "invert --untrained gpt2:n_layer=2,n_embd=64,n_head=4,n_positions=32 " + vocab() + " --steps 60";
     auto dir = std::filesystem::temp_directory_path() / ("inputrep-cli-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     auto report = (dir / "run.html").string();
-    for (std::string extra : {"--space vocabulary --init-scale 1", "--decode nearest", "--metric combined:0.5:1 --optimizer gd",
-                              "--slice no-norm,bidirectional --mask tokens:1:end,neurons:0:32", "--slice attention:1",
-                              "--blocks 0:1 --slice concat:1:2", "--optimizer sequential:adam --restarts 2", "--early-stop"}) {
+    for (std::string extra :
+         {"--space vocabulary --init-scale 1", "--decode nearest", "--metric combined:0.5:1 --optimizer gd",
+          "--slice no-norm,bidirectional --mask tokens:1:end,neurons:0:32", "--slice attention:1",
+          "--blocks 0:1 --slice concat:1:2", "--optimizer sequential:adam --restarts 2", "--early-stop"}) {
         auto out = cli_json(tiny + " --prompt 'The sky is blue.' " + extra);
         BOOST_TEST_INFO(extra);
         BOOST_TEST(out["trace"].size() >= 2u);
@@ -101,7 +109,8 @@ BOOST_AUTO_TEST_CASE(invert_takes_every_policy_axis) {
     auto allowed = testing::gpt2_tokenizer().encode("red blue sky");
     auto out = cli_json(tiny + " --prompt 'The sky is blue.' --decode 'restricted:red blue sky' --top-k 2");
     for (auto& line : out["top_k"])
-        for (auto& id : line) BOOST_TEST((std::find(allowed.begin(), allowed.end(), id.get<std::int64_t>()) != allowed.end()));
+        for (auto& id : line)
+            BOOST_TEST((std::find(allowed.begin(), allowed.end(), id.get<std::int64_t>()) != allowed.end()));
     auto batch = dir / "prompts.txt";
     std::ofstream(batch) << "The sky is blue.\nThis is a prompt sentence\nMario, the Idea\n";
     out = cli_json(tiny + " --batch '" + batch.string() + "' --report '" + report + "'");
@@ -116,14 +125,16 @@ BOOST_AUTO_TEST_CASE(invert_takes_every_policy_axis) {
 // The seed author's conventions as options: wpe[0] at every position, a start with a mean, and the
 // direct method decoded through (x·W)·W⁺.
 BOOST_AUTO_TEST_CASE(invert_takes_the_author_s_conventions) {
-    const std::string tiny = "invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab() + " --prompt 'The sky is blue.'";
+    const std::string tiny = "invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab() +
+                             " --prompt 'The sky is blue.'";
     // wpe[0] everywhere is a different target (the shifted distance is the target's), still recovered:
     // decoding subtracts what was added.
     const auto plain = cli_json(tiny + " --steps 300"), legacy = cli_json(tiny + " --steps 300 --legacy-positions");
     BOOST_TEST(plain["shifted_distance"].get<double>() != legacy["shifted_distance"].get<double>());
     BOOST_TEST(legacy["exact"].get<bool>(), legacy["decoded"]);
     // The same noise moved by the mean: the distance before the first step differs.
-    const auto centred = cli_json(tiny + " --steps 1 --init-scale 0.05"), shifted = cli_json(tiny + " --steps 1 --init-scale 0.05 --init-mean 0.5");
+    const auto centred = cli_json(tiny + " --steps 1 --init-scale 0.05"),
+               shifted = cli_json(tiny + " --steps 1 --init-scale 0.05 --init-mean 0.5");
     BOOST_TEST(centred["trace"][0].get<double>() < shifted["trace"][0].get<double>());
     // The direct method: the model sees x only through x·W, so argmax(x) keeps the N(0, 1) start
     // while (x·W)·W⁺ finds the prompt.
@@ -131,22 +142,24 @@ BOOST_AUTO_TEST_CASE(invert_takes_the_author_s_conventions) {
     const auto argmax = cli_json(direct), projected = cli_json(direct + " --decode direct-pinv");
     BOOST_TEST(projected["exact"].get<bool>(), projected["decoded"]);
     BOOST_TEST(argmax["exact_tokens"].get<int>() == 0, argmax["decoded"]);
-    BOOST_TEST(cli_json(tiny + " --space vocabulary:pinv-target --decode direct-pinv --steps 200")["exact"].get<bool>());
+    BOOST_TEST(
+        cli_json(tiny + " --space vocabulary:pinv-target --decode direct-pinv --steps 200")["exact"].get<bool>());
     // The seed's padding to the context: the prompt's 5 tokens then <|endoftext|> (50256) to 8, every
     // position inverted and compared.
-    const auto padded = cli_json(tiny + " --steps 1 --pad-to 8"), padded_with = cli_json(tiny + " --steps 1 --pad-to 8:13");
+    const auto padded = cli_json(tiny + " --steps 1 --pad-to 8"),
+               padded_with = cli_json(tiny + " --steps 1 --pad-to 8:13");
     BOOST_TEST(padded["target"].size() == 8u);
     BOOST_TEST(padded["target"][7].get<int>() == 50256);
     BOOST_TEST(padded_with["target"][5].get<int>() == 13);
     BOOST_TEST(padded["target"][4] == padded_with["target"][4]);
-    for (auto args : {" --decode direct-pinv", " --space vocabulary:one-hot", " --init-mean nan", " --pad-to 4", " --pad-to 8:60000",
-                      " --pad-to 0"}) {
+    for (auto args : {" --decode direct-pinv", " --space vocabulary:one-hot", " --init-mean nan", " --pad-to 4",
+                      " --pad-to 8:60000", " --pad-to 0"}) {
         const auto r = run_cli(tiny + args);
         BOOST_TEST_INFO(args << " -> " << r.out);
         BOOST_TEST(one_line_error(r));
     }
-    const auto r = run_cli("invert --untrained llama:hidden_size=32,num_attention_heads=4,num_hidden_layers=1 " + vocab() +
-                           " --prompt sky --legacy-positions");
+    const auto r = run_cli("invert --untrained llama:hidden_size=32,num_attention_heads=4,num_hidden_layers=1 " +
+                           vocab() + " --prompt sky --legacy-positions");
     BOOST_TEST(one_line_error(r), r.out);
     BOOST_TEST(r.out.find("--legacy-positions is GPT-2's") != std::string::npos, r.out);
 }
@@ -160,8 +173,8 @@ BOOST_AUTO_TEST_CASE(attribute_and_bandwidth) {
     BOOST_TEST(out["d_model"] == 64);
     BOOST_TEST(out["k"].get<int>() <= 64);
     BOOST_TEST(out["curve"].size() >= 8u);
-    for (auto args : {"attribute --untrained gpt2 --prompt x --method shapley", "bandwidth --untrained gpt2 --prompt x --slice no-norm",
-                      "attribute --untrained gpt2"}) {
+    for (auto args : {"attribute --untrained gpt2 --prompt x --method shapley",
+                      "bandwidth --untrained gpt2 --prompt x --slice no-norm", "attribute --untrained gpt2"}) {
         auto r = run_cli(args);
         BOOST_TEST_INFO(args << " -> " << r.out);
         BOOST_TEST(one_line_error(r));
@@ -174,10 +187,12 @@ BOOST_AUTO_TEST_CASE(generate_reproduces_llama2c_from_both_loaders) {
     auto ref = read_json(testing::shared("reference/stories260K_logits.json"));
     auto greedy = ref["greedy_from_bos"].get<std::vector<std::int64_t>>();
     const int steps = 20;
-    for (auto model : {testing::shared("models/stories260K/stories260K.bin"), testing::shared("models/stories260K/hf")}) {
+    for (auto model :
+         {testing::shared("models/stories260K/stories260K.bin"), testing::shared("models/stories260K/hf")}) {
         auto out = cli_json("generate --model '" + model.string() + "' --ids 1 --steps " + std::to_string(steps));
         BOOST_TEST_INFO(model);
-        BOOST_TEST(out["ids"].get<std::vector<std::int64_t>>() == std::vector<std::int64_t>(greedy.begin(), greedy.begin() + steps + 1));
+        BOOST_TEST(out["ids"].get<std::vector<std::int64_t>>() ==
+                   std::vector<std::int64_t>(greedy.begin(), greedy.begin() + steps + 1));
     }
     auto r = run_cli("generate --untrained llama --ids 1 --steps 0");
     BOOST_TEST(one_line_error(r));
@@ -198,8 +213,10 @@ BOOST_AUTO_TEST_CASE(every_subcommand_has_help) {
 BOOST_AUTO_TEST_CASE(invert_writes_its_traces_and_top_k_as_csv) {
     const auto dir = std::filesystem::temp_directory_path() / "inputrep_cli_csv";
     std::filesystem::remove_all(dir);
-    auto out = cli_json("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4 " + vocab() + " --prompt 'The sky is blue.' --steps 20 --restarts 2 "
-                        "--top-k 3 --csv '" + dir.string() + "'");
+    auto out = cli_json("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4 " + vocab() +
+                        " --prompt 'The sky is blue.' --steps 20 --restarts 2 "
+                        "--top-k 3 --csv '" +
+                        dir.string() + "'");
     auto lines = [](const std::filesystem::path& f) {
         std::ifstream in(f);
         std::vector<std::string> all;
@@ -219,13 +236,18 @@ BOOST_AUTO_TEST_CASE(invert_writes_its_traces_and_top_k_as_csv) {
 // of a draw by "the optimiser's start" needs both held apart (--seed alone sets both).
 BOOST_AUTO_TEST_CASE(weights_seed_holds_the_model_while_seed_moves_the_start) {
     const std::string model = " --untrained gpt2:n_layer=1,n_embd=32,n_head=4,n_positions=8 " + vocab();
-    auto hidden = [&](const std::string& seeds) { return cli_json("hidden" + model + " --ids 464,6766,318 " + seeds)["blocks.0.hook_resid_post"]; };
+    auto hidden = [&](const std::string& seeds) {
+        return cli_json("hidden" + model + " --ids 464,6766,318 " + seeds)["blocks.0.hook_resid_post"];
+    };
     BOOST_TEST(hidden("--seed 0 --weights-seed 5") == hidden("--seed 1 --weights-seed 5"));
     BOOST_TEST(hidden("--seed 5") == hidden("--seed 1 --weights-seed 5"));
     BOOST_TEST(hidden("--seed 0") != hidden("--seed 1"));
-    auto trace = [&](const std::string& seeds) { return cli_json("invert" + model + " --prompt 'The sky' --steps 3 " + seeds)["trace"]; };
+    auto trace = [&](const std::string& seeds) {
+        return cli_json("invert" + model + " --prompt 'The sky' --steps 3 " + seeds)["trace"];
+    };
     BOOST_TEST(trace("--seed 0 --weights-seed 5") != trace("--seed 1 --weights-seed 5"));
-    BOOST_TEST(one_line_error(run_cli("hidden --model '" + testing::shared("models/gpt2-tiny-random").string() + "' --ids 1 --weights-seed 2")));
+    BOOST_TEST(one_line_error(run_cli("hidden --model '" + testing::shared("models/gpt2-tiny-random").string() +
+                                      "' --ids 1 --weights-seed 2")));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

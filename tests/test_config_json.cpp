@@ -23,12 +23,15 @@ BOOST_AUTO_TEST_CASE(integer_keys_take_only_integers_that_fit) {
     BOOST_TEST(config_value<std::int64_t>(config, "b", 0) == 4096);  // many writers print integers as doubles
     BOOST_TEST(config_value<std::int64_t>(config, "f", 0) == -3);
     BOOST_TEST(config_value<std::int64_t>(config, "absent", 7) == 7);
-    BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "c", 0), Error, says("\"c\" is 1.1e+87, not an integer in ["));
+    BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "c", 0), Error,
+                          says("\"c\" is 1.1e+87, not an integer in ["));
     BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "d", 0), Error, says("\"d\" is 2.5, not an integer"));
-    BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "e", 0), Error, says("\"e\" is 9223372036854775808, not an integer"));
+    BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "e", 0), Error,
+                          says("\"e\" is 9223372036854775808, not an integer"));
     BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "h", 0), Error, says("not an integer"));
     BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "i", 0), Error, says("not an integer"));
-    BOOST_CHECK_EXCEPTION(config_value<int>(config, "j", 0), Error, says("\"j\" is 3000000000, not an integer in [-2147483648, 2147483647]"));
+    BOOST_CHECK_EXCEPTION(config_value<int>(config, "j", 0), Error,
+                          says("\"j\" is 3000000000, not an integer in [-2147483648, 2147483647]"));
     BOOST_CHECK_EXCEPTION(config_value<std::int64_t>(config, "g", 0), Error, says("\"g\" has the wrong type"));
     BOOST_TEST(config_value<double>(config, "c", 0.0) == 1.1e87);
 }

@@ -44,8 +44,8 @@ at::Device device_under_test() {
         require(torch::cuda::is_available(), "the device suite runs on CUDA (INPUTREP_DEVICE=", device_name(),
                 "), but this process sees no CUDA device: is this torch built with CUDA, and is a GPU visible?");
         if (!device.has_index()) device = at::Device(at::kCUDA, 0);
-        require(device.index() < static_cast<int>(torch::cuda::device_count()), "INPUTREP_DEVICE=", device_name(), " but only ",
-                torch::cuda::device_count(), " CUDA device(s) are visible");
+        require(device.index() < static_cast<int>(torch::cuda::device_count()), "INPUTREP_DEVICE=", device_name(),
+                " but only ", torch::cuda::device_count(), " CUDA device(s) are visible");
     }
     return device;
 }
@@ -81,9 +81,9 @@ double norm_error(const at::Tensor& got, const at::Tensor& expected) {
     return (g - e).norm().item<double>() / std::max(e.norm().item<double>(), 1e-30);
 }
 
-constexpr double f32_tolerance = 1e-4;   // max_error, f32 on the device against f32 on the CPU
-constexpr double bf16_tolerance = 0.1;   // norm_error, bf16 on the device against f32 on the CPU (stories260K's last
-                                         // mlp_out is 6% off in bf16 on the CPU itself)
+constexpr double f32_tolerance = 1e-4;  // max_error, f32 on the device against f32 on the CPU
+constexpr double bf16_tolerance = 0.1;  // norm_error, bf16 on the device against f32 on the CPU (stories260K's last
+                                        // mlp_out is 6% off in bf16 on the CPU itself)
 
 // The device result against the CPU's: every hook point of the forward pass, then the logits.
 void check_close(const at::Tensor& got, const at::Tensor& expected, at::ScalarType dtype, const std::string& what) {
@@ -117,7 +117,8 @@ at::Tensor random_ids(std::int64_t vocab, std::int64_t batch, std::int64_t lengt
 
 // The whole forward pass of `on_device` against `on_cpu` (the same weights in f32 on the CPU).
 template <class M>
-void check_forward(const M& on_cpu, const M& on_device, const at::Tensor& ids, at::ScalarType dtype, const std::string& what) {
+void check_forward(const M& on_cpu, const M& on_device, const at::Tensor& ids, at::ScalarType dtype,
+                   const std::string& what) {
     ActivationCache expected, got;
     const at::Tensor logits_cpu = on_cpu.run_with_cache(ids, expected);
     const at::Tensor logits = on_device.run_with_cache(ids.to(on_device.placement().device), got);
@@ -182,10 +183,12 @@ void check_input_gradient(const M& cpu, const M& on_device, std::int64_t d, cons
             const at::Tensor cpu_got = cpu.block_input_grad(0, dy_cpu, cpu_ctx, cpu_tape);
             if (dtype == at::kFloat) {
                 BOOST_TEST(max_error(y, on_device.block(0, x, ctx)) < 1e-6);
-                BOOST_TEST(max_error(got, expected) < f32_tolerance, "written-out vs autograd " << max_error(got, expected));
+                BOOST_TEST(max_error(got, expected) < f32_tolerance,
+                           "written-out vs autograd " << max_error(got, expected));
                 BOOST_TEST(max_error(got, cpu_got) < f32_tolerance, "device vs CPU " << max_error(got, cpu_got));
             } else {
-                BOOST_TEST(norm_error(got, expected) < bf16_tolerance, "written-out vs autograd " << norm_error(got, expected));
+                BOOST_TEST(norm_error(got, expected) < bf16_tolerance,
+                           "written-out vs autograd " << norm_error(got, expected));
                 BOOST_TEST(norm_error(got, cpu_got) < bf16_tolerance, "device vs CPU " << norm_error(got, cpu_got));
             }
         }
@@ -229,15 +232,19 @@ BOOST_AUTO_TEST_CASE(gpt2_checkpoint_loads_straight_to_the_device_and_matches_th
     // A slice loads only its blocks, on the device too.
     const auto slice = load<GPT2>(folder, f32(), Blocks<1, 2>{});
     const auto x = at::randn({1, 4, cpu.d_model()});
-    check_close(slice.block(1, x.to(device), slice.context(4, true)), cpu.block(1, x, cpu.context(4, true)), at::kFloat, "block 1 alone");
+    check_close(slice.block(1, x.to(device), slice.context(4, true)), cpu.block(1, x, cpu.context(4, true)), at::kFloat,
+                "block 1 alone");
 }
 
 BOOST_AUTO_TEST_CASE(stories260K_loads_straight_to_the_device_from_both_formats) {
     const auto bin = testing::shared("models/stories260K/stories260K.bin");
     const auto folder = testing::shared("models/stories260K/hf");
     const auto cpu = load<Llama>(folder);
-    const auto ids = at::tensor(read_json(testing::shared("reference/stories260K_logits.json"))["tokens"].get<std::vector<std::int64_t>>(),
-                                at::kLong).unsqueeze(0);
+    const auto ids =
+        at::tensor(
+            read_json(testing::shared("reference/stories260K_logits.json"))["tokens"].get<std::vector<std::int64_t>>(),
+            at::kLong)
+            .unsqueeze(0);
     for (auto dtype : {at::kFloat, at::kBFloat16}) {
         for (const auto& path : {folder, bin}) {
             const auto model = load<Llama>(path, in(dtype));
@@ -252,19 +259,30 @@ BOOST_AUTO_TEST_CASE(stories260K_loads_straight_to_the_device_from_both_formats)
 
 BOOST_AUTO_TEST_CASE(untrained_families_match_the_cpu) {
     check_untrained<GPT2>(*this, "n_layer=2,n_embd=64,n_head=4,vocab_size=300,n_positions=16", 9);
-    check_untrained<Llama>(*this, "hidden_size=64,intermediate_size=96,num_hidden_layers=2,num_attention_heads=8,num_key_value_heads=4,"
-                                  "vocab_size=300,max_position_embeddings=16", 9);
-    check_untrained<Llama>(*this, "model_type=\"mistral\",sliding_window=3,hidden_size=64,intermediate_size=96,num_hidden_layers=2,"
-                                  "num_attention_heads=4,num_key_value_heads=2,vocab_size=300,max_position_embeddings=16", 9);
+    check_untrained<Llama>(
+        *this,
+        "hidden_size=64,intermediate_size=96,num_hidden_layers=2,num_attention_heads=8,num_key_value_heads=4,"
+        "vocab_size=300,max_position_embeddings=16",
+        9);
+    check_untrained<Llama>(
+        *this,
+        "model_type=\"mistral\",sliding_window=3,hidden_size=64,intermediate_size=96,num_hidden_layers=2,"
+        "num_attention_heads=4,num_key_value_heads=2,vocab_size=300,max_position_embeddings=16",
+        9);
     check_untrained<GPTJ>(*this, "n_layer=2,n_embd=64,n_head=4,rotary_dim=8,vocab_size=300,n_positions=16", 9);
-    check_untrained<Mixer>(*this, "hidden_size=32,num_hidden_layers=2,context_length=12,vocab_size=50,token_mixing=flat", 12);
-    check_untrained<Mixer>(*this, "hidden_size=32,num_hidden_layers=2,context_length=12,vocab_size=50,token_mixing=expanded,expansion_factor=2", 12);
+    check_untrained<Mixer>(*this,
+                           "hidden_size=32,num_hidden_layers=2,context_length=12,vocab_size=50,token_mixing=flat", 12);
+    check_untrained<Mixer>(
+        *this,
+        "hidden_size=32,num_hidden_layers=2,context_length=12,vocab_size=50,token_mixing=expanded,expansion_factor=2",
+        12);
 }
 
 // save_safetensors from the device, loaded back straight to the device: the same tensors, bitwise.
 BOOST_AUTO_TEST_CASE(a_sharded_checkpoint_saved_from_the_device_loads_back_to_it) {
-    const auto config = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=3,num_attention_heads=4,"
-                                           "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16");
+    const auto config = config_with<Llama>(
+        "hidden_size=32,intermediate_size=48,num_hidden_layers=3,num_attention_heads=4,"
+        "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16");
     const auto model = untrained<Llama>(config, f32(), 11, Needs{{0, 3}, true, true});
     const auto dir = testing::temp_dir("device-round-trip");
     save_safetensors(model, dir, {.max_shard_bytes = 64 << 10});
@@ -285,14 +303,17 @@ BOOST_AUTO_TEST_CASE(gpt2_written_out_input_gradient_matches_autograd_on_the_dev
         gpt2.gelu_tanh = tanh;
         const auto cpu = untrained<GPT2>(gpt2, {}, 5, Blocks<0, 1>{});
         for (auto dtype : {at::kFloat, at::kBFloat16})
-            check_input_gradient(cpu, untrained<GPT2>(gpt2, in(dtype), 5, Blocks<0, 1>{}), 32, tanh ? "gpt2 gelu_new" : "gpt2 gelu");
+            check_input_gradient(cpu, untrained<GPT2>(gpt2, in(dtype), 5, Blocks<0, 1>{}), 32,
+                                 tanh ? "gpt2 gelu_new" : "gpt2 gelu");
     }
 }
 
 BOOST_AUTO_TEST_CASE(llama_written_out_input_gradient_matches_autograd_on_the_device) {
     for (std::string extra : {"", ",model_type=\"mistral\",sliding_window=3"}) {
-        const auto llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
-                                              "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16" + extra);
+        const auto llama = config_with<Llama>(
+            "hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+            "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16" +
+            extra);
         const auto cpu = untrained<Llama>(llama, {}, 5, Blocks<0, 1>{});
         for (auto dtype : {at::kFloat, at::kBFloat16})
             check_input_gradient(cpu, untrained<Llama>(llama, in(dtype), 5, Blocks<0, 1>{}), 32, "llama" + extra);
@@ -305,8 +326,9 @@ BOOST_AUTO_TEST_CASE(gpt2_block_0_recovers_the_prompt_exactly_in_f32) {
     Experiment<GPT2, Blocks<0, 1>> exp{untrained<GPT2>(GPT2Config{}, f32(), 0, Blocks<0, 1>{})};
     exp.with_tokenizer(tok);
     const auto r = exp.run(tok.encode(sky));
-    BOOST_TEST_MESSAGE("gpt2 block 0 f32 on " << device << ": " << r.decoded() << " | distance " << r.distance() << " shifted "
-                                               << r.shifted_distance() << " | " << r.steps_per_second() << " steps/s");
+    BOOST_TEST_MESSAGE("gpt2 block 0 f32 on " << device << ": " << r.decoded() << " | distance " << r.distance()
+                                              << " shifted " << r.shifted_distance() << " | " << r.steps_per_second()
+                                              << " steps/s");
     BOOST_TEST(r.exact());
     BOOST_TEST(r.decoded() == sky);
     BOOST_TEST(r.distance() < r.shifted_distance());
@@ -316,7 +338,8 @@ BOOST_AUTO_TEST_CASE(gpt2_block_0_recovers_the_prompt_exactly_in_f32) {
 // A batch of prompts with restarts, and the autograd path (GPT-J has no written-out gradient).
 BOOST_AUTO_TEST_CASE(batches_restarts_and_the_autograd_path_run_on_the_device) {
     const auto& tok = testing::gpt2_tokenizer();
-    auto small = untrained<GPT2>(config_with<GPT2>("n_layer=2,n_embd=64,n_head=4,n_positions=32"), f32(), 3, Blocks<0, 2>{});
+    auto small =
+        untrained<GPT2>(config_with<GPT2>("n_layer=2,n_embd=64,n_head=4,n_positions=32"), f32(), 3, Blocks<0, 2>{});
     Experiment<GPT2, Blocks<0, 2>> exp{small};
     RunOptions o;
     o.restarts = 2;
@@ -325,10 +348,11 @@ BOOST_AUTO_TEST_CASE(batches_restarts_and_the_autograd_path_run_on_the_device) {
         BOOST_TEST(r.batch() == 4);
         BOOST_TEST(r.distance() < r.shifted_distance());
     }
-    const auto gptj = untrained<GPTJ>(config_with<GPTJ>("n_layer=1,n_embd=64,n_head=4,rotary_dim=8"), f32(), 0, Blocks<0, 1>{});
+    const auto gptj =
+        untrained<GPTJ>(config_with<GPTJ>("n_layer=1,n_embd=64,n_head=4,rotary_dim=8"), f32(), 0, Blocks<0, 1>{});
     const auto r = Experiment<GPTJ, Blocks<0, 1>>{gptj}.run(tok.encode(sky));
-    BOOST_TEST_MESSAGE("gptj block 0 f32 (autograd) on " << device << ": " << r.exact_tokens() << "/5 exact, distance " << r.distance()
-                                                          << " shifted " << r.shifted_distance());
+    BOOST_TEST_MESSAGE("gptj block 0 f32 (autograd) on " << device << ": " << r.exact_tokens() << "/5 exact, distance "
+                                                         << r.distance() << " shifted " << r.shifted_distance());
     BOOST_TEST(r.exact());
 }
 
@@ -340,8 +364,9 @@ BOOST_AUTO_TEST_CASE(gpt2_bf16_inversion_runs_and_lowers_the_distance) {
     o.steps = 300;
     Experiment<GPT2, Blocks<0, 1>> exp{untrained<GPT2>(GPT2Config{}, bf16(), 0, Blocks<0, 1>{})};
     const auto r = exp.run(tok.encode(sky), o);
-    BOOST_TEST_MESSAGE("gpt2 block 0 bf16 on " << device << ": " << r.exact_tokens() << "/5 exact, distance " << r.trace()(0) << " -> "
-                                                << r.distance() << " (shifted " << r.shifted_distance() << ")");
+    BOOST_TEST_MESSAGE("gpt2 block 0 bf16 on " << device << ": " << r.exact_tokens() << "/5 exact, distance "
+                                               << r.trace()(0) << " -> " << r.distance() << " (shifted "
+                                               << r.shifted_distance() << ")");
     BOOST_TEST(std::isfinite(r.distance()));
     BOOST_TEST(r.distance() < 0.5 * r.trace()(0));
 }
@@ -349,13 +374,15 @@ BOOST_AUTO_TEST_CASE(gpt2_bf16_inversion_runs_and_lowers_the_distance) {
 BOOST_AUTO_TEST_CASE(llama_bf16_inversion_runs_and_lowers_the_distance) {
     RunOptions o;
     o.steps = 300;
-    const auto config = config_with<Llama>("hidden_size=64,intermediate_size=172,num_hidden_layers=1,num_attention_heads=8,"
-                                           "num_key_value_heads=4,vocab_size=512");
+    const auto config = config_with<Llama>(
+        "hidden_size=64,intermediate_size=172,num_hidden_layers=1,num_attention_heads=8,"
+        "num_key_value_heads=4,vocab_size=512");
     Experiment<Llama, Blocks<0, 1>> exp{untrained<Llama>(config, bf16(), 0, Blocks<0, 1>{})};
     const std::vector<std::int64_t> prompt{5, 101, 17, 300, 42, 7, 250, 99};
     const auto r = exp.run(prompt, o);
-    BOOST_TEST_MESSAGE("llama-64 block 0 bf16 on " << device << ": " << r.exact_tokens() << "/8 exact, distance " << r.trace()(0)
-                                                    << " -> " << r.distance() << " (shifted " << r.shifted_distance() << ")");
+    BOOST_TEST_MESSAGE("llama-64 block 0 bf16 on " << device << ": " << r.exact_tokens() << "/8 exact, distance "
+                                                   << r.trace()(0) << " -> " << r.distance() << " (shifted "
+                                                   << r.shifted_distance() << ")");
     BOOST_TEST(std::isfinite(r.distance()));
     BOOST_TEST(r.distance() < 0.5 * r.trace()(0));
 }
@@ -367,8 +394,8 @@ BOOST_AUTO_TEST_CASE(the_cli_runs_on_the_device) {
     auto out = cli_json("invert --untrained gpt2 " + vocab + " --prompt '" + sky + "'" + on);
     BOOST_TEST(out["exact"].get<bool>());
     BOOST_TEST(out["decoded"].get<std::string>() == sky);
-    out = cli_json("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab + " --prompt '" + sky + "'" + on +
-                   " --dtype bf16 --steps 100");
+    out = cli_json("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab + " --prompt '" +
+                   sky + "'" + on + " --dtype bf16 --steps 100");
     BOOST_TEST(out["distance"].get<double>() < out["trace"][0].get<double>());
 
     const auto model = testing::shared("models/gpt2-tiny-random").string();
@@ -381,7 +408,8 @@ BOOST_AUTO_TEST_CASE(the_cli_runs_on_the_device) {
     };
     BOOST_TEST_REQUIRE(dev.size() == cpu.size());
     for (const auto& [hook, rows] : cpu.items())
-        if (hook.starts_with("blocks.") || hook.starts_with("hook_")) check_close(tensor(dev[hook]), tensor(rows), at::kFloat, "cli " + hook);
+        if (hook.starts_with("blocks.") || hook.starts_with("hook_"))
+            check_close(tensor(dev[hook]), tensor(rows), at::kFloat, "cli " + hook);
     check_close(tensor(dev["logits"]), tensor(cpu["logits"]), at::kFloat, "cli logits");
 }
 

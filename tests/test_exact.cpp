@@ -31,7 +31,8 @@ std::vector<std::vector<std::int64_t>> sampled_prompts(const Llama& model, int c
         ids = at::cat({ids, next}, 1);
     }
     std::vector<std::vector<std::int64_t>> out;
-    for (int p = 0; p < count; ++p) out.emplace_back(ids[p].data_ptr<std::int64_t>(), ids[p].data_ptr<std::int64_t>() + length);
+    for (int p = 0; p < count; ++p)
+        out.emplace_back(ids[p].data_ptr<std::int64_t>(), ids[p].data_ptr<std::int64_t>() + length);
     return out;
 }
 
@@ -39,12 +40,14 @@ std::vector<std::vector<std::int64_t>> random_prompts(int count, int length, std
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     at::Tensor ids = at::randint(vocab, {count, length}, gen, at::kLong);
     std::vector<std::vector<std::int64_t>> out;
-    for (int p = 0; p < count; ++p) out.emplace_back(ids[p].data_ptr<std::int64_t>(), ids[p].data_ptr<std::int64_t>() + length);
+    for (int p = 0; p < count; ++p)
+        out.emplace_back(ids[p].data_ptr<std::int64_t>(), ids[p].data_ptr<std::int64_t>() + length);
     return out;
 }
 
 template <class Exp>
-void expect_all_verified_and_exact(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts, const char* what) {
+void expect_all_verified_and_exact(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts,
+                                   const char* what) {
     auto results = exp.run(prompts);
     std::size_t exact = 0;
     for (auto& r : results) {
@@ -55,7 +58,8 @@ void expect_all_verified_and_exact(const Exp& exp, const std::vector<std::vector
         exact += r.exact();
     }
     BOOST_TEST_MESSAGE(what << ": " << exact << "/" << results.size() << " prompts exact, "
-                            << results.front().verification()->candidates_checked() << " candidates checked for the first");
+                            << results.front().verification()->candidates_checked()
+                            << " candidates checked for the first");
 }
 
 }  // namespace
@@ -65,8 +69,10 @@ BOOST_AUTO_TEST_SUITE(exact)
 BOOST_AUTO_TEST_CASE(stories260K_every_block_and_block_0_recover_sampled_and_random_prompts) {
     auto prompts = sampled_prompts(stories260K(), 3, 20, 0);
     for (auto& p : random_prompts(2, 20, 512, 1)) prompts.push_back(p);
-    expect_all_verified_and_exact(Experiment<Llama, Blocks<0, 5>, L1, Exact<>>{stories260K()}, prompts, "stories260K 5 blocks, gradient rank");
-    expect_all_verified_and_exact(Experiment<Llama, Blocks<0, 1>, L1, Exact<>>{stories260K()}, prompts, "stories260K block 0, gradient rank");
+    expect_all_verified_and_exact(Experiment<Llama, Blocks<0, 5>, L1, Exact<>>{stories260K()}, prompts,
+                                  "stories260K 5 blocks, gradient rank");
+    expect_all_verified_and_exact(Experiment<Llama, Blocks<0, 1>, L1, Exact<>>{stories260K()}, prompts,
+                                  "stories260K block 0, gradient rank");
 }
 
 BOOST_AUTO_TEST_CASE(guided_and_exhaustive_ranking_agree) {
@@ -89,7 +95,8 @@ BOOST_AUTO_TEST_CASE(typical_outputs_rank_the_true_token_nearer_than_embeddings)
     for (auto& p : random_prompts(3, 20, 512, 6)) prompts.push_back(p);
     Exact<GradientRank> uncalibrated;
     uncalibrated.rank.calibration = 0;
-    const auto plain = Experiment<Llama, Blocks<0, 5>, L1, Exact<GradientRank>>{stories260K(), {}, {}, uncalibrated}.run(prompts);
+    const auto plain =
+        Experiment<Llama, Blocks<0, 5>, L1, Exact<GradientRank>>{stories260K(), {}, {}, uncalibrated}.run(prompts);
     const Experiment<Llama, Blocks<0, 5>, L1, Exact<GradientRank>> calibrated{stories260K()};
     const auto together = calibrated.run(prompts);
     std::int64_t checked_plain = 0, checked_calibrated = 0;
@@ -102,7 +109,8 @@ BOOST_AUTO_TEST_CASE(typical_outputs_rank_the_true_token_nearer_than_embeddings)
         checked_plain += plain[p].verification()->candidates_checked();
         checked_calibrated += together[p].verification()->candidates_checked();
     }
-    BOOST_TEST_MESSAGE("stories260K, 5 blocks: " << checked_plain << " candidates uncalibrated, " << checked_calibrated << " calibrated");
+    BOOST_TEST_MESSAGE("stories260K, 5 blocks: " << checked_plain << " candidates uncalibrated, " << checked_calibrated
+                                                 << " calibrated");
     BOOST_TEST(checked_calibrated < checked_plain);
 }
 
@@ -110,14 +118,16 @@ BOOST_AUTO_TEST_CASE(typical_outputs_rank_the_true_token_nearer_than_embeddings)
 // the true one (mean rank 2,727 of 50,257 measured); the gradient's first-order order finds it in
 // the batch after the first (docs/exact.md): at most 8 + 10 candidates per position, of 4,096.
 BOOST_AUTO_TEST_CASE(the_gradient_order_finds_what_the_nearest_tokens_miss) {
-    const auto model = untrained<GPT2>(config_with<GPT2>("n_layer=12,n_embd=768,n_head=12,n_positions=32,vocab_size=4096"), {}, 0, Blocks<0, 12>{});
+    const auto model = untrained<GPT2>(
+        config_with<GPT2>("n_layer=12,n_embd=768,n_head=12,n_positions=32,vocab_size=4096"), {}, 0, Blocks<0, 12>{});
     const auto prompts = random_prompts(2, 8, 4096, 7);
     const auto results = Experiment<GPT2, Blocks<0, 12>, L1, Exact<GradientRank>>{model}.run(prompts);
     for (const auto& r : results) {
         const auto& v = *r.verification();
         BOOST_TEST(r.exact());
         BOOST_TEST(v.verified());
-        BOOST_TEST_MESSAGE("GPT-2 d 768, 12 blocks: " << double(v.candidates_checked()) / double(v.positions.size()) << " candidates per position");
+        BOOST_TEST_MESSAGE("GPT-2 d 768, 12 blocks: " << double(v.candidates_checked()) / double(v.positions.size())
+                                                      << " candidates per position");
         BOOST_TEST(v.candidates_checked() <= 18 * std::int64_t(v.positions.size()));
     }
 }
@@ -139,7 +149,8 @@ BOOST_AUTO_TEST_CASE(verify_all_proves_uniqueness_and_reports_the_margin) {
 // Two tokens with the same embedding row give the same output wherever they stand: the search must
 // say so, not pick one.
 BOOST_AUTO_TEST_CASE(two_tokens_with_identical_embeddings_are_reported_ambiguous) {
-    auto model = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,vocab_size=300,n_positions=32"), {}, 0, Blocks<0, 1>{});
+    auto model = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,vocab_size=300,n_positions=32"), {}, 0,
+                                 Blocks<0, 1>{});
     {
         at::NoGradGuard no_grad;
         model.token_embedding()[17].copy_(model.token_embedding()[42]);
@@ -173,13 +184,15 @@ BOOST_AUTO_TEST_CASE(bf16_verifies_with_its_own_tolerance_on_the_cpu) {
         const auto& r = results[p];
         const auto& v = *r.verification();
         BOOST_TEST(v.tolerance == default_tolerance(at::kBFloat16));
-        BOOST_TEST_MESSAGE("bf16, 5 blocks: " << r.exact_tokens() << "/12 exact, ambiguous at " << v.where(Verdict::ambiguous).size()
-                                              << " positions, unmatched at " << v.where(Verdict::unmatched).size());
+        BOOST_TEST_MESSAGE("bf16, 5 blocks: " << r.exact_tokens() << "/12 exact, ambiguous at "
+                                              << v.where(Verdict::ambiguous).size() << " positions, unmatched at "
+                                              << v.where(Verdict::unmatched).size());
         BOOST_TEST(v.where(Verdict::unmatched).empty());
         for (std::size_t t = 0; t < prompts[p].size(); ++t) {
             const auto& pc = v.positions[t];
-            const bool true_within = std::any_of(pc.candidates.begin(), pc.candidates.end(),
-                                                 [&](const Candidate& c) { return c.id == prompts[p][t] && c.error <= v.tolerance; });
+            const bool true_within = std::any_of(pc.candidates.begin(), pc.candidates.end(), [&](const Candidate& c) {
+                return c.id == prompts[p][t] && c.error <= v.tolerance;
+            });
             BOOST_TEST_INFO("position " << t);
             BOOST_TEST(true_within);
             if (r.ids()[t] != prompts[p][t]) BOOST_TEST(pc.verdict == Verdict::ambiguous);
@@ -190,7 +203,8 @@ BOOST_AUTO_TEST_CASE(bf16_verifies_with_its_own_tolerance_on_the_cpu) {
     policy.tolerance = 1.5e-2;
     auto one = Experiment<Llama, Blocks<0, 1>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompts.front());
     const auto& v = *one.verification();
-    BOOST_TEST_MESSAGE("bf16, 1 block, tolerance 1.5e-2: " << one.exact_tokens() << "/12 exact, " << v.where(Verdict::verified).size() << " verified");
+    BOOST_TEST_MESSAGE("bf16, 1 block, tolerance 1.5e-2: " << one.exact_tokens() << "/12 exact, "
+                                                           << v.where(Verdict::verified).size() << " verified");
     BOOST_TEST(v.where(Verdict::unmatched).empty());
     for (std::size_t t = 0; t < 12; ++t)
         if (one.ids()[t] != prompts.front()[t]) BOOST_TEST(v.positions[t].verdict == Verdict::ambiguous);
@@ -202,13 +216,17 @@ BOOST_AUTO_TEST_CASE(a_restricted_vocabulary_only_ever_yields_allowed_tokens) {
     for (std::int64_t id = 300; id < 340; ++id) allowed.push_back(id);
     using Exp = Experiment<Llama, Blocks<0, 5>, L1, Exact<Exhaustive>, AllTokens, EmbeddingSpace, Restricted<>>;
     auto r = Exp{stories260K(), {}, {}, {}, {}, {}, Restricted<>{allowed}}.run(prompt);
-    for (auto id : r.ids()) BOOST_TEST((std::find(allowed.begin(), allowed.end(), id) != allowed.end()), "token " << id);
+    for (auto id : r.ids())
+        BOOST_TEST((std::find(allowed.begin(), allowed.end(), id) != allowed.end()), "token " << id);
     const auto& v = *r.verification();
     for (std::size_t t = 0; t < prompt.size(); ++t) {
         const bool reachable = std::find(allowed.begin(), allowed.end(), prompt[t]) != allowed.end() &&
-                               std::all_of(prompt.begin(), prompt.begin() + t, [&](auto id) { return std::find(allowed.begin(), allowed.end(), id) != allowed.end(); });
+                               std::all_of(prompt.begin(), prompt.begin() + t, [&](auto id) {
+                                   return std::find(allowed.begin(), allowed.end(), id) != allowed.end();
+                               });
         if (reachable) BOOST_TEST(v.positions[t].verdict == Verdict::verified);
-        if (std::find(allowed.begin(), allowed.end(), prompt[t]) == allowed.end()) BOOST_TEST(v.positions[t].verdict == Verdict::unmatched);
+        if (std::find(allowed.begin(), allowed.end(), prompt[t]) == allowed.end())
+            BOOST_TEST(v.positions[t].verdict == Verdict::unmatched);
     }
 }
 
@@ -217,13 +235,16 @@ BOOST_AUTO_TEST_CASE(a_restricted_vocabulary_only_ever_yields_allowed_tokens) {
 // which mixes it in, and says how: verified through the next position, or undetermined.
 BOOST_AUTO_TEST_CASE(mixer_first_token_without_its_own_output_is_found_through_the_next) {
     for (auto mixing : {"flat", "expanded"}) {
-        auto model = untrained<Mixer>(config_with<Mixer>(std::string("hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=512,token_mixing=") + mixing), {}, 0,
-                                      Blocks<0, 1>{});
+        auto model = untrained<Mixer>(
+            config_with<Mixer>(
+                std::string("hidden_size=64,num_hidden_layers=1,context_length=16,vocab_size=512,token_mixing=") +
+                mixing),
+            {}, 0, Blocks<0, 1>{});
         const std::vector<std::int64_t> prompt{44, 300, 12, 7, 401, 99, 5, 250, 18};
         auto r = Experiment<Mixer, Blocks<0, 1>, L1, Exact<>, Tokens<1>>{model}.run(prompt);
         const auto& first = r.verification()->positions[0];
-        BOOST_TEST_MESSAGE(mixing << " mixer, Tokens<1, End>: position 0 " << to_string(first.verdict) << " (" << first.checked
-                                  << " candidates checked), " << r.exact_tokens() << "/9 exact");
+        BOOST_TEST_MESSAGE(mixing << " mixer, Tokens<1, End>: position 0 " << to_string(first.verdict) << " ("
+                                  << first.checked << " candidates checked), " << r.exact_tokens() << "/9 exact");
         BOOST_TEST(!first.compared);
         BOOST_TEST((first.verdict == Verdict::verified) == (r.ids()[0] == prompt[0]));
         // Position 1's candidates ordered with position 0 held at the mean embedding: its true
@@ -259,34 +280,41 @@ BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
     std::string ids;
     for (auto id : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(id);
     const auto file = (std::filesystem::temp_directory_path() / "inputrep_exact_capture.safetensors").string();
-    auto saved = testing::run_cli("hidden --model '" + model + "' " + testing::vocab() + " --ids " + ids + " --save '" + file + "'");
+    auto saved = testing::run_cli("hidden --model '" + model + "' " + testing::vocab() + " --ids " + ids + " --save '" +
+                                  file + "'");
     BOOST_REQUIRE_MESSAGE(saved.status == 0, saved.out);
     const SafetensorsFile capture(file);
     BOOST_TEST(capture.has("blocks.4.hook_resid_post"));
     BOOST_TEST(capture.has("blocks.2.hook_resid_mid"));
 
-    auto from_file = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --blocks 0:5 --target '" + file + "'");
+    auto from_file = testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
+                                       " --optimizer exact --blocks 0:5 --target '" + file + "'");
     BOOST_TEST(from_file["ids"].get<std::vector<std::int64_t>>() == prompt);
     BOOST_TEST(from_file["verified"].get<bool>());
     BOOST_TEST(from_file["ambiguous"].empty());
     // A slice that ends inside a block reads that hook point from the same file.
-    auto mid = testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
-                                 " --optimizer exact:exhaustive --hook blocks.2.hook_resid_mid --target '" + file + "'");
+    auto mid =
+        testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
+                          " --optimizer exact:exhaustive --hook blocks.2.hook_resid_mid --target '" + file + "'");
     BOOST_TEST(mid["ids"].get<std::vector<std::int64_t>>() == prompt);
 
-    auto with_prompt = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --blocks 0:5 --ids " + ids);
+    auto with_prompt = testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
+                                         " --optimizer exact --blocks 0:5 --ids " + ids);
     BOOST_TEST(with_prompt["exact"].get<bool>());
     BOOST_TEST(with_prompt["positions"].size() == prompt.size());
 
     // Mistakes: the wrong hook for the slice's width, a tolerance without exact search.
-    auto wrong = testing::run_cli("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --target '" + file +
-                                  "' --target-hook hook_embed --slice concat:1:2");
+    auto wrong =
+        testing::run_cli("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --target '" + file +
+                         "' --target-hook hook_embed --slice concat:1:2");
     BOOST_TEST(wrong.status != 0);
-    auto missing = testing::run_cli("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --target '" + file +
-                                    "' --target-hook blocks.9.hook_resid_post");
+    auto missing =
+        testing::run_cli("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --target '" + file +
+                         "' --target-hook blocks.9.hook_resid_post");
     BOOST_TEST(missing.status == 1);
     BOOST_TEST(missing.out.find("holds no tensor") != std::string::npos, missing.out);
-    BOOST_TEST(testing::one_line_error(testing::run_cli("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4 --ids 1,2 --tolerance 1e-4")));
+    BOOST_TEST(testing::one_line_error(
+        testing::run_cli("invert --untrained gpt2:n_layer=1,n_embd=64,n_head=4 --ids 1,2 --tolerance 1e-4")));
     std::filesystem::remove(file);
 }
 

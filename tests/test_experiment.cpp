@@ -15,12 +15,13 @@ namespace {
 const GPT2& gpt2_small(int blocks) {
     static std::map<int, GPT2> models;
     auto it = models.find(blocks);
-    if (it == models.end()) it = models.emplace(blocks, untrained<GPT2>(GPT2Config{}, {}, 0, Needs{{0, blocks}, true, false})).first;
+    if (it == models.end())
+        it = models.emplace(blocks, untrained<GPT2>(GPT2Config{}, {}, 0, Needs{{0, blocks}, true, false})).first;
     return it->second;
 }
 
-
-const std::vector<std::string> prompts{"The sky is blue.", "This is a prompt sentence", "Mario, the Idea, versus Mario, the Man",
+const std::vector<std::string> prompts{"The sky is blue.", "This is a prompt sentence",
+                                       "Mario, the Idea, versus Mario, the Man",
                                        "The wipers on the bus go swish swish"};
 
 }  // namespace
@@ -35,8 +36,8 @@ BOOST_AUTO_TEST_CASE(block_0_recovers_prompts_exactly_with_the_defaults) {
     auto results = exp.run(ids);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
         const auto& r = results[i];
-        BOOST_TEST_MESSAGE(prompts[i] << " -> " << r.decoded() << " | distance " << r.distance() << " shifted " << r.shifted_distance()
-                                      << " | " << r.steps_per_second() << " steps/s");
+        BOOST_TEST_MESSAGE(prompts[i] << " -> " << r.decoded() << " | distance " << r.distance() << " shifted "
+                                      << r.shifted_distance() << " | " << r.steps_per_second() << " steps/s");
         BOOST_TEST_INFO(prompts[i]);
         BOOST_TEST(r.target() == ids[i]);
         BOOST_TEST(r.exact());
@@ -53,8 +54,8 @@ BOOST_AUTO_TEST_CASE(all_twelve_blocks_recover_the_prompt_with_the_defaults) {
     Experiment<Layers<GPT2, 12>, Blocks<0, 12>> exp{Layers<GPT2, 12>(gpt2_small(12))};
     exp.with_tokenizer(gpt2_tokenizer());
     auto r = exp.run(gpt2_tokenizer().encode("The sky is blue."));
-    BOOST_TEST_MESSAGE("12 blocks: " << r.decoded() << " | " << r.exact_tokens() << "/5 exact | distance " << r.distance()
-                                     << " shifted " << r.shifted_distance());
+    BOOST_TEST_MESSAGE("12 blocks: " << r.decoded() << " | " << r.exact_tokens() << "/5 exact | distance "
+                                     << r.distance() << " shifted " << r.shifted_distance());
     BOOST_TEST(r.exact());
     BOOST_TEST(r.distance() < r.shifted_distance());
 }
@@ -97,7 +98,8 @@ BOOST_AUTO_TEST_CASE(adam_fused_step_matches_the_aten_one) {
 }
 
 BOOST_AUTO_TEST_CASE(restarts_run_in_one_batch_and_keep_the_best) {
-    auto small = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,n_positions=32"), {}, 3, Blocks<0, 1>{});
+    auto small =
+        untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,n_positions=32"), {}, 3, Blocks<0, 1>{});
     Experiment<GPT2, Blocks<0, 1>, L1, GradientDescent<>> exp{small};
     RunOptions o;
     o.steps = 50;
@@ -114,7 +116,8 @@ BOOST_AUTO_TEST_CASE(bad_input_gets_a_clear_error) {
     auto small = untrained<GPT2>(config, {}, 0, Blocks<0, 1>{});
     Experiment<GPT2, Blocks<0, 1>> exp{small};
     BOOST_CHECK_EXCEPTION(exp.run(std::vector<std::int64_t>{}), Error, says("empty prompt"));
-    BOOST_CHECK_EXCEPTION(exp.run(std::vector<std::int64_t>(9, 11)), Error, says("longer than the model's context of 8"));
+    BOOST_CHECK_EXCEPTION(exp.run(std::vector<std::int64_t>(9, 11)), Error,
+                          says("longer than the model's context of 8"));
     BOOST_CHECK_EXCEPTION(exp.run(std::vector<std::int64_t>{1, 50257}), Error, says("outside the vocabulary"));
 
     RunOptions diverge;

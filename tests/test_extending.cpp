@@ -24,7 +24,8 @@ std::string read(const std::filesystem::path& p) {
 }
 
 const GPT2& gpt2_one_block() {
-    static const GPT2 m = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,n_positions=64"), {}, 0, Needs{{0, 1}, true, false});
+    static const GPT2 m = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=64,n_head=4,n_positions=64"), {}, 0,
+                                          Needs{{0, 1}, true, false});
     return m;
 }
 
@@ -36,7 +37,8 @@ BOOST_AUTO_TEST_CASE(the_document_quotes_every_example_verbatim) {
     const auto doc = read(std::filesystem::path(INPUTREP_SOURCE_DIR) / "docs/extending.md");
     for (auto name : {"metric.hpp", "mask.hpp"}) {
         BOOST_TEST_INFO(name);
-        BOOST_TEST(doc.find(read(std::filesystem::path(INPUTREP_SOURCE_DIR) / "tests/extending" / name)) != std::string::npos);
+        BOOST_TEST(doc.find(read(std::filesystem::path(INPUTREP_SOURCE_DIR) / "tests/extending" / name)) !=
+                   std::string::npos);
     }
 }
 
@@ -48,7 +50,8 @@ BOOST_AUTO_TEST_CASE(huber_metric_gradient_and_inversion) {
 
     Experiment<GPT2, Blocks<0, 1>, Huber> exp{gpt2_one_block()};
     auto r = exp.run(gpt2_tokenizer().encode("The sky is blue."));
-    BOOST_TEST_MESSAGE("huber: " << r.exact_tokens() << "/5, distance " << r.distance() << " shifted " << r.shifted_distance());
+    BOOST_TEST_MESSAGE("huber: " << r.exact_tokens() << "/5, distance " << r.distance() << " shifted "
+                                 << r.shifted_distance());
     BOOST_TEST(r.exact());
 }
 
@@ -56,7 +59,8 @@ BOOST_AUTO_TEST_CASE(even_positions_mask_gradient_and_inversion) {
     auto out = at::randn({2, 5, 8}, at::kDouble);
     auto x = out.clone().requires_grad_(true);
     auto g = at::randn({2, 3, 8}, at::kDouble);
-    BOOST_TEST(at::allclose(EvenPositions{}.backward(g, out), torch::autograd::grad({EvenPositions{}(x)}, {x}, {g})[0]));
+    BOOST_TEST(
+        at::allclose(EvenPositions{}.backward(g, out), torch::autograd::grad({EvenPositions{}(x)}, {x}, {g})[0]));
 
     // Odd positions are not compared, but a causal slice carries them into the even ones after them.
     Experiment<GPT2, Blocks<0, 1>, L1, Adam<>, EvenPositions> exp{gpt2_one_block()};

@@ -87,10 +87,14 @@ BOOST_AUTO_TEST_SUITE(families)
 BOOST_AUTO_TEST_CASE(every_family_survives_a_sharded_save_bitwise) {
     round_trip<GPT2>("n_layer=3,n_embd=32,n_head=4,vocab_size=100,n_positions=16", 9);
     round_trip<GPTJ>("n_layer=3,n_embd=32,n_head=4,rotary_dim=4,vocab_size=100,n_positions=16", 9);
-    round_trip<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=3,num_attention_heads=4,num_key_value_heads=2,"
-                      "vocab_size=100,max_position_embeddings=16", 9);
-    round_trip<Llama>("model_type=\"mistral\",sliding_window=3,hidden_size=32,intermediate_size=48,num_hidden_layers=3,"
-                      "num_attention_heads=4,num_key_value_heads=2,vocab_size=100,max_position_embeddings=16", 9);
+    round_trip<Llama>(
+        "hidden_size=32,intermediate_size=48,num_hidden_layers=3,num_attention_heads=4,num_key_value_heads=2,"
+        "vocab_size=100,max_position_embeddings=16",
+        9);
+    round_trip<Llama>(
+        "model_type=\"mistral\",sliding_window=3,hidden_size=32,intermediate_size=48,num_hidden_layers=3,"
+        "num_attention_heads=4,num_key_value_heads=2,vocab_size=100,max_position_embeddings=16",
+        9);
     round_trip<Mixer>(std::string(mixer_small) + ",token_mixing=flat", 12);
     round_trip<Mixer>(std::string(mixer_small) + ",token_mixing=expanded,expansion_factor=2", 12);
     round_trip<Mixer>(std::string(mixer_small) + ",parallel_convolutions=2,tie_word_embeddings=true", 12);
@@ -133,8 +137,9 @@ BOOST_AUTO_TEST_CASE(a_slice_of_a_sharded_checkpoint_reads_only_its_tensors) {
     auto ckpt = Checkpoint::open(dir);
     const auto model = GPT2::load(config, ckpt, {}, Needs{{0, 1}, true, false});
     std::set<std::string> expected{"wte.weight", "wpe.weight"};
-    for (auto name : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias",
-                      "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
+    for (auto name : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+                      "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+                      "mlp.c_proj.weight", "mlp.c_proj.bias"})
         expected.insert("h.0." + std::string(name));
     BOOST_TEST(ckpt.loaded() == expected);
 
@@ -143,8 +148,9 @@ BOOST_AUTO_TEST_CASE(a_slice_of_a_sharded_checkpoint_reads_only_its_tensors) {
     for (auto& [_, t] : loaded) checksum += t.sum().item<double>();  // every page of every tensor read
     const auto growth = resident_bytes() - before;
     const auto bytes = tensor_bytes(loaded);
-    BOOST_TEST_MESSAGE("lazy slice: loaded " << bytes << " of " << checkpoint_bytes << " checkpoint bytes; resident memory grew by "
-                                             << growth << " (" << double(growth) / double(bytes) << "x; checksum " << checksum << ")");
+    BOOST_TEST_MESSAGE("lazy slice: loaded " << bytes << " of " << checkpoint_bytes
+                                             << " checkpoint bytes; resident memory grew by " << growth << " ("
+                                             << double(growth) / double(bytes) << "x; checksum " << checksum << ")");
     BOOST_TEST(std::isfinite(checksum));
     BOOST_TEST(double(growth) < 1.5 * double(bytes));
     std::filesystem::remove_all(dir);
@@ -153,8 +159,9 @@ BOOST_AUTO_TEST_CASE(a_slice_of_a_sharded_checkpoint_reads_only_its_tensors) {
 // Changing the tokens after position k leaves every output up to k bitwise unchanged, for each kind
 // of token mixing; the outputs after k do change.
 BOOST_AUTO_TEST_CASE(mixer_outputs_ignore_later_tokens) {
-    for (std::string mixing : {"token_mixing=flat", "token_mixing=expanded,expansion_factor=2", "token_mixing=expanded,expansion_factor=0.5",
-                               "token_mixing=flat,parallel_convolutions=2"}) {
+    for (std::string mixing :
+         {"token_mixing=flat", "token_mixing=expanded,expansion_factor=2", "token_mixing=expanded,expansion_factor=0.5",
+          "token_mixing=flat,parallel_convolutions=2"}) {
         BOOST_TEST_CONTEXT(mixing) {
             const auto config = config_with<Mixer>(std::string(mixer_small) + "," + mixing);
             const auto m = untrained<Mixer>(config, {}, 4, Needs{{0, 2}, true, true});
@@ -196,7 +203,8 @@ BOOST_AUTO_TEST_CASE(mixer_gradients_never_reach_the_upper_triangle) {
 // mixer (libtorch 1.13's matrix-times-batch product and GELU's backward: garbage, up to 1e24), so
 // its batched inversions diverged while each prompt alone converged.
 BOOST_AUTO_TEST_CASE(mixer_gradient_is_the_same_in_a_batch) {
-    for (std::string mixing : {"token_mixing=flat", "token_mixing=expanded,expansion_factor=2", "token_mixing=flat,parallel_convolutions=2"}) {
+    for (std::string mixing : {"token_mixing=flat", "token_mixing=expanded,expansion_factor=2",
+                               "token_mixing=flat,parallel_convolutions=2"}) {
         BOOST_TEST_CONTEXT(mixing) {
             const auto config = config_with<Mixer>(std::string(mixer_small) + "," + mixing);
             const auto m = untrained<Mixer>(config, {}, 4, Needs{{0, 1}, true, false});
@@ -225,7 +233,8 @@ BOOST_AUTO_TEST_CASE(mixer_block_variants) {
     const auto x = at::randn({2, 12, 32});
     const auto alone = m.block(0, x, m.context(12, true, {false, false, false}));
     BOOST_TEST(at::allclose(alone, at::matmul(w.tril(), x) + c, 1e-5, 1e-6));
-    const auto whole = m.block(0, x, m.context(12, true)), bare = m.block(0, x, m.context(12, true, {true, false, true}));
+    const auto whole = m.block(0, x, m.context(12, true)),
+               bare = m.block(0, x, m.context(12, true, {true, false, true}));
     BOOST_TEST(!at::allclose(whole, bare));
 }
 
@@ -234,8 +243,10 @@ BOOST_AUTO_TEST_CASE(mixer_rejects_what_it_cannot_run) {
     const auto m = untrained<Mixer>(config, {}, 4, Needs{{0, 1}, true, false});
     BOOST_CHECK_EXCEPTION(m.embed(random_ids(50, 13, 0)), Error, says("13 tokens exceed the context_length of 12"));
     BOOST_CHECK_EXCEPTION(m.context(12, false), Error, says("causal by construction"));
-    BOOST_CHECK_EXCEPTION(m.block(0, at::zeros({1, 6, 32}), m.context(12, true)), Error, says("6 tokens but the context was built for 12"));
-    BOOST_CHECK_EXCEPTION(config_with<Mixer>("token_mixing=diagonal"), Error, says("token_mixing must be \"flat\" or \"expanded\""));
+    BOOST_CHECK_EXCEPTION(m.block(0, at::zeros({1, 6, 32}), m.context(12, true)), Error,
+                          says("6 tokens but the context was built for 12"));
+    BOOST_CHECK_EXCEPTION(config_with<Mixer>("token_mixing=diagonal"), Error,
+                          says("token_mixing must be \"flat\" or \"expanded\""));
     BOOST_CHECK_EXCEPTION(m.unembed(at::zeros({1, 2, 32})), Error, says("lm_head was not loaded"));
     BOOST_TEST(!m.position_offset(12).defined());
 }
@@ -277,7 +288,8 @@ BOOST_AUTO_TEST_CASE(gptj_block_variants) {
     ActivationCache cache;
     m.run_with_cache(ids, cache);
     const auto x = cache["blocks.0.hook_resid_pre"], whole = cache["blocks.0.hook_resid_post"];
-    BOOST_TEST(at::allclose(m.block(0, x, m.context(6, true, {true, true, false})), x + cache["blocks.0.hook_attn_out"]));
+    BOOST_TEST(
+        at::allclose(m.block(0, x, m.context(6, true, {true, true, false})), x + cache["blocks.0.hook_attn_out"]));
     BOOST_TEST(at::allclose(m.block(0, x, m.context(6, true, {false, true, true})), whole - x, 1e-5, 1e-6));
     BOOST_TEST(!at::allclose(m.block(0, x, m.context(6, true, {true, false, true})), whole));
 }
@@ -298,7 +310,8 @@ BOOST_AUTO_TEST_CASE(gptj_rotates_adjacent_pairs_of_the_first_rotary_dims) {
             for (int j = 0; j < rd / 2; ++j) {
                 const double angle = p * std::pow(10000.0, -2.0 * j / rd), c = std::cos(angle), s = std::sin(angle);
                 const double a = xa[0][h][p][2 * j], b = xa[0][h][p][2 * j + 1];
-                worst = std::max({worst, std::abs(ya[0][h][p][2 * j] - (a * c - b * s)), std::abs(ya[0][h][p][2 * j + 1] - (b * c + a * s))});
+                worst = std::max({worst, std::abs(ya[0][h][p][2 * j] - (a * c - b * s)),
+                                  std::abs(ya[0][h][p][2 * j + 1] - (b * c + a * s))});
             }
     BOOST_TEST(worst < 1e-5);
 }
@@ -306,8 +319,10 @@ BOOST_AUTO_TEST_CASE(gptj_rotates_adjacent_pairs_of_the_first_rotary_dims) {
 // The same weights with the whole head rotated: position 0 (angle 0) is unchanged, later ones differ.
 BOOST_AUTO_TEST_CASE(gptj_rotary_dim_changes_only_positions_after_the_first) {
     const char* shape = "n_layer=1,n_embd=32,n_head=2,vocab_size=100,n_positions=16,";
-    const auto part = untrained<GPTJ>(config_with<GPTJ>(std::string(shape) + "rotary_dim=4"), {}, 9, Needs{{0, 1}, true, true});
-    const auto whole = untrained<GPTJ>(config_with<GPTJ>(std::string(shape) + "rotary_dim=16"), {}, 9, Needs{{0, 1}, true, true});
+    const auto part =
+        untrained<GPTJ>(config_with<GPTJ>(std::string(shape) + "rotary_dim=4"), {}, 9, Needs{{0, 1}, true, true});
+    const auto whole =
+        untrained<GPTJ>(config_with<GPTJ>(std::string(shape) + "rotary_dim=16"), {}, 9, Needs{{0, 1}, true, true});
     const auto ids = random_ids(100, 6, 7);
     ActivationCache a, b;
     const auto x = part.run_with_cache(ids, a), y = whole.run_with_cache(ids, b);
@@ -318,7 +333,8 @@ BOOST_AUTO_TEST_CASE(gptj_rotary_dim_changes_only_positions_after_the_first) {
 BOOST_AUTO_TEST_CASE(broken_folders_and_unwritable_paths_are_clear_errors) {
     const auto dir = testing::temp_dir("broken");
     {  // a shard the index names is gone
-        const auto config = config_with<GPTJ>("n_layer=3,n_embd=32,n_head=4,rotary_dim=4,vocab_size=100,n_positions=16");
+        const auto config =
+            config_with<GPTJ>("n_layer=3,n_embd=32,n_head=4,rotary_dim=4,vocab_size=100,n_positions=16");
         const auto m = untrained<GPTJ>(config, {}, 1, Needs{{0, 3}, true, true});
         save_safetensors(m, dir / "gptj", {.max_shard_bytes = tensor_bytes(m.named_tensors()) / 4 + 1});
         const auto shards = shard_files(dir / "gptj");
@@ -332,17 +348,20 @@ BOOST_AUTO_TEST_CASE(broken_folders_and_unwritable_paths_are_clear_errors) {
         auto json = read_config(dir / "mixer");
         json["context_length"] = 16;
         std::ofstream(dir / "mixer" / "config.json") << json.dump();
-        BOOST_CHECK_EXCEPTION(load<Mixer>(dir / "mixer"), Error,
-                              says("tensor \"mixerblocks.0.conv.weight\" has shape [12, 12, 1] but the config implies [16, 16, 1]"));
+        BOOST_CHECK_EXCEPTION(
+            load<Mixer>(dir / "mixer"), Error,
+            says("tensor \"mixerblocks.0.conv.weight\" has shape [12, 12, 1] but the config implies [16, 16, 1]"));
     }
     {  // a folder below a file, a file in a folder that does not exist
         testing::write_file(dir / "a-file", "x");
-        const auto m = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=16,n_head=2,vocab_size=40,n_positions=8"), {}, 1, Needs{{0, 1}, true, true});
+        const auto m = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=16,n_head=2,vocab_size=40,n_positions=8"),
+                                       {}, 1, Needs{{0, 1}, true, true});
         BOOST_CHECK_EXCEPTION(save_safetensors(m, dir / "a-file" / "model"), Error, says("cannot create the folder"));
         BOOST_CHECK_EXCEPTION(write_safetensors(dir / "nowhere" / "model.safetensors", m.named_tensors()), Error,
                               says("nowhere/model.safetensors: cannot write"));
-        BOOST_CHECK_EXCEPTION(write_safetensors(dir / "twice.safetensors", {{"a", at::zeros({2})}, {"a", at::zeros({2}, at::kDouble)}}),
-                              Error, says("tensor \"a\" is given twice"));
+        BOOST_CHECK_EXCEPTION(
+            write_safetensors(dir / "twice.safetensors", {{"a", at::zeros({2})}, {"a", at::zeros({2}, at::kDouble)}}),
+            Error, says("tensor \"a\" is given twice"));
         BOOST_TEST(!std::filesystem::exists(dir / "twice.safetensors"));
     }
     std::filesystem::remove_all(dir);

@@ -23,7 +23,9 @@ at::Tensor random_ids(std::int64_t vocab, std::int64_t length, std::uint64_t see
     return at::randint(vocab, {batch, length}, gen, at::kLong);
 }
 
-bool close(const at::Tensor& a, const at::Tensor& b) { return a.sizes() == b.sizes() && at::allclose(a, b, 1e-5, 1e-5); }
+bool close(const at::Tensor& a, const at::Tensor& b) {
+    return a.sizes() == b.sizes() && at::allclose(a, b, 1e-5, 1e-5);
+}
 
 // What a family's blocks hold: GPT-J's parallel block has no resid_mid, the attention-only example
 // neither resid_mid nor mlp_out.
@@ -77,12 +79,14 @@ void check_hooks(const M& m, const at::Tensor& ids, const Shape& s) {
                 BOOST_TEST(close(at(Hook::resid_post), at(Hook::resid_mid) + mlp));
             } else {
                 BOOST_TEST(close(at(Hook::resid_post), at(Hook::resid_pre) + at(Hook::attn_out) + mlp));
-                BOOST_CHECK_EXCEPTION(apply_slice(SliceSpec::up_to({i, Hook::resid_mid}), m, m.embed(ids), ctx), Error, says("has no"));
+                BOOST_CHECK_EXCEPTION(apply_slice(SliceSpec::up_to({i, Hook::resid_mid}), m, m.embed(ids), ctx), Error,
+                                      says("has no"));
             }
             for (auto h : block_hooks(s)) {
                 if (i == 0 && h == Hook::resid_pre) continue;  // the embedding: a slice without blocks
                 BOOST_TEST_INFO(hook_name(i, h));
-                BOOST_TEST(close(apply_slice(SliceSpec::up_to(parse_hook(hook_name(i, h))), m, m.embed(ids), ctx), at(h)));
+                BOOST_TEST(
+                    close(apply_slice(SliceSpec::up_to(parse_hook(hook_name(i, h))), m, m.embed(ids), ctx), at(h)));
             }
         }
     }
@@ -95,14 +99,18 @@ void check_hooks(const M& m, const at::Tensor& ids, const Shape& s) {
 }
 
 const char* gpt2_small = "n_layer=3,n_embd=32,n_head=4,vocab_size=100,n_positions=16";
-const char* llama_gqa = "hidden_size=32,intermediate_size=48,num_hidden_layers=3,num_attention_heads=4,num_key_value_heads=2,vocab_size=100,"
-                        "max_position_embeddings=16";
-const char* mistral = "model_type=\"mistral\",sliding_window=3,hidden_size=32,intermediate_size=48,num_hidden_layers=3,"
-                      "num_attention_heads=4,num_key_value_heads=1,vocab_size=100,max_position_embeddings=16";
+const char* llama_gqa =
+    "hidden_size=32,intermediate_size=48,num_hidden_layers=3,num_attention_heads=4,num_key_value_heads=2,vocab_size="
+    "100,"
+    "max_position_embeddings=16";
+const char* mistral =
+    "model_type=\"mistral\",sliding_window=3,hidden_size=32,intermediate_size=48,num_hidden_layers=3,"
+    "num_attention_heads=4,num_key_value_heads=1,vocab_size=100,max_position_embeddings=16";
 const char* gptj_small = "n_layer=3,n_embd=32,n_head=4,rotary_dim=4,vocab_size=100,n_positions=16";
 const char* mixer_flat = "hidden_size=32,num_hidden_layers=3,context_length=9,vocab_size=100";
-const char* mixer_expanded = "hidden_size=32,num_hidden_layers=3,context_length=9,vocab_size=100,token_mixing=expanded,expansion_factor=2,"
-                             "parallel_convolutions=2";
+const char* mixer_expanded =
+    "hidden_size=32,num_hidden_layers=3,context_length=9,vocab_size=100,token_mixing=expanded,expansion_factor=2,"
+    "parallel_convolutions=2";
 
 template <class M>
 M everything(std::string_view overrides, std::uint64_t seed = 3) {
@@ -136,7 +144,8 @@ BOOST_AUTO_TEST_CASE(every_hook_point_of_every_family_matches_its_forward_pass) 
     BOOST_TEST_CONTEXT("mixer flat") check_hooks(everything<Mixer>(mixer_flat), ids, {.final_norm = false});
     BOOST_TEST_CONTEXT("mixer expanded") check_hooks(everything<Mixer>(mixer_expanded), ids, {.final_norm = false});
     BOOST_TEST_CONTEXT("attn-only example")
-    check_hooks(everything<example::AttnOnly>("n_layers=3,d_model=32"), ids, {.resid_mid = false, .mlp_out = false, .pos_embed = true});
+    check_hooks(everything<example::AttnOnly>("n_layers=3,d_model=32"), ids,
+                {.resid_mid = false, .mlp_out = false, .pos_embed = true});
 }
 
 // UpTo<"..."> parses its name at compile time; its output is the cache entry, and at resid_post
@@ -151,11 +160,14 @@ BOOST_AUTO_TEST_CASE(up_to_a_hook_point_is_that_cache_entry) {
     BOOST_TEST(at::equal(apply_slice(UpTo<"blocks.1.hook_resid_mid">{}, m, x, ctx), cache["blocks.1.hook_resid_mid"]));
     BOOST_TEST(at::equal(apply_slice(UpTo<"blocks.2.hook_attn_out">{}, m, x, ctx), cache["blocks.2.hook_attn_out"]));
     BOOST_TEST(at::equal(apply_slice(UpTo<"blocks.0.hook_mlp_out">{}, m, x, ctx), cache["blocks.0.hook_mlp_out"]));
-    BOOST_TEST(at::equal(apply_slice(UpTo<"blocks.1.hook_resid_post">{}, m, x, ctx), apply_slice(Blocks<0, 2>{}, m, x, ctx)));
-    BOOST_TEST(at::equal(apply_slice(UpTo<"blocks.2.hook_resid_pre">{}, m, x, ctx), apply_slice(Blocks<0, 2>{}, m, x, ctx)));
+    BOOST_TEST(
+        at::equal(apply_slice(UpTo<"blocks.1.hook_resid_post">{}, m, x, ctx), apply_slice(Blocks<0, 2>{}, m, x, ctx)));
+    BOOST_TEST(
+        at::equal(apply_slice(UpTo<"blocks.2.hook_resid_pre">{}, m, x, ctx), apply_slice(Blocks<0, 2>{}, m, x, ctx)));
     // From a later block: the input is block 1's.
     const auto x1 = cache["blocks.1.hook_resid_pre"];
-    BOOST_TEST(at::equal(apply_slice(UpTo<"blocks.2.hook_resid_mid", 1>{}, m, x1, ctx), cache["blocks.2.hook_resid_mid"]));
+    BOOST_TEST(
+        at::equal(apply_slice(UpTo<"blocks.2.hook_resid_mid", 1>{}, m, x1, ctx), cache["blocks.2.hook_resid_mid"]));
     static_assert(UpTo<"blocks.3.hook_resid_mid">{}.range() == BlockRange{0, 4});
     static_assert(UpTo<"blocks.3.hook_resid_pre">{}.range() == BlockRange{0, 3});
     static_assert(UpTo<"blocks.11.hook_resid_post">::static_end == 12);
@@ -165,14 +177,16 @@ BOOST_AUTO_TEST_CASE(up_to_a_hook_point_is_that_cache_entry) {
 
 BOOST_AUTO_TEST_CASE(bad_hook_names_are_clear_errors) {
     BOOST_TEST(parse_hook("blocks.3.hook_resid_mid").block == 3);
-    BOOST_CHECK_EXCEPTION(parse_hook("blocks.3.hook_resid_middle"), Error, says("hook \"blocks.3.hook_resid_middle\": unknown hook point"));
+    BOOST_CHECK_EXCEPTION(parse_hook("blocks.3.hook_resid_middle"), Error,
+                          says("hook \"blocks.3.hook_resid_middle\": unknown hook point"));
     BOOST_CHECK_EXCEPTION(parse_hook("blocks..hook_attn_out"), Error, says("with a block number N"));
     BOOST_CHECK_EXCEPTION(parse_hook("hook_embed"), Error, says("a slice ends at a block's hook point"));
     BOOST_CHECK_EXCEPTION(parse_hook("blocks.0.hook_resid_pre"), Error, says("the embedding itself"));
     BOOST_CHECK_EXCEPTION(parse_hook("blocks.99999999.hook_attn_out"), Error, says("too large"));
     // Past the model's depth: a run-time error from the model (the static one is slice_fits_model's).
     const auto m = everything<GPT2>(gpt2_small);
-    BOOST_CHECK_EXCEPTION(apply_slice(SliceSpec::up_to(parse_hook("blocks.5.hook_attn_out")), m, m.embed(random_ids(100, 4, 0)), m.context(4, true)),
+    BOOST_CHECK_EXCEPTION(apply_slice(SliceSpec::up_to(parse_hook("blocks.5.hook_attn_out")), m,
+                                      m.embed(random_ids(100, 4, 0)), m.context(4, true)),
                           Error, says("block 3 does not exist"));
 }
 
@@ -182,14 +196,17 @@ BOOST_AUTO_TEST_CASE(a_slice_ending_at_resid_mid_recovers_the_prompt) {
     const std::vector<std::int64_t> prompt{17, 4, 311, 92, 7, 250};
     {
         const auto c = config_with<GPT2>("n_layer=2,n_embd=64,n_head=4,vocab_size=400,n_positions=16");
-        Experiment<GPT2, UpTo<"blocks.1.hook_resid_mid">> e(untrained<GPT2>(c, {}, 0, UpTo<"blocks.1.hook_resid_mid">{}));
+        Experiment<GPT2, UpTo<"blocks.1.hook_resid_mid">> e(
+            untrained<GPT2>(c, {}, 0, UpTo<"blocks.1.hook_resid_mid">{}));
         const auto r = e.run(prompt);
         BOOST_TEST_MESSAGE("gpt2 to blocks.1.hook_resid_mid: " << r.exact_tokens() << "/6, distance " << r.distance());
         BOOST_TEST(r.ids() == prompt, boost::test_tools::per_element());
     }
     {
-        const auto c = config_with<Llama>("hidden_size=64,intermediate_size=128,num_hidden_layers=2,num_attention_heads=4,vocab_size=400");
-        Experiment<Llama, SliceSpec> e(untrained<Llama>(c, {}, 0, Needs{{0, 2}, true, false}), SliceSpec::up_to(parse_hook("blocks.1.hook_resid_mid")));
+        const auto c = config_with<Llama>(
+            "hidden_size=64,intermediate_size=128,num_hidden_layers=2,num_attention_heads=4,vocab_size=400");
+        Experiment<Llama, SliceSpec> e(untrained<Llama>(c, {}, 0, Needs{{0, 2}, true, false}),
+                                       SliceSpec::up_to(parse_hook("blocks.1.hook_resid_mid")));
         const auto r = e.run(prompt);
         BOOST_TEST_MESSAGE("llama to blocks.1.hook_resid_mid: " << r.exact_tokens() << "/6, distance " << r.distance());
         BOOST_TEST(r.ids() == prompt, boost::test_tools::per_element());
@@ -213,7 +230,8 @@ BOOST_AUTO_TEST_CASE(the_example_family_round_trips_and_inverts) {
     std::filesystem::remove_all(dir);
 
     const std::vector<std::int64_t> prompt{3, 141, 59, 265, 35};
-    Experiment<AttnOnly, UpTo<"blocks.1.hook_attn_out">> e(untrained<AttnOnly>(config_with<AttnOnly>("d_vocab=300"), {}, 5, UpTo<"blocks.1.hook_attn_out">{}));
+    Experiment<AttnOnly, UpTo<"blocks.1.hook_attn_out">> e(
+        untrained<AttnOnly>(config_with<AttnOnly>("d_vocab=300"), {}, 5, UpTo<"blocks.1.hook_attn_out">{}));
     BOOST_TEST(e.run(prompt).ids() == prompt, boost::test_tools::per_element());
 }
 
@@ -231,8 +249,10 @@ BOOST_AUTO_TEST_CASE(docs_extending_quotes_the_example_family_verbatim) {
 BOOST_AUTO_TEST_CASE(configs_are_validated_per_family) {
     auto rejects = [](auto make, std::string message) { BOOST_CHECK_EXCEPTION(make(), Error, says(message)); };
     rejects([] { return config_with<Llama>("num_key_value_heads=0"); }, "num_key_value_heads must be positive (got 0)");
-    rejects([] { return config_with<Llama>("num_key_value_heads=3"); }, "must be a multiple of num_key_value_heads (3)");
-    rejects([] { return config_with<Llama>("num_attention_heads=3"); }, "must be a multiple of num_attention_heads (3)");
+    rejects([] { return config_with<Llama>("num_key_value_heads=3"); },
+            "must be a multiple of num_key_value_heads (3)");
+    rejects([] { return config_with<Llama>("num_attention_heads=3"); },
+            "must be a multiple of num_attention_heads (3)");
     rejects([] { return config_with<Llama>("head_dim=0"); }, "head_dim must be positive (got 0)");
     rejects([] { return config_with<Llama>("hidden_size=-8"); }, "hidden_size must be positive (got -8)");
     rejects([] { return config_with<Llama>("num_hidden_layers=0"); }, "num_hidden_layers must be positive");
@@ -246,7 +266,8 @@ BOOST_AUTO_TEST_CASE(configs_are_validated_per_family) {
     rejects([] { return config_with<GPTJ>("n_positions=-1"); }, "n_positions must be positive");
     rejects([] { return config_with<Mixer>("hidden_size=0"); }, "hidden_size must be positive");
     rejects([] { return config_with<Mixer>("parallel_convolutions=0"); }, "parallel_convolutions must be positive");
-    rejects([] { return config_with<Mixer>("token_mixing=expanded,expansion_factor=0"); }, "expansion_factor must be positive");
+    rejects([] { return config_with<Mixer>("token_mixing=expanded,expansion_factor=0"); },
+            "expansion_factor must be positive");
     // Absent or null still means "derive it".
     BOOST_TEST(config_with<Llama>("num_key_value_heads=null").kv_heads() == 8);
     BOOST_TEST(config_with<GPT2>("n_inner=null").inner() == 4 * 768);
@@ -262,22 +283,26 @@ BOOST_AUTO_TEST_CASE(memory_estimates_are_the_bytes_a_model_holds) {
             BOOST_TEST(estimate == tensor_bytes(m.named_tensors()) + extra);
         };
         auto g = config_with<GPT2>(gpt2_small);
-        check(untrained<GPT2>(g, p, 0, Needs{{1, 3}, true, true}), GPT2::estimated_bytes(g, Needs{{1, 3}, true, true}, dtype));
+        check(untrained<GPT2>(g, p, 0, Needs{{1, 3}, true, true}),
+              GPT2::estimated_bytes(g, Needs{{1, 3}, true, true}, dtype));
         auto j = config_with<GPTJ>(gptj_small);
-        check(untrained<GPTJ>(j, p, 0, Needs{{0, 3}, true, false}), GPTJ::estimated_bytes(j, Needs{{0, 3}, true, false}, dtype), 3 * 32 * 32 * n);
+        check(untrained<GPTJ>(j, p, 0, Needs{{0, 3}, true, false}),
+              GPTJ::estimated_bytes(j, Needs{{0, 3}, true, false}, dtype), 3 * 32 * 32 * n);
         auto x = config_with<Mixer>(mixer_expanded);
-        check(untrained<Mixer>(x, p, 0, Needs{{0, 2}, true, true}), Mixer::estimated_bytes(x, Needs{{0, 2}, true, true}, dtype));
+        check(untrained<Mixer>(x, p, 0, Needs{{0, 2}, true, true}),
+              Mixer::estimated_bytes(x, Needs{{0, 2}, true, true}, dtype));
         auto l = config_with<Llama>(llama_gqa);
-        check(untrained<Llama>(l, p, 0, Needs{{0, 3}, true, true}), Llama::estimated_bytes(l, Needs{{0, 3}, true, true}, dtype),
-              (32 * 32 + 2 * 16 * 32 + 2 * 48 * 32) * n);
+        check(untrained<Llama>(l, p, 0, Needs{{0, 3}, true, true}),
+              Llama::estimated_bytes(l, Needs{{0, 3}, true, true}, dtype), (32 * 32 + 2 * 16 * 32 + 2 * 48 * 32) * n);
     }
 }
 
 // A 70B-shaped Llama is refused before anything is allocated, with the sizes in the message.
 BOOST_AUTO_TEST_CASE(a_model_larger_than_memory_is_refused_before_allocating) {
     const auto before = resident_bytes();
-    const auto c = config_with<Llama>("hidden_size=8192,intermediate_size=28672,num_hidden_layers=80,num_attention_heads=64,"
-                                      "num_key_value_heads=8,vocab_size=128256");
+    const auto c = config_with<Llama>(
+        "hidden_size=8192,intermediate_size=28672,num_hidden_layers=80,num_attention_heads=64,"
+        "num_key_value_heads=8,vocab_size=128256");
     const auto bytes = Llama::estimated_bytes(c, Needs{{0, 80}, true, true});
     BOOST_TEST(bytes > 280e9);  // 70.6 billion f32 parameters
     BOOST_TEST(bytes < 285e9);
@@ -285,14 +310,17 @@ BOOST_AUTO_TEST_CASE(a_model_larger_than_memory_is_refused_before_allocating) {
                           says("the model needs about 284.4 GB of memory but 24 GB are available"));
     BOOST_CHECK_EXCEPTION(check_memory(bytes, false), Error, says("GB are available (MemAvailable in /proc/meminfo)"));
     BOOST_CHECK_NO_THROW(check_memory(bytes, true));
-    BOOST_CHECK_NO_THROW(check_memory(Llama::estimated_bytes(c, Needs{{0, 1}, false, false}, at::kBFloat16), false, 24'000'000'000ull));
+    BOOST_CHECK_NO_THROW(
+        check_memory(Llama::estimated_bytes(c, Needs{{0, 1}, false, false}, at::kBFloat16), false, 24'000'000'000ull));
     BOOST_TEST(resident_bytes() - before < 64 << 20);
 }
 
 // One check and one message for ids outside the vocabulary, on every path into a model.
 BOOST_AUTO_TEST_CASE(token_ids_outside_the_vocabulary_are_refused) {
     const auto m = everything<GPT2>(gpt2_small);
-    const auto says_outside = [](std::int64_t id) { return says("token id " + std::to_string(id) + " is outside the vocabulary of 100"); };
+    const auto says_outside = [](std::int64_t id) {
+        return says("token id " + std::to_string(id) + " is outside the vocabulary of 100");
+    };
     BOOST_CHECK_EXCEPTION(m.embed(at::tensor({1, 99999999}, at::kLong).view({1, 2})), Error, says_outside(99999999));
     BOOST_CHECK_EXCEPTION(m.embed(at::tensor({-5, 2}, at::kLong).view({1, 2})), Error, says_outside(-5));
     ActivationCache cache;
@@ -356,7 +384,8 @@ void check_incremental(const M& m, const S& slice, const std::string& what) {
         const auto outputs = inc.extend(candidates);
         auto batch = ids.narrow(1, 0, P + 1).repeat({N, 1});
         batch.select(1, P).copy_(candidates);
-        const auto expected = apply_slice(slice, m, m.embed(batch), m.context(P + 1, true, slice.variant())).narrow(1, P, 1);
+        const auto expected =
+            apply_slice(slice, m, m.embed(batch), m.context(P + 1, true, slice.variant())).narrow(1, P, 1);
         BOOST_TEST(close(outputs, expected));
         BOOST_TEST(close(outputs.narrow(0, 0, 1), full.narrow(1, P, 1)));
         for (std::int64_t t = P; t < T; ++t) BOOST_TEST(close(inc.append({v[t]}), full.narrow(1, t, 1)));
@@ -368,12 +397,15 @@ void check_incremental(const M& m, const S& slice, const std::string& what) {
         const at::Tensor both = at::cat({ids, other}).narrow(1, 0, P);
         Incremental<M> two(m, slice);
         BOOST_TEST(close(two.append(both), apply_slice(slice, m, m.embed(both), m.context(P, true, slice.variant()))));
-        for (const std::vector<std::int64_t>& owners : {std::vector<std::int64_t>{0, 0, 1, 1}, std::vector<std::int64_t>{1, 0, 0, 1, 1}}) {
+        for (const std::vector<std::int64_t>& owners :
+             {std::vector<std::int64_t>{0, 0, 1, 1}, std::vector<std::int64_t>{1, 0, 0, 1, 1}}) {
             const auto n = static_cast<std::int64_t>(owners.size());
-            const at::Tensor cands = random_ids(m.vocab_size(), n, 14, 1).view({n}), own = at::tensor(owners, at::kLong);
+            const at::Tensor cands = random_ids(m.vocab_size(), n, 14, 1).view({n}),
+                             own = at::tensor(owners, at::kLong);
             at::Tensor seqs = both.index_select(0, own);
             seqs = at::cat({seqs, cands.view({n, 1})}, 1);
-            const auto want = apply_slice(slice, m, m.embed(seqs), m.context(P + 1, true, slice.variant())).narrow(1, P, 1);
+            const auto want =
+                apply_slice(slice, m, m.embed(seqs), m.context(P + 1, true, slice.variant())).narrow(1, P, 1);
             BOOST_TEST(close(two.extend(cands, own), want));
             BOOST_TEST(close(two.select(own).extend(cands, at::arange(n, at::kLong)), want));
         }
@@ -406,18 +438,22 @@ BOOST_AUTO_TEST_CASE(the_incremental_forward_equals_the_full_forward) {
     check_incremental_slices(everything<GPTJ>(gptj_small), "gptj", {.resid_mid = false});
     check_incremental_slices(everything<Mixer>(mixer_flat), "mixer flat");
     check_incremental_slices(everything<Mixer>(mixer_expanded), "mixer expanded ×2, 2 mixers");
-    check_incremental_slices(everything<Mixer>("hidden_size=32,num_hidden_layers=3,context_length=9,vocab_size=100,token_mixing=expanded,"
-                                               "expansion_factor=0.5"),
-                             "mixer expanded ×0.5");
-    check_incremental_slices(everything<example::AttnOnly>("n_layers=3,d_model=32"), "attn-only", {.resid_mid = false, .mlp_out = false});
+    check_incremental_slices(
+        everything<Mixer>("hidden_size=32,num_hidden_layers=3,context_length=9,vocab_size=100,token_mixing=expanded,"
+                          "expansion_factor=0.5"),
+        "mixer expanded ×0.5");
+    check_incremental_slices(everything<example::AttnOnly>("n_layers=3,d_model=32"), "attn-only",
+                             {.resid_mid = false, .mlp_out = false});
 }
 
 BOOST_AUTO_TEST_CASE(the_incremental_forward_refuses_what_it_cannot_do) {
     const auto m = everything<GPT2>(gpt2_small);
     BOOST_CHECK_EXCEPTION(Incremental<GPT2>(m, SliceSpec{.is_causal = false}), Error, says("needs a causal slice"));
     Incremental<GPT2> inc(m, Blocks<0, 2>{});
-    BOOST_CHECK_EXCEPTION(inc.append(std::vector<std::int64_t>(17, 1)), Error, says("0 prefix tokens and 17 new ones exceed the model's context of 16"));
-    BOOST_CHECK_EXCEPTION(inc.extend(at::tensor({3, 100}, at::kLong)), Error, says("token id 100 is outside the vocabulary of 100"));
+    BOOST_CHECK_EXCEPTION(inc.append(std::vector<std::int64_t>(17, 1)), Error,
+                          says("0 prefix tokens and 17 new ones exceed the model's context of 16"));
+    BOOST_CHECK_EXCEPTION(inc.extend(at::tensor({3, 100}, at::kLong)), Error,
+                          says("token id 100 is outside the vocabulary of 100"));
 }
 
 // generate() runs on the incremental forward: the same tokens as recomputing the whole sequence.

@@ -29,8 +29,8 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
-using testing::slurp;
 using testing::says;
+using testing::slurp;
 using Ids = std::vector<std::int64_t>;
 
 namespace {
@@ -89,8 +89,9 @@ struct TensorMap {
 };
 
 LlamaConfig small(std::string overrides = "") {
-    return config_with<Llama>("num_hidden_layers=1,hidden_size=64,num_attention_heads=4,intermediate_size=128,vocab_size=100" +
-                              (overrides.empty() ? "" : "," + overrides));
+    return config_with<Llama>(
+        "num_hidden_layers=1,hidden_size=64,num_attention_heads=4,intermediate_size=128,vocab_size=100" +
+        (overrides.empty() ? "" : "," + overrides));
 }
 
 // The largest |Δ| at each position of two [1, T, d] outputs.
@@ -107,22 +108,26 @@ void write_bytes(const fs::path& path, const std::string& bytes) {
 // produce the reference ids: libsentencepiece itself cannot share a process with libtorch.
 void shell(const std::string& command, const fs::path& log) {
     const int status = std::system((command + " > '" + log.string() + "' 2>&1").c_str());
-    BOOST_TEST_REQUIRE(status == 0, "`" << command << "` failed (exit status " << status << "): " << slurp(log)
-                                        << "\nThe SentencePiece command-line tools come with scripts/setup (apt package sentencepiece).");
+    BOOST_TEST_REQUIRE(
+        status == 0,
+        "`" << command << "` failed (exit status " << status << "): " << slurp(log)
+            << "\nThe SentencePiece command-line tools come with scripts/setup (apt package sentencepiece).");
 }
 
 fs::path train_sentencepiece(const fs::path& dir, const std::string& name, const std::string& options) {
     const auto corpus = dir / "corpus.txt";
     if (!fs::exists(corpus)) {
-        const std::vector<std::string> who{"the cat", "the dog", "a bird", "the old man", "my sister", "Lily", "Tom and Ben"},
+        const std::vector<std::string> who{"the cat",   "the dog", "a bird",     "the old man",
+                                           "my sister", "Lily",    "Tom and Ben"},
             did{"sat on", "looked at", "ran to", "jumped over", "was happy with"},
             what{"the mat", "the red house", "a tree", "the river", "the moon", "a big ball"};
         std::ofstream out(corpus);
         for (std::size_t i = 0; i < 500; ++i)
-            out << who[i % who.size()] << ' ' << did[(i / 7) % did.size()] << ' ' << what[(i / 3) % what.size()] << ", number " << i
-                << (i % 4 == 0 ? " [NUM] !" : ".") << '\n';
+            out << who[i % who.size()] << ' ' << did[(i / 7) % did.size()] << ' ' << what[(i / 3) % what.size()]
+                << ", number " << i << (i % 4 == 0 ? " [NUM] !" : ".") << '\n';
     }
-    shell("spm_train --input='" + corpus.string() + "' --model_prefix='" + (dir / name).string() + "' --model_type=bpe " + options,
+    shell("spm_train --input='" + corpus.string() + "' --model_prefix='" + (dir / name).string() +
+              "' --model_type=bpe " + options,
           dir / (name + ".train.log"));
     return dir / (name + ".model");
 }
@@ -133,7 +138,8 @@ std::vector<Ids> spm_encode(const fs::path& model, const std::vector<std::string
         std::ofstream f(in, std::ios::binary);
         for (const auto& t : texts) f << t << '\n';
     }
-    shell("spm_encode --model='" + model.string() + "' --output_format=id --input='" + in.string() + "' --output='" + out.string() + "'",
+    shell("spm_encode --model='" + model.string() + "' --output_format=id --input='" + in.string() + "' --output='" +
+              out.string() + "'",
           model.parent_path() / "encode.log");
     std::vector<Ids> ids;
     std::ifstream f(out);
@@ -153,7 +159,8 @@ std::vector<std::string> spm_decode(const fs::path& model, const std::vector<Ids
             f << '\n';
         }
     }
-    shell("spm_decode --model='" + model.string() + "' --input_format=id --input='" + in.string() + "' --output='" + out.string() + "'",
+    shell("spm_decode --model='" + model.string() + "' --input_format=id --input='" + in.string() + "' --output='" +
+              out.string() + "'",
           model.parent_path() / "decode.log");
     std::vector<std::string> texts;
     std::ifstream f(out, std::ios::binary);
@@ -163,10 +170,18 @@ std::vector<std::string> spm_decode(const fs::path& model, const std::vector<Ids
 
 // Seen and unseen words, characters outside the vocabulary, runs of spaces, a user-defined
 // symbol, a malformed byte.
-const std::vector<std::string> spm_texts{
-    "the cat sat on the mat.", "my sister ran to the river, number 12.", "Tom and Ben was happy with a big ball [NUM] !",
-    "zebras quantum xylophone", "über café €5 日本", "the  cat   sat", "  leading and trailing  ", "a\ttab", "[NUM][NUM]x[NUM]",
-    "bad \xff byte", "?", ""};
+const std::vector<std::string> spm_texts{"the cat sat on the mat.",
+                                         "my sister ran to the river, number 12.",
+                                         "Tom and Ben was happy with a big ball [NUM] !",
+                                         "zebras quantum xylophone",
+                                         "über café €5 日本",
+                                         "the  cat   sat",
+                                         "  leading and trailing  ",
+                                         "a\ttab",
+                                         "[NUM][NUM]x[NUM]",
+                                         "bad \xff byte",
+                                         "?",
+                                         ""};
 
 void check_against_spm(const fs::path& model) {
     auto sp = SentencePiece::from_file(model);
@@ -205,7 +220,8 @@ BOOST_AUTO_TEST_CASE(stories260K_hf_folder_matches_run_c) {
 // The folder holds the same weights with q/k permuted to rotate-half: the llama2.c reader's
 // permutation must reproduce it bit for bit.
 BOOST_AUTO_TEST_CASE(both_loaders_give_the_same_tensors) {
-    auto from_bin = Llama::load(testing::shared("models/stories260K/stories260K.bin"), {}, everything(5)).named_tensors();
+    auto from_bin =
+        Llama::load(testing::shared("models/stories260K/stories260K.bin"), {}, everything(5)).named_tensors();
     auto from_hf = load<Llama>(testing::shared("models/stories260K/hf")).named_tensors();
     BOOST_TEST_REQUIRE(from_bin.size() == from_hf.size());
     BOOST_TEST(from_bin.size() == 1u + 5 * 9 + 1);  // embedding, 5 blocks of 9, final norm; the head is tied
@@ -224,8 +240,14 @@ BOOST_AUTO_TEST_CASE(llama2c_v1_file_reads_like_the_hf_folder) {
     const std::map<std::string, at::Tensor> t(named.begin(), named.end());
     const auto& c = hf.config();
     std::string file(256, '\0');
-    const std::int32_t header[] = {0x616b3432, 1, std::int32_t(c.hidden_size), std::int32_t(c.intermediate_size), std::int32_t(c.num_hidden_layers),
-                                   std::int32_t(c.num_attention_heads), std::int32_t(c.kv_heads()), std::int32_t(c.vocab_size),
+    const std::int32_t header[] = {0x616b3432,
+                                   1,
+                                   std::int32_t(c.hidden_size),
+                                   std::int32_t(c.intermediate_size),
+                                   std::int32_t(c.num_hidden_layers),
+                                   std::int32_t(c.num_attention_heads),
+                                   std::int32_t(c.kv_heads()),
+                                   std::int32_t(c.vocab_size),
                                    std::int32_t(c.max_position_embeddings)};
     std::memcpy(file.data(), header, sizeof header);
     file[sizeof header] = 1;  // shared classifier
@@ -246,7 +268,8 @@ BOOST_AUTO_TEST_CASE(llama2c_v1_file_reads_like_the_hf_folder) {
     put(t.at("model.embed_tokens.weight"));
     each_layer("self_attn.q_proj.weight", [&](const at::Tensor& w) { return meta(w, c.num_attention_heads); });
     each_layer("self_attn.k_proj.weight", [&](const at::Tensor& w) { return meta(w, c.kv_heads()); });
-    for (auto suffix : {"self_attn.v_proj.weight", "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.down_proj.weight", "mlp.up_proj.weight"})
+    for (auto suffix : {"self_attn.v_proj.weight", "self_attn.o_proj.weight", "mlp.gate_proj.weight",
+                        "mlp.down_proj.weight", "mlp.up_proj.weight"})
         each_layer(suffix, same);
     auto dir = testing::temp_dir("llama2c-v1");
     write_bytes(dir / "v1.bin", file);
@@ -274,12 +297,14 @@ BOOST_AUTO_TEST_CASE(a_slice_loads_only_its_blocks) {
     auto bin = Llama2cCheckpoint::open(testing::shared("models/stories260K/stories260K.bin"));
     Llama::load(LlamaConfig::from_json(bin.config()), bin, {}, Needs{{1, 2}, true, false});
     check(bin.loaded());
-    BOOST_CHECK_EXCEPTION(model.block(0, at::zeros({1, 2, 64}), model.context(2, true)), Error, says("block 0 was not loaded"));
+    BOOST_CHECK_EXCEPTION(model.block(0, at::zeros({1, 2, 64}), model.context(2, true)), Error,
+                          says("block 0 was not loaded"));
     BOOST_CHECK_EXCEPTION(model.unembed(at::zeros({1, 2, 64})), Error, says("model.norm was not loaded"));
 }
 
 BOOST_AUTO_TEST_CASE(untrained_llama_is_seeded_and_independent_of_the_blocks_built) {
-    auto config = config_with<Llama>("num_hidden_layers=3,hidden_size=32,num_attention_heads=4,intermediate_size=64,vocab_size=100");
+    auto config = config_with<Llama>(
+        "num_hidden_layers=3,hidden_size=32,num_attention_heads=4,intermediate_size=64,vocab_size=100");
     auto a = untrained<Llama>(config, {}, 7, everything(3));
     auto b = untrained<Llama>(config, {}, 7, Needs{{2, 3}, true, false});
     auto c = untrained<Llama>(config, {}, 8, Needs{{2, 3}, true, false});
@@ -291,15 +316,18 @@ BOOST_AUTO_TEST_CASE(untrained_llama_is_seeded_and_independent_of_the_blocks_bui
     BOOST_TEST(tensors.size() == 10u);
     for (const auto& [name, t] : tensors) {
         BOOST_TEST_INFO(name);
-        if (name.ends_with("norm.weight")) BOOST_TEST(at::equal(t, at::ones_like(t)));
-        else BOOST_TEST(std::abs(t.std().item<double>() - 0.02) < 0.002);
+        if (name.ends_with("norm.weight"))
+            BOOST_TEST(at::equal(t, at::ones_like(t)));
+        else
+            BOOST_TEST(std::abs(t.std().item<double>() - 0.02) < 0.002);
     }
     // Untied by default: the head is its own tensor.
     BOOST_TEST(a.named_tensors().back().first == "lm_head.weight");
 }
 
 BOOST_AUTO_TEST_CASE(config_round_trips_and_reads_mistral_defaults) {
-    auto config = small("num_key_value_heads=2,head_dim=32,rms_norm_eps=1e-5,rope_theta=500000,tie_word_embeddings=true");
+    auto config =
+        small("num_key_value_heads=2,head_dim=32,rms_norm_eps=1e-5,rope_theta=500000,tie_word_embeddings=true");
     auto again = LlamaConfig::from_json(config.to_json());
     BOOST_TEST(again.to_json() == config.to_json());
     BOOST_TEST(again.kv_heads() == 2);
@@ -332,7 +360,10 @@ BOOST_AUTO_TEST_CASE(sliding_window_changes_exactly_the_positions_it_cuts) {
     auto diff = per_position_difference(windowed.block(0, x, ctx), full.block(0, x, full.context(T, true)));
     for (std::int64_t t = 0; t < T; ++t) {
         BOOST_TEST_INFO("position " << t);
-        if (t < W) BOOST_TEST(diff[t] < 1e-6); else BOOST_TEST(diff[t] > 1e-4);
+        if (t < W)
+            BOOST_TEST(diff[t] < 1e-6);
+        else
+            BOOST_TEST(diff[t] > 1e-4);
     }
 }
 
@@ -345,8 +376,10 @@ BOOST_AUTO_TEST_CASE(bidirectional_context_sees_later_tokens) {
     auto x = at::randn({1, T, 64});
     auto y = x.clone();
     y[0][T - 1] += 1.0;
-    auto causal = per_position_difference(plain.block(0, x, plain.context(T, true)), plain.block(0, y, plain.context(T, true)));
-    auto both = per_position_difference(plain.block(0, x, plain.context(T, false)), plain.block(0, y, plain.context(T, false)));
+    auto causal =
+        per_position_difference(plain.block(0, x, plain.context(T, true)), plain.block(0, y, plain.context(T, true)));
+    auto both =
+        per_position_difference(plain.block(0, x, plain.context(T, false)), plain.block(0, y, plain.context(T, false)));
     BOOST_TEST(causal[0] == 0.0);
     BOOST_TEST(both[0] > 1e-4);
 
@@ -357,7 +390,10 @@ BOOST_AUTO_TEST_CASE(bidirectional_context_sees_later_tokens) {
     auto diff = per_position_difference(windowed.block(0, x, ctx), windowed.block(0, z, ctx));
     for (std::int64_t t = 0; t < T; ++t) {
         BOOST_TEST_INFO("position " << t);
-        if (t < 2) BOOST_TEST(diff[t] > 1e-4); else BOOST_TEST(diff[t] == 0.0);
+        if (t < 2)
+            BOOST_TEST(diff[t] > 1e-4);
+        else
+            BOOST_TEST(diff[t] == 0.0);
     }
 }
 
@@ -404,16 +440,19 @@ BOOST_AUTO_TEST_CASE(llama3_rope_scaling_rewrites_the_frequencies) {
     // head size 16 and θ 5e5: wavelengths 2π·θ^(2i/16) fall below 8192/4, between, and above 8192/1.
     Json json = small("rope_theta=500000").to_json();
     auto plain_config = LlamaConfig::from_json(json);
-    json["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+    json["rope_scaling"] = {{"rope_type", "llama3"},
+                            {"factor", 8.0},
+                            {"low_freq_factor", 1.0},
+                            {"high_freq_factor", 4.0},
                             {"original_max_position_embeddings", 8192}};
     auto scaled_config = LlamaConfig::from_json(json);
     const auto plain = plain_config.rope_frequencies(), scaled = scaled_config.rope_frequencies();
     BOOST_TEST_REQUIRE(scaled.size() == 8u);
     auto theta_power = [](int i) { return std::pow(500000.0, -2.0 * i / 16); };
     BOOST_TEST(plain[4] == theta_power(4), boost::test_tools::tolerance(1e-12));
-    BOOST_TEST(scaled[0] == theta_power(0), boost::test_tools::tolerance(1e-12));  // wavelength 2π: kept
+    BOOST_TEST(scaled[0] == theta_power(0), boost::test_tools::tolerance(1e-12));      // wavelength 2π: kept
     BOOST_TEST(scaled[7] == theta_power(7) / 8, boost::test_tools::tolerance(1e-12));  // wavelength 6e5: stretched
-    const double wavelength = 2 * std::numbers::pi / theta_power(4);  // 4443: blended
+    const double wavelength = 2 * std::numbers::pi / theta_power(4);                   // 4443: blended
     const double s = (8192 / wavelength - 1) / (4 - 1);
     BOOST_TEST(scaled[4] == (1 - s) * theta_power(4) / 8 + s * theta_power(4), boost::test_tools::tolerance(1e-12));
 
@@ -446,7 +485,8 @@ BOOST_AUTO_TEST_CASE(llama2c_file_shorter_than_its_header_says) {
     const auto bytes = slurp(testing::shared("models/stories260K/stories260K.bin"));
     write_bytes(dir / "short.bin", bytes.substr(0, bytes.size() - 4));
     BOOST_CHECK_EXCEPTION(Llama::load(dir / "short.bin", {}, everything(5)), Error,
-                          says("implies " + std::to_string(bytes.size()) + " bytes but the file has " + std::to_string(bytes.size() - 4)));
+                          says("implies " + std::to_string(bytes.size()) + " bytes but the file has " +
+                               std::to_string(bytes.size() - 4)));
     write_bytes(dir / "zip.bin", std::string("PK\x03\x04", 4) + std::string(60, '\0'));
     BOOST_CHECK_EXCEPTION(Llama::load(dir / "zip.bin", {}, everything(5)), Error, says("a PyTorch zip checkpoint"));
     fs::remove_all(dir);
@@ -458,15 +498,17 @@ BOOST_AUTO_TEST_CASE(wrong_tensor_shape_in_a_folder_names_the_tensor) {
     auto config = read_config(testing::shared("models/stories260K/hf"));
     config["intermediate_size"] = 170;
     std::ofstream(dir / "config.json") << config.dump();
-    BOOST_CHECK_EXCEPTION(load<Llama>(dir), Error,
-                          says("tensor \"model.layers.0.mlp.gate_proj.weight\" has shape [172, 64] but the config implies [170, 64]"));
+    BOOST_CHECK_EXCEPTION(
+        load<Llama>(dir), Error,
+        says("tensor \"model.layers.0.mlp.gate_proj.weight\" has shape [172, 64] but the config implies [170, 64]"));
     fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_CASE(generate_refuses_to_exceed_the_context) {
     auto model = untrained<Llama>(small("max_position_embeddings=8"), {}, 5, Needs{{0, 1}, true, true});
     BOOST_TEST(generate(model, {1, 2, 3}, 5).size() == 8u);
-    BOOST_CHECK_EXCEPTION(generate(model, {1, 2, 3}, 6), Error, says("3 prompt tokens and 6 new ones exceed the model's context of 8"));
+    BOOST_CHECK_EXCEPTION(generate(model, {1, 2, 3}, 6), Error,
+                          says("3 prompt tokens and 6 new ones exceed the model's context of 8"));
     BOOST_CHECK_EXCEPTION(generate(model, {}, 1), Error, says("the prompt is empty"));
 }
 
@@ -481,16 +523,26 @@ BOOST_AUTO_TEST_CASE(llama2c_tokenizer_encodes_and_decodes_like_run_c) {
     }
     // Ids 259..269 in order.
     const std::int64_t space = 259, l = 262, e_acute = 264, he = 266, space_hell = 268, lo = 269;
-    for (auto [piece, score] : std::vector<std::pair<std::string, float>>{
-             {" ", -100}, {"h", -100}, {"e", -100}, {"l", -100}, {"o", -100}, {"é", -100},
-             {"ll", -1}, {"he", -2}, {"hell", -3}, {" hell", -4}, {"lo", -0.5}})
+    for (auto [piece, score] : std::vector<std::pair<std::string, float>>{{" ", -100},
+                                                                          {"h", -100},
+                                                                          {"e", -100},
+                                                                          {"l", -100},
+                                                                          {"o", -100},
+                                                                          {"é", -100},
+                                                                          {"ll", -1},
+                                                                          {"he", -2},
+                                                                          {"hell", -3},
+                                                                          {" hell", -4},
+                                                                          {"lo", -0.5}})
         vocab.emplace_back(piece, score);
     std::string file(4, '\0');
     std::int32_t max_length = 6;
     std::memcpy(file.data(), &max_length, 4);
     for (auto& [piece, score] : vocab) {
         std::int32_t n = static_cast<std::int32_t>(piece.size());
-        file.append(reinterpret_cast<const char*>(&score), 4).append(reinterpret_cast<const char*>(&n), 4).append(piece);
+        file.append(reinterpret_cast<const char*>(&score), 4)
+            .append(reinterpret_cast<const char*>(&n), 4)
+            .append(piece);
     }
     write_bytes(dir / "tokenizer.bin", file);
     const auto V = static_cast<std::int64_t>(vocab.size());
@@ -503,7 +555,8 @@ BOOST_AUTO_TEST_CASE(llama2c_tokenizer_encodes_and_decodes_like_run_c) {
     // "hello": lo (−0.5) wins first and leaves l stranded: no further piece contains it.
     BOOST_TEST(tok.encode("hello") == (Ids{space, he, l, lo}), boost::test_tools::per_element());
     // é is one code point in the vocabulary; € (E2 82 AC) falls back to its bytes.
-    BOOST_TEST(tok.encode("é€") == (Ids{space, e_acute, 0xE2 + 3, 0x82 + 3, 0xAC + 3}), boost::test_tools::per_element());
+    BOOST_TEST(tok.encode("é€") == (Ids{space, e_acute, 0xE2 + 3, 0x82 + 3, 0xAC + 3}),
+               boost::test_tools::per_element());
     BOOST_TEST(tok.encode("hell", true, true) == (Ids{1, space_hell, 2}), boost::test_tools::per_element());
     BOOST_TEST(tok.encode("").empty());
     BOOST_TEST(tok.encode("", true) == (Ids{1}), boost::test_tools::per_element());
@@ -511,13 +564,16 @@ BOOST_AUTO_TEST_CASE(llama2c_tokenizer_encodes_and_decodes_like_run_c) {
     BOOST_TEST(tok.decode(Ids{space_hell}) == " hell");
     BOOST_TEST(tok.decode(Ids{1, space_hell, 2}) == "hell");  // the space after BOS goes, BOS/EOS print nothing
     BOOST_TEST(tok.decode(tok.encode("é€")) == " é€");
-    BOOST_CHECK_EXCEPTION(tok.decode(Ids{V}), Error, says("token id " + std::to_string(V) + " is outside the vocabulary"));
+    BOOST_CHECK_EXCEPTION(tok.decode(Ids{V}), Error,
+                          says("token id " + std::to_string(V) + " is outside the vocabulary"));
 
     Tokenizer erased = tok;
     BOOST_TEST(erased.encode("hello") == tok.encode("hello"), boost::test_tools::per_element());
 
-    BOOST_CHECK_EXCEPTION(Llama2cTokenizer::from_file(dir / "tokenizer.bin", V + 1), Error, says("ends inside token " + std::to_string(V)));
-    BOOST_CHECK_EXCEPTION(Llama2cTokenizer::from_file(dir / "tokenizer.bin", V - 1), Error, says("is vocab_size " + std::to_string(V - 1) + " right?"));
+    BOOST_CHECK_EXCEPTION(Llama2cTokenizer::from_file(dir / "tokenizer.bin", V + 1), Error,
+                          says("ends inside token " + std::to_string(V)));
+    BOOST_CHECK_EXCEPTION(Llama2cTokenizer::from_file(dir / "tokenizer.bin", V - 1), Error,
+                          says("is vocab_size " + std::to_string(V - 1) + " right?"));
     BOOST_CHECK_EXCEPTION(Llama2cTokenizer::from_file(dir / "none.bin", V), Error, says("cannot open"));
     fs::remove_all(dir);
 }
@@ -525,8 +581,9 @@ BOOST_AUTO_TEST_CASE(llama2c_tokenizer_encodes_and_decodes_like_run_c) {
 // Llama's settings: BPE, byte fallback, identity normalisation, spaces kept as they are.
 BOOST_AUTO_TEST_CASE(sentencepiece_llama_style_model_matches_spm_encode) {
     auto dir = testing::temp_dir("sentencepiece-llama");
-    const auto model = train_sentencepiece(dir, "llama", "--vocab_size=400 --byte_fallback=true --normalization_rule_name=identity "
-                                                         "--remove_extra_whitespaces=false --character_coverage=1.0");
+    const auto model = train_sentencepiece(dir, "llama",
+                                           "--vocab_size=400 --byte_fallback=true --normalization_rule_name=identity "
+                                           "--remove_extra_whitespaces=false --character_coverage=1.0");
     check_against_spm(model);
 
     auto sp = SentencePiece::from_file(model);
@@ -553,19 +610,24 @@ BOOST_AUTO_TEST_CASE(sentencepiece_llama_style_model_matches_spm_encode) {
 // user-defined symbol that never merges.
 BOOST_AUTO_TEST_CASE(sentencepiece_unk_and_user_symbols_match_spm_encode) {
     auto dir = testing::temp_dir("sentencepiece-unk");
-    check_against_spm(train_sentencepiece(dir, "unk", "--vocab_size=200 --normalization_rule_name=identity --user_defined_symbols=[NUM]"));
+    check_against_spm(train_sentencepiece(
+        dir, "unk", "--vocab_size=200 --normalization_rule_name=identity --user_defined_symbols=[NUM]"));
     fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_CASE(sentencepiece_bad_model_files) {
     auto dir = testing::temp_dir("sentencepiece-bad");
-    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(dir / "missing.model"), Error, says("missing.model: no such SentencePiece model file"));
+    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(dir / "missing.model"), Error,
+                          says("missing.model: no such SentencePiece model file"));
     write_bytes(dir / "garbage.model", "this is not a protobuf");
-    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(dir / "garbage.model"), Error, says("garbage.model: not a SentencePiece model"));
+    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(dir / "garbage.model"), Error,
+                          says("garbage.model: not a SentencePiece model"));
     const auto unigram = train_sentencepiece(dir, "unigram", "--vocab_size=150 --model_type=unigram");
-    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(unigram), Error, says("a unigram SentencePiece model; only BPE models"));
+    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(unigram), Error,
+                          says("a unigram SentencePiece model; only BPE models"));
     const auto nfkc = train_sentencepiece(dir, "nfkc", "--vocab_size=150");
-    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(nfkc), Error, says("normalization rule \"nmt_nfkc\" is not supported"));
+    BOOST_CHECK_EXCEPTION(SentencePiece::from_file(nfkc), Error,
+                          says("normalization rule \"nmt_nfkc\" is not supported"));
     fs::remove_all(dir);
 }
 

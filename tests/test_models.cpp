@@ -10,11 +10,10 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
-using testing::slurp;
 using testing::says;
+using testing::slurp;
 
 namespace {
-
 
 at::Tensor json_tensor(const Json& j) {
     std::vector<float> flat;
@@ -25,7 +24,10 @@ at::Tensor json_tensor(const Json& j) {
         level = &(*level)[0];
     }
     std::function<void(const Json&)> walk = [&](const Json& v) {
-        if (v.is_array()) for (auto& e : v) walk(e); else flat.push_back(v.get<float>());
+        if (v.is_array())
+            for (auto& e : v) walk(e);
+        else
+            flat.push_back(v.get<float>());
     };
     walk(j);
     return at::tensor(flat).view(shape);
@@ -47,7 +49,8 @@ BOOST_AUTO_TEST_CASE(gpt2_matches_the_independent_reference) {
     const auto& hs = ref["hidden_states"];
     BOOST_REQUIRE_EQUAL(hs.size(), std::size_t(model.depth() + 1));
     for (int i = 0; i <= model.depth(); ++i) {
-        auto mine = i == 0 ? cache["blocks.0.hook_resid_pre"] : cache["blocks." + std::to_string(i - 1) + ".hook_resid_post"];
+        auto mine =
+            i == 0 ? cache["blocks.0.hook_resid_pre"] : cache["blocks." + std::to_string(i - 1) + ".hook_resid_post"];
         auto diff = (mine[0] - json_tensor(hs[i])).abs().max().item<double>();
         BOOST_TEST_INFO("hidden state " << i);
         BOOST_TEST(diff < 1e-4);
@@ -66,10 +69,12 @@ BOOST_AUTO_TEST_CASE(a_slice_loads_only_its_blocks) {
     auto model = GPT2::load(config, ckpt, {}, Needs{{1, 2}, true, false});
     for (auto& name : ckpt.loaded()) {
         BOOST_TEST_INFO(name);
-        BOOST_TEST((name.find(".h.1.") != std::string::npos || name.ends_with("wte.weight") || name.ends_with("wpe.weight")));
+        BOOST_TEST(
+            (name.find(".h.1.") != std::string::npos || name.ends_with("wte.weight") || name.ends_with("wpe.weight")));
     }
     BOOST_TEST(ckpt.loaded().size() == 14u);  // 12 tensors of block 1, wte, wpe
-    BOOST_CHECK_EXCEPTION(model.block(0, at::zeros({1, 2, 64}), model.context(2, true)), Error, says("block 0 was not loaded"));
+    BOOST_CHECK_EXCEPTION(model.block(0, at::zeros({1, 2, 64}), model.context(2, true)), Error,
+                          says("block 0 was not loaded"));
 }
 
 BOOST_AUTO_TEST_CASE(untrained_gpt2_is_seeded_and_independent_of_the_blocks_built) {
@@ -92,7 +97,8 @@ BOOST_AUTO_TEST_CASE(untrained_gpt2_is_seeded_and_independent_of_the_blocks_buil
 inline std::string got_dtype(const at::Tensor& t) { return std::string(c10::toString(t.scalar_type())); }
 
 template <class M>
-void check_input_gradient(const M& m, std::int64_t d, const std::string& what, double tolerance = 1e-5, std::int64_t tokens = 6) {
+void check_input_gradient(const M& m, std::int64_t d, const std::string& what, double tolerance = 1e-5,
+                          std::int64_t tokens = 6) {
     const auto options = m.placement().options();
     for (bool causal : {true, false}) {
         auto ctx = m.context(tokens, causal);
@@ -120,25 +126,32 @@ BOOST_AUTO_TEST_CASE(written_out_input_gradients_match_autograd) {
         const std::string type = dtype == at::kFloat ? " f32" : " f64";
         for (bool tanh : {false, true}) {
             config.gelu_tanh = tanh;
-            check_input_gradient(untrained<GPT2>(config, placement, 5, Blocks<0, 1>{}), 32, (tanh ? "gpt2 gelu_new" : "gpt2 gelu") + type);
+            check_input_gradient(untrained<GPT2>(config, placement, 5, Blocks<0, 1>{}), 32,
+                                 (tanh ? "gpt2 gelu_new" : "gpt2 gelu") + type);
         }
         for (std::string extra : {"", ",model_type=\"mistral\",sliding_window=3"}) {
-            auto llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
-                                            "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16" + extra);
+            auto llama = config_with<Llama>(
+                "hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+                "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16" +
+                extra);
             check_input_gradient(untrained<Llama>(llama, placement, 5, Blocks<0, 1>{}), 32, "llama" + extra + type);
         }
     }
     // Long prompts take ATen's attention (cpu::attention_applies) between fused norms and MLPs.
-    auto long_llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
-                                         "num_key_value_heads=2,vocab_size=100,max_position_embeddings=64");
+    auto long_llama = config_with<Llama>(
+        "hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+        "num_key_value_heads=2,vocab_size=100,max_position_embeddings=64");
     check_input_gradient(untrained<Llama>(long_llama, {}, 5, Blocks<0, 1>{}), 32, "llama 40 tokens", 1e-5, 40);
-    check_input_gradient(untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=64"), {}, 5,
-                                         Blocks<0, 1>{}), 32, "gpt2 40 tokens", 1e-5, 40);
+    check_input_gradient(
+        untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=64"), {}, 5,
+                        Blocks<0, 1>{}),
+        32, "gpt2 40 tokens", 1e-5, 40);
     // bf16 takes the ATen path and must stay in bf16 from block to block (RMSNorm computes in f32).
     const Placement bf16{at::kCPU, at::kBFloat16};
     check_input_gradient(untrained<GPT2>(config, bf16, 5, Blocks<0, 1>{}), 32, "gpt2 bf16", 5e-2);
-    auto llama = config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
-                                    "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16");
+    auto llama = config_with<Llama>(
+        "hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"
+        "num_key_value_heads=2,vocab_size=100,max_position_embeddings=16");
     check_input_gradient(untrained<Llama>(llama, bf16, 5, Blocks<0, 1>{}), 32, "llama bf16", 5e-2);
 }
 
@@ -163,8 +176,8 @@ BOOST_AUTO_TEST_CASE(missing_tensor_and_wrong_shape) {
     BOOST_CHECK_EXCEPTION(ckpt.load("h.0.ln_1.weight", {}), Error, says("missing tensor \"h.0.ln_1.weight\""));
     BOOST_CHECK_EXCEPTION(Checkpoint::open(dir / "nothing"), Error, says("no such checkpoint"));
     // An untied head missing from the file is an error, not a silent fallback to the embedding.
-    auto untied = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=16"), {}, 0,
-                                  Needs{{0, 1}, true, true});
+    auto untied = untrained<GPT2>(config_with<GPT2>("n_layer=1,n_embd=32,n_head=4,vocab_size=100,n_positions=16"), {},
+                                  0, Needs{{0, 1}, true, true});
     std::filesystem::remove_all(dir);
     save_safetensors(untied, dir);
     auto json = read_config(dir);

@@ -34,15 +34,17 @@ std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 // One fortune file (24 KB, ~300 documents): a real corpus that trains in seconds.
 fs::path fortunes() {
     const fs::path f = "/usr/share/games/fortunes/fortunes";
-    require(fs::exists(f), f.string(), ": missing; the fortunes corpus comes with scripts/setup (Debian package fortunes)");
+    require(fs::exists(f), f.string(),
+            ": missing; the fortunes corpus comes with scripts/setup (Debian package fortunes)");
     return f;
 }
 
 // A Llama small enough to train a few steps in about a second, into `out`.
 std::string tiny_training(const fs::path& out, const fs::path& corpus, const std::string& extra = "") {
-    return "train --family llama --config hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2 --vocab-size 512 "
-           "--context 16 --batch 2 --steps 4 --warmup 1 --eval-every 0 --eval-contexts 4 --corpus " + q(corpus) + " --out " + q(out) + " " +
-           extra;
+    return "train --family llama --config "
+           "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2 --vocab-size 512 "
+           "--context 16 --batch 2 --steps 4 --warmup 1 --eval-every 0 --eval-contexts 4 --corpus " +
+           q(corpus) + " --out " + q(out) + " " + extra;
 }
 
 // Every results line of a folder by key, counted.
@@ -105,7 +107,8 @@ BOOST_AUTO_TEST_CASE(hidden_save_over_a_fifo_or_a_device_is_refused) {
     const auto dir = temp_dir("save-nodes");
     const auto fifo = dir / "fifo", device = dir / "null";
     BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
-    BOOST_REQUIRE_MESSAGE(::mknod(device.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0, "mknod needs root (the tests run as root, as CI does)");
+    BOOST_REQUIRE_MESSAGE(::mknod(device.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0,
+                          "mknod needs root (the tests run as root, as CI does)");
     for (auto [node, kind] : {std::pair{fifo, "a FIFO"}, std::pair{device, "a character device"}}) {
         auto r = run_cli("hidden" + tiny + "--ids 1,2,3 --save " + q(node));
         BOOST_TEST_INFO(node << " -> " << r.out);
@@ -122,8 +125,10 @@ BOOST_AUTO_TEST_CASE(hidden_save_over_a_fifo_or_a_device_is_refused) {
 BOOST_AUTO_TEST_CASE(every_output_option_refuses_what_is_not_a_file) {
     const auto dir = temp_dir("outputs");
     BOOST_REQUIRE(::mkfifo((dir / "fifo").c_str(), 0644) == 0);
-    for (std::string command : {"invert" + tiny + vocab() + " --prompt x --steps 2 --report ", "bandwidth" + tiny + vocab() + " --prompt x --report ",
-                                "attribute" + tiny + vocab() + " --prompt x --html ", "hidden" + tiny + "--ids 1 --save "}) {
+    for (std::string command :
+         {"invert" + tiny + vocab() + " --prompt x --steps 2 --report ",
+          "bandwidth" + tiny + vocab() + " --prompt x --report ", "attribute" + tiny + vocab() + " --prompt x --html ",
+          "hidden" + tiny + "--ids 1 --save "}) {
         for (const auto& target : {dir, dir / "fifo"}) {
             auto r = run_cli(command + q(target));
             BOOST_TEST_INFO(command << target << " -> " << r.out);
@@ -148,7 +153,8 @@ BOOST_AUTO_TEST_CASE(stdout_or_stderr_on_a_full_device_is_an_error) {
     BOOST_TEST(err.find("stdout") != std::string::npos, err);
     // train reports its progress on stderr: a full device there is a failed run as well.
     const auto dir = temp_dir("full-stderr");
-    const int trained = std::system(("'" + cli + "' " + tiny_training(dir / "m", fortunes()) + " > /dev/null 2> /dev/full").c_str());
+    const int trained =
+        std::system(("'" + cli + "' " + tiny_training(dir / "m", fortunes()) + " > /dev/null 2> /dev/full").c_str());
     BOOST_TEST((WIFEXITED(trained) && WEXITSTATUS(trained) == 1));
     fs::remove_all(dir);
 }
@@ -163,19 +169,23 @@ BOOST_AUTO_TEST_CASE(merge_while_a_sweep_writes_loses_no_row) {
     const auto spec = spec_file(dir, 12, "spec.json", 150);
     const auto out = dir / "run";
     const std::string cli = std::getenv("INPUTREP_CLI") ? std::getenv("INPUTREP_CLI") : INPUTREP_CLI;
-    const std::string sweep = "'" + cli + "' sweep " + q(spec) + " --out " + q(out) + " > " + q(dir / "sweep.log") + " 2>&1; echo $? > " +
-                              q(dir / "sweep.status");
+    const std::string sweep = "'" + cli + "' sweep " + q(spec) + " --out " + q(out) + " > " + q(dir / "sweep.log") +
+                              " 2>&1; echo $? > " + q(dir / "sweep.status");
     BOOST_REQUIRE(std::system(("(" + sweep + ") &").c_str()) == 0);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while ((!fs::exists(out / "results.jsonl") || complete_lines(out / "results.jsonl") < 1) && std::chrono::steady_clock::now() < deadline)
+    while ((!fs::exists(out / "results.jsonl") || complete_lines(out / "results.jsonl") < 1) &&
+           std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     BOOST_REQUIRE_MESSAGE(complete_lines(out / "results.jsonl") >= 1, "the sweep wrote no row in 120 s");
     int refused = 0, tries = 0;
     while (!fs::exists(dir / "sweep.status")) {
         auto r = run_cli("sweep --merge " + q(out));
         ++tries;
-        if (r.status == 1 && says(r, "in use")) ++refused;
-        else BOOST_TEST(keys_in(out).size() == 12u, "a merge ran while the sweep wrote: " << r.out);  // only once it is done
+        if (r.status == 1 && says(r, "in use"))
+            ++refused;
+        else
+            BOOST_TEST(keys_in(out).size() == 12u,
+                       "a merge ran while the sweep wrote: " << r.out);  // only once it is done
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     BOOST_TEST(refused >= 1, "no merge was refused in " << tries << " tries");
@@ -226,7 +236,12 @@ BOOST_AUTO_TEST_CASE(a_spec_of_fifty_million_rows_is_refused_before_expansion) {
     const auto dir = temp_dir("spec-big");
     Json axis = Json::array();
     for (int i = 0; i < 100; ++i) axis.push_back(i);
-    Json spec{{"untrained", "gpt2"}, {"prompts", {"x"}}, {"seeds", axis}, {"steps", axis}, {"top-k", axis}, {"restarts", {1, 2, 3, 4, 5}},
+    Json spec{{"untrained", "gpt2"},
+              {"prompts", {"x"}},
+              {"seeds", axis},
+              {"steps", axis},
+              {"top-k", axis},
+              {"restarts", {1, 2, 3, 4, 5}},
               {"init-scale", {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}};
     std::ofstream(dir / "big.json") << spec.dump();
     auto r = run_cli("sweep " + q(dir / "big.json") + " --out " + q(dir / "run"), "ulimit -v 4000000; ");
@@ -245,7 +260,8 @@ BOOST_AUTO_TEST_CASE(a_spec_nested_100000_levels_deep_is_refused) {
 }
 
 BOOST_AUTO_TEST_CASE(train_threads_100000_is_refused) {
-    for (std::string command : {"train --family gpt2 --steps 1 --out x --threads 100000", "eval --model . --threads 100000"}) {
+    for (std::string command :
+         {"train --family gpt2 --steps 1 --out x --threads 100000", "eval --model . --threads 100000"}) {
         auto r = run_cli(command);
         BOOST_TEST(one_line_error(r), command << " -> " << r.out);
         BOOST_TEST(says(r, "[1, 256]"), r.out);
@@ -255,7 +271,9 @@ BOOST_AUTO_TEST_CASE(train_threads_100000_is_refused) {
 // train built a million layers until the allocator or the OOM killer stopped it.
 BOOST_AUTO_TEST_CASE(train_runs_the_memory_check) {
     const auto dir = temp_dir("train-memory");
-    auto r = run_cli(tiny_training(dir / "m", fortunes()) + " --config n_embd=64,n_layer=1000000,n_head=4 --family gpt2", "ulimit -v 8000000; ");
+    auto r =
+        run_cli(tiny_training(dir / "m", fortunes()) + " --config n_embd=64,n_layer=1000000,n_head=4 --family gpt2",
+                "ulimit -v 8000000; ");
     BOOST_TEST(one_line_error(r, 1), r.out);
     BOOST_TEST(says(r, "GB of memory"), r.out);
     BOOST_TEST(says(r, "--ignore-memory-check"), r.out);
@@ -336,7 +354,8 @@ BOOST_AUTO_TEST_CASE(non_utf8_and_binary_corpora_are_refused) {
     const auto dir = temp_dir("corpus-bytes");
     std::ofstream(dir / "latin1.txt") << "caf\xe9 au lait\n\nand more text\n";
     std::ofstream(dir / "binary.txt") << std::string("text\0more", 9);
-    for (auto [file, message] : {std::pair{"latin1.txt", "byte 3 is not UTF-8"}, std::pair{"binary.txt", "byte 4 is NUL"}}) {
+    for (auto [file, message] :
+         {std::pair{"latin1.txt", "byte 3 is not UTF-8"}, std::pair{"binary.txt", "byte 4 is NUL"}}) {
         auto r = run_cli(tiny_training(dir / "m", dir / file));
         BOOST_TEST_INFO(file << " -> " << r.out);
         BOOST_TEST(one_line_error(r, 1));
@@ -361,12 +380,14 @@ BOOST_AUTO_TEST_CASE(sweep_axes_report_csv_and_help_are_refused) {
 
 BOOST_AUTO_TEST_CASE(results_lines_with_a_negative_row_or_no_list_of_results_are_refused) {
     const auto dir = temp_dir("results-lines");
-    BOOST_REQUIRE_EQUAL(run_cli("sweep " + q(spec_file(dir, 1, "spec.json", 2)) + " --out " + q(dir / "run")).status, 0);
+    BOOST_REQUIRE_EQUAL(run_cli("sweep " + q(spec_file(dir, 1, "spec.json", 2)) + " --out " + q(dir / "run")).status,
+                        0);
     const Json line = Json::parse(slurp(dir / "run" / "results.jsonl"));
-    for (auto [field, value, message] : {std::tuple{"row", Json(-1), "results.jsonl:1: \"row\" is -1, not an integer >= 0"},
-                                         {"results", Json("none"), "results.jsonl:1: \"results\" is not a non-empty list"},
-                                         {"key", Json(7), "results.jsonl:1: \"key\" is 7, not a text"},
-                                         {"version", Json(7), "results.jsonl:1: \"version\" is 7, not a text"}}) {
+    for (auto [field, value, message] :
+         {std::tuple{"row", Json(-1), "results.jsonl:1: \"row\" is -1, not an integer >= 0"},
+          {"results", Json("none"), "results.jsonl:1: \"results\" is not a non-empty list"},
+          {"key", Json(7), "results.jsonl:1: \"key\" is 7, not a text"},
+          {"version", Json(7), "results.jsonl:1: \"version\" is 7, not a text"}}) {
         Json bad = line;
         bad[field] = value;
         std::ofstream(dir / "run" / "results.jsonl") << bad.dump() << "\n";
@@ -449,8 +470,9 @@ BOOST_AUTO_TEST_CASE(an_empty_target_hook_is_refused) {
 
 // A ~50-line libtorch dump before.
 BOOST_AUTO_TEST_CASE(a_cuda_device_on_a_cpu_build_is_one_line) {
-    for (const std::string& command : std::vector<std::string>{"hidden" + tiny + "--ids 1 --device cuda:7", "eval --model . --device cuda",
-                                                               "eval --model . --device tpu", "train --family gpt2 --steps 1 --out x --device cuda:7"}) {
+    for (const std::string& command : std::vector<std::string>{
+             "hidden" + tiny + "--ids 1 --device cuda:7", "eval --model . --device cuda", "eval --model . --device tpu",
+             "train --family gpt2 --steps 1 --out x --device cuda:7"}) {
         auto r = run_cli(command);
         BOOST_TEST_INFO(command << " -> " << r.out);
         BOOST_TEST(one_line_error(r));
@@ -481,7 +503,10 @@ BOOST_AUTO_TEST_CASE(bad_metric_and_decoder_values_are_refused_as_options) {
 BOOST_AUTO_TEST_CASE(quick_with_steps_1e30_is_refused) {
     const auto dir = temp_dir("quick-steps");
     for (auto steps : {Json(1e30), Json("many")}) {
-        std::ofstream(dir / "spec.json") << Json{{"untrained", "gpt2:n_layer=1,n_embd=64,n_head=4"}, {"prompts", {"x"}}, {"steps", steps}}.dump();
+        std::ofstream(dir / "spec.json") << Json{
+            {"untrained", "gpt2:n_layer=1,n_embd=64,n_head=4"},
+            {"prompts", {"x"}},
+            {"steps", steps}}.dump();
         auto r = run_cli("sweep " + q(dir / "spec.json") + " --quick --out " + q(dir / "run"));
         BOOST_TEST_INFO(steps.dump() << " -> " << r.out);
         BOOST_TEST(one_line_error(r));

@@ -50,18 +50,24 @@ BOOST_AUTO_TEST_CASE(loss_curves_on_a_log_axis) {
     testing::check_well_formed_xml(svg);
     BOOST_TEST(count(svg, "class=\"series\"") == 2u);
     BOOST_TEST(count(svg, "class=\"legend\"") == 2u);
-    for (const char* text : {">train<", ">held-out &amp; co<", "loss &lt;nats&gt;", ">step<", "cross-entropy (log scale)"})
+    for (const char* text :
+         {">train<", ">held-out &amp; co<", "loss &lt;nats&gt;", ">step<", "cross-entropy (log scale)"})
         BOOST_TEST_CONTEXT(text) BOOST_TEST(svg.find(text) != std::string::npos);
     // The y axis is labelled at its decades: 10^-2 ... 10.
-    for (const char* decade : {">0.01<", ">0.1<", ">1<", ">10<"}) BOOST_TEST_CONTEXT(decade) BOOST_TEST(svg.find(decade) != std::string::npos);
+    for (const char* decade : {">0.01<", ">0.1<", ">1<", ">10<"})
+        BOOST_TEST_CONTEXT(decade) BOOST_TEST(svg.find(decade) != std::string::npos);
     BOOST_TEST(count(svg, "<circle") == 11u);  // markers on the short held-out series only
 }
 
 // Less than two decades in range: labels at 1, 2 and 5 times a power of ten, not one lone decade.
 BOOST_AUTO_TEST_CASE(a_short_log_axis_is_labelled_at_1_2_5) {
-    const auto svg = rep::svg({.title = "loss", .x_label = "step", .y_label = "nats", .series = {{"train", {0, 1, 2}, {8.5, 1.3, 0.18}}},
+    const auto svg = rep::svg({.title = "loss",
+                               .x_label = "step",
+                               .y_label = "nats",
+                               .series = {{"train", {0, 1, 2}, {8.5, 1.3, 0.18}}},
                                .log_y = true});
-    for (const char* label : {">0.2<", ">0.5<", ">1<", ">2<", ">5<"}) BOOST_TEST_CONTEXT(label) BOOST_TEST(svg.find(label) != std::string::npos);
+    for (const char* label : {">0.2<", ">0.5<", ">1<", ">2<", ">5<"})
+        BOOST_TEST_CONTEXT(label) BOOST_TEST(svg.find(label) != std::string::npos);
     BOOST_TEST(svg.find(">10<") == std::string::npos);
 }
 
@@ -78,7 +84,7 @@ BOOST_AUTO_TEST_CASE(sweep_series_and_gaps) {
     testing::check_well_formed_xml(svg);
     BOOST_TEST(count(svg, "class=\"series\"") == 3u);
     BOOST_TEST(count(svg, "<circle") == 38u);  // 3 × 13 points, less the NaN
-    BOOST_TEST(count(svg, " M") == 1u);         // Llama's line lifts once, at the NaN
+    BOOST_TEST(count(svg, " M") == 1u);        // Llama's line lifts once, at the NaN
 
     plot.log_y = true;  // zero cannot sit on a log axis: it breaks the line too
     plot.series[0].y[3] = 0;

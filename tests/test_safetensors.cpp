@@ -13,16 +13,17 @@
 #include "safetensors_files.hpp"
 
 using namespace inputrep;
-using testing::says;
 using testing::f32_tensor;
 using testing::file_bytes;
 using testing::layout;
+using testing::says;
 using testing::valid_file;
 
 namespace {
 
 safetensors::Header parse(const std::string& bytes) {
-    return safetensors::parse_header(std::as_bytes(std::span(bytes.data(), bytes.size())), bytes.size(), "test.safetensors");
+    return safetensors::parse_header(std::as_bytes(std::span(bytes.data(), bytes.size())), bytes.size(),
+                                     "test.safetensors");
 }
 
 // A llama2.c v0 header: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len.
@@ -85,14 +86,16 @@ BOOST_AUTO_TEST_CASE(out_of_range_offsets) {
     std::vector tensors{f32_tensor("a", 4)};
     auto entries = layout(tensors);
     entries[0].begin += 16, entries[0].end += 16;
-    BOOST_CHECK_EXCEPTION(parse(file_bytes(safetensors::make_header(entries, {}), tensors)), Error, says("gap before it"));
+    BOOST_CHECK_EXCEPTION(parse(file_bytes(safetensors::make_header(entries, {}), tensors)), Error,
+                          says("gap before it"));
     entries = layout(tensors);
     entries[0].end += 8;  // claims more bytes than its shape needs
     BOOST_CHECK_EXCEPTION(parse(file_bytes(safetensors::make_header(entries, {}), tensors)), Error, says("need 16"));
     testing::RawTensor big{"big", "F32", {100}, std::vector<unsigned char>(16)};
     auto lying = layout({big});
     lying[0].end = 400;
-    BOOST_CHECK_EXCEPTION(parse(file_bytes(safetensors::make_header(lying, {}), {big})), Error, says("out-of-range offsets"));
+    BOOST_CHECK_EXCEPTION(parse(file_bytes(safetensors::make_header(lying, {}), {big})), Error,
+                          says("out-of-range offsets"));
 }
 
 BOOST_AUTO_TEST_CASE(unknown_dtype) {
@@ -104,7 +107,8 @@ BOOST_AUTO_TEST_CASE(malformed_headers) {
     BOOST_CHECK_EXCEPTION(parse(file_bytes("{\"a\": [1,", {})), Error, says("not valid JSON"));
     BOOST_CHECK_EXCEPTION(parse(file_bytes("[1, 2]  ", {})), Error, says("not a JSON object"));
     auto t = f32_tensor("a", 2);
-    std::string dup = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    std::string dup =
+        R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
     BOOST_CHECK_EXCEPTION(parse(file_bytes(dup, {t})), Error, says("appears twice"));
     std::string overflow = R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})";
     BOOST_CHECK_EXCEPTION(parse(file_bytes(overflow, {t})), Error, says("overflows"));
@@ -122,15 +126,18 @@ BOOST_AUTO_TEST_CASE(shard_index_names_only_files_in_its_folder) {
     BOOST_TEST(shards.at("a") == dir / "model-00001-of-00001.safetensors");
     std::filesystem::create_directories(dir / "sub");
     testing::write_file(dir / "sub" / "x.safetensors", valid_file({f32_tensor("a", 3)}));
-    for (const std::string shard : std::vector<std::string>{"/etc/passwd", "../../x", "..", ".", "", "sub/x.safetensors", "sub\\x.safetensors",
-                                    std::string("a\0b", 3)}) {
+    for (const std::string& shard :
+         std::vector<std::string>{"/etc/passwd", "../../x", "..", ".", "", "sub/x.safetensors", "sub\\x.safetensors",
+                                  std::string("a\0b", 3)}) {
         BOOST_TEST_CONTEXT("shard \"" << shard << "\"") {
             testing::write_file(index, nlohmann::json{{"weight_map", {{"a", shard}}}}.dump());
-            BOOST_CHECK_EXCEPTION(safetensors::read_index(index), Error, says("is not a plain file name in the index's folder"));
+            BOOST_CHECK_EXCEPTION(safetensors::read_index(index), Error,
+                                  says("is not a plain file name in the index's folder"));
         }
     }
     testing::write_file(index, R"({"weight_map": {"a": "absent.safetensors"}})");
-    BOOST_CHECK_EXCEPTION(safetensors::read_index(index), Error, says("shard absent.safetensors (holding \"a\") is missing"));
+    BOOST_CHECK_EXCEPTION(safetensors::read_index(index), Error,
+                          says("shard absent.safetensors (holding \"a\") is missing"));
     // A name longer than the file system allows (fuzz/shard_index: std::filesystem threw, not Error).
     testing::write_file(index, nlohmann::json{{"weight_map", {{"a", std::string(300, 'c') + ".safetensors"}}}}.dump());
     BOOST_CHECK_EXCEPTION(safetensors::read_index(index), Error, says(".safetensors (holding \"a\") is missing"));
@@ -146,7 +153,8 @@ BOOST_AUTO_TEST_CASE(shard_index_names_only_files_in_its_folder) {
 // A header claiming 2^31 - 1 layers is checked against the file's size before any tensor is
 // named: it used to list every layer's tensors first (billions of names: minutes and gigabytes).
 BOOST_AUTO_TEST_CASE(llama2c_header_sizes_are_checked_before_the_layout) {
-    const std::string big = llama2c_header({8, 16, std::numeric_limits<std::int32_t>::max(), 2, 2, 300, 16}) + std::string(64, '\0');
+    const std::string big =
+        llama2c_header({8, 16, std::numeric_limits<std::int32_t>::max(), 2, 2, 300, 16}) + std::string(64, '\0');
     const auto bytes = std::as_bytes(std::span(big.data(), big.size()));
     const auto h = llama2c::read_header(bytes, "big.bin");
     BOOST_TEST(h.n_layers == std::numeric_limits<std::int32_t>::max());
@@ -155,8 +163,9 @@ BOOST_AUTO_TEST_CASE(llama2c_header_sizes_are_checked_before_the_layout) {
     // dim 2, hidden 2, 1 layer, 1 head, 1 kv head, vocab 3, seq_len 1: every tensor, shared classifier.
     const auto small = llama2c_header({2, 2, 1, 1, 1, 3, 1});
     const std::size_t floats = 3 * 2 + 2 + 4 * 4 + 2 + 3 * 4 + 2 + 2 * 1;
-    const auto places = llama2c::lay_out(llama2c::read_header(std::as_bytes(std::span(small.data(), small.size())), "small.bin"),
-                                         small.size() + 4 * floats, "small.bin");
+    const auto places =
+        llama2c::lay_out(llama2c::read_header(std::as_bytes(std::span(small.data(), small.size())), "small.bin"),
+                         small.size() + 4 * floats, "small.bin");
     BOOST_TEST(places.size() == 11u);
     BOOST_TEST(places.at("model.embed_tokens.weight").offset == 28u);
     BOOST_TEST(places.at("model.layers.0.input_layernorm.weight").offset == 28u + 4 * 6);

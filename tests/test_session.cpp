@@ -16,13 +16,15 @@ using testing::says;
 namespace {
 
 const GPT2& gpt2_tiny() {
-    static const GPT2 m = untrained<GPT2>(config_with<GPT2>("n_layer=2,n_embd=64,n_head=4,n_positions=64"), {}, 0, Needs{{0, 2}, true, false});
+    static const GPT2 m = untrained<GPT2>(config_with<GPT2>("n_layer=2,n_embd=64,n_head=4,n_positions=64"), {}, 0,
+                                          Needs{{0, 2}, true, false});
     return m;
 }
 const Llama& llama_tiny() {
-    static const Llama m = untrained<Llama>(
-        config_with<Llama>("hidden_size=64,intermediate_size=128,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=2,vocab_size=512"),
-        {}, 0, Needs{{0, 2}, true, false});
+    static const Llama m =
+        untrained<Llama>(config_with<Llama>("hidden_size=64,intermediate_size=128,num_hidden_layers=2,num_attention_"
+                                            "heads=4,num_key_value_heads=2,vocab_size=512"),
+                         {}, 0, Needs{{0, 2}, true, false});
     return m;
 }
 
@@ -44,7 +46,8 @@ void check_mask_backward(const M& mask, const char* name) {
 
 // Distance gradients of both engines for one slice, mask and input.
 template <class Model, class Compared>
-std::pair<DistanceGradient, DistanceGradient> both_engines(const Model& model, const Compared& compared, std::int64_t T) {
+std::pair<DistanceGradient, DistanceGradient> both_engines(const Model& model, const Compared& compared,
+                                                           std::int64_t T) {
     const Blocks<0, 2> slice;
     auto ctx = model.context(T, true);
     auto ids = at::randint(0, 500, {3, T}, at::kLong);
@@ -122,12 +125,13 @@ BOOST_AUTO_TEST_CASE(sequential_focus_splits_the_steps_into_one_phase_per_positi
 BOOST_AUTO_TEST_CASE(sequential_rejects_a_runtime_token_mask) {
     auto ids = gpt2_tokenizer().encode("The sky is blue.");
     for (auto mask : {"last", "tokens:1:end", "tokens:0:2,neurons:0:8"}) {
-        Experiment<GPT2, Blocks<0, 1>, L1, Sequential<AnyOptimizer>, AnyMask> exp{gpt2_tiny(), {}, {}, {AnyOptimizer::parse("adam")}, AnyMask::parse(mask)};
+        Experiment<GPT2, Blocks<0, 1>, L1, Sequential<AnyOptimizer>, AnyMask> exp{
+            gpt2_tiny(), {}, {}, {AnyOptimizer::parse("adam")}, AnyMask::parse(mask)};
         BOOST_TEST_INFO(mask);
         BOOST_CHECK_EXCEPTION(exp.run(ids), Error, says("one output position at a time"));
     }
-    Experiment<GPT2, Blocks<0, 1>, L1, Sequential<AnyOptimizer>, AnyMask> neurons{gpt2_tiny(), {}, {}, {AnyOptimizer::parse("adam")},
-                                                                                    AnyMask::parse("neurons:0:32")};
+    Experiment<GPT2, Blocks<0, 1>, L1, Sequential<AnyOptimizer>, AnyMask> neurons{
+        gpt2_tiny(), {}, {}, {AnyOptimizer::parse("adam")}, AnyMask::parse("neurons:0:32")};
     RunOptions o;
     o.steps = 10;
     BOOST_TEST(neurons.run(ids, o).trace().size() == 11u);
@@ -138,7 +142,8 @@ BOOST_AUTO_TEST_CASE(results_are_arrays_of_prompts_restarts_and_steps) {
     exp.with_tokenizer(gpt2_tokenizer());
     RunOptions o;
     o.steps = 30, o.restarts = 3, o.top_k = 4;
-    const std::vector<std::vector<std::int64_t>> prompts{gpt2_tokenizer().encode("The sky is blue."), gpt2_tokenizer().encode("Hello"),
+    const std::vector<std::vector<std::int64_t>> prompts{gpt2_tokenizer().encode("The sky is blue."),
+                                                         gpt2_tokenizer().encode("Hello"),
                                                          gpt2_tokenizer().encode("A red car.")};
     auto results = exp.run(prompts, o);
     BOOST_REQUIRE(results.size() == 3u);
@@ -150,7 +155,8 @@ BOOST_AUTO_TEST_CASE(results_are_arrays_of_prompts_restarts_and_steps) {
         BOOST_TEST(r.distance() == xt::amin(r.restart_distances())());
         BOOST_TEST(r.trace()(30) == r.distance());
         // The k-th line's scores never exceed the (k−1)-th's at any position.
-        BOOST_TEST(xt::all(xt::view(r.top_k_scores(), xt::range(0, 3), xt::all()) >= xt::view(r.top_k_scores(), xt::range(1, 4), xt::all())));
+        BOOST_TEST(xt::all(xt::view(r.top_k_scores(), xt::range(0, 3), xt::all()) >=
+                           xt::view(r.top_k_scores(), xt::range(1, 4), xt::all())));
         BOOST_TEST(r.top_k(4).size() == 4u);
     }
     auto all = traces(results);

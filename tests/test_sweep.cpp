@@ -60,7 +60,8 @@ std::vector<Json> sweep_lines(const fs::path& file) {
 
 std::map<std::string, Json> sweep_by_key(const std::vector<Json>& lines) {
     std::map<std::string, Json> out;
-    for (const auto& l : lines) BOOST_TEST(out.emplace(l["key"].get<std::string>(), l).second, "row " << l["key"] << " twice");
+    for (const auto& l : lines)
+        BOOST_TEST(out.emplace(l["key"].get<std::string>(), l).second, "row " << l["key"] << " twice");
     return out;
 }
 
@@ -76,7 +77,8 @@ void sweep_require_same_rows(const std::vector<Json>& a, const std::vector<Json>
             BOOST_TEST(r[p]["ids"] == s[p]["ids"]);
             for (auto field : {"distance", "shifted_distance"}) {
                 const double u = r[p][field].get<double>(), v = s[p][field].get<double>();
-                BOOST_TEST(std::abs(u - v) <= 1e-6 * std::max(1.0, std::abs(u)), key << " " << field << ": " << u << " vs " << v);
+                BOOST_TEST(std::abs(u - v) <= 1e-6 * std::max(1.0, std::abs(u)),
+                           key << " " << field << ": " << u << " vs " << v);
             }
         }
     }
@@ -93,23 +95,32 @@ BOOST_AUTO_TEST_CASE(spec_expands_to_its_product_and_explicit_rows) {
     BOOST_TEST(rows[1].config == Json::parse(R"({"blocks": "0:1", "metric": "l1", "seed": 1, "prompts": ["a", "b"]})"));
     BOOST_TEST(rows[5].claims == Json::parse("[5]"));
     BOOST_TEST(isw::invert_args(rows[0].config) ==
-               (std::vector<std::string>{"--blocks", "0:1", "--metric", "l1", "--prompt", "a", "--prompt", "b", "--seed", "0"}));
+               (std::vector<std::string>{"--blocks", "0:1", "--metric", "l1", "--prompt", "a", "--prompt", "b",
+                                         "--seed", "0"}));
     // Keys hash the config, not the claims: relabelling rows does not run them again.
     BOOST_TEST(rows[0].key == isw::row_key(rows[0].config));
     BOOST_TEST(rows[0].key != rows[1].key);
-    const auto explicit_rows = isw::expand(Json::parse(R"({"steps": 5, "rows": [{"metric": "l1"}, {"metric": ["l2", "cosine"], "seeds": 3}]})"));
+    const auto explicit_rows = isw::expand(
+        Json::parse(R"({"steps": 5, "rows": [{"metric": "l1"}, {"metric": ["l2", "cosine"], "seeds": 3}]})"));
     BOOST_REQUIRE_EQUAL(explicit_rows.size(), 3u);
     BOOST_TEST(explicit_rows[2].config == Json::parse(R"({"metric": "cosine", "seed": 3, "steps": 5})"));
-    BOOST_CHECK_EXCEPTION(isw::expand(Json::parse(R"({"metric": []})")), isw::SpecError, says("\"metric\" has no values"));
+    BOOST_CHECK_EXCEPTION(isw::expand(Json::parse(R"({"metric": []})")), isw::SpecError,
+                          says("\"metric\" has no values"));
     BOOST_CHECK_EXCEPTION(isw::expand(Json::parse(R"({"metric": [{"a": 1}]})")), isw::SpecError, says("\"metric\""));
 }
 
 BOOST_AUTO_TEST_CASE(plots_draw_depth_in_order) {
     std::vector<Json> lines;
     for (auto [blocks, exact] : {std::pair{"0:1", 2}, {"0:12", 0}, {"0:4", 1}})
-        lines.push_back({{"key", blocks}, {"config", {{"blocks", blocks}}},
-                         {"results", {{{"target", {1, 2}}, {"ids", {exact > 0 ? 1 : 3, exact > 1 ? 2 : 3}}, {"exact_tokens", exact}, {"exact", exact == 2},
-                                       {"distance", 1.0}, {"shifted_distance", 2.0}}}}});
+        lines.push_back({{"key", blocks},
+                         {"config", {{"blocks", blocks}}},
+                         {"results",
+                          {{{"target", {1, 2}},
+                            {"ids", {exact > 0 ? 1 : 3, exact > 1 ? 2 : 3}},
+                            {"exact_tokens", exact},
+                            {"exact", exact == 2},
+                            {"distance", 1.0},
+                            {"shifted_distance", 2.0}}}}});
     const auto plots = isw::summary_plots(lines);
     BOOST_REQUIRE_EQUAL(plots.front().series.size(), 1u);
     BOOST_TEST(plots.front().series[0].x == (std::vector<double>{1, 4, 12}));
@@ -121,11 +132,13 @@ BOOST_AUTO_TEST_CASE(plots_draw_depth_in_order) {
 // masked token counts only from the copies the compared positions leave ("Mario ... Mario").
 BOOST_AUTO_TEST_CASE(summaries_count_tokens_found_in_any_order_and_the_masked_ones) {
     const std::vector<std::int64_t> target{7, 1, 2, 7};  // "Mario the idea Mario"
-    const auto none = isw::masked_positions(Json{{"mask", "all"}}, 4), first = isw::masked_positions(Json{{"mask", "tokens:1:end"}}, 4);
+    const auto none = isw::masked_positions(Json{{"mask", "all"}}, 4),
+               first = isw::masked_positions(Json{{"mask", "tokens:1:end"}}, 4);
     BOOST_TEST(none == (std::vector<bool>{false, false, false, false}));
     BOOST_TEST(first == (std::vector<bool>{true, false, false, false}));
     BOOST_TEST(isw::masked_positions(Json{{"mask", "last"}}, 4) == (std::vector<bool>{true, true, true, false}));
-    BOOST_TEST(isw::masked_positions(Json{{"mask", "tokens:1:3,neurons:0:8"}}, 4) == (std::vector<bool>{true, false, false, true}));
+    BOOST_TEST(isw::masked_positions(Json{{"mask", "tokens:1:3,neurons:0:8"}}, 4) ==
+               (std::vector<bool>{true, false, false, true}));
     auto permuted = isw::found_tokens(target, {1, 7, 7, 2}, first);
     BOOST_TEST(permuted.all == 1.0);
     BOOST_TEST(permuted.masked == 1.0);
@@ -134,9 +147,16 @@ BOOST_AUTO_TEST_CASE(summaries_count_tokens_found_in_any_order_and_the_masked_on
     BOOST_TEST(once.masked == 0.0);
     BOOST_TEST(std::isnan(isw::found_tokens(target, target, none).masked));
 
-    Json line{{"key", "k"}, {"config", {{"mask", "tokens:1:end"}, {"seed", 0}}},
-              {"results", {{{"target", target}, {"ids", {1, 7, 7, 2}}, {"decoded", "the Mario Mario idea"}, {"exact_tokens", 0},
-                            {"exact", false}, {"distance", 1.0}, {"shifted_distance", 2.0}}}}};
+    Json line{{"key", "k"},
+              {"config", {{"mask", "tokens:1:end"}, {"seed", 0}}},
+              {"results",
+               {{{"target", target},
+                 {"ids", {1, 7, 7, 2}},
+                 {"decoded", "the Mario Mario idea"},
+                 {"exact_tokens", 0},
+                 {"exact", false},
+                 {"distance", 1.0},
+                 {"shifted_distance", 2.0}}}}};
     const auto t = isw::summary_table({line});
     BOOST_REQUIRE_EQUAL(t.rows.size(), 1u);
     const auto column = [&](std::string_view name) {
@@ -155,8 +175,11 @@ BOOST_AUTO_TEST_CASE(summaries_count_tokens_found_in_any_order_and_the_masked_on
 BOOST_AUTO_TEST_CASE(shards_come_from_the_option_or_slurm) {
     BOOST_TEST(isw::parse_shard("1/3").index == 1u);
     BOOST_CHECK_EXCEPTION(isw::parse_shard("3/3"), Error, says("0 <= I < N"));
-    const std::map<std::string, std::string> array{{"SLURM_ARRAY_TASK_ID", "7"}, {"SLURM_ARRAY_TASK_MIN", "5"}, {"SLURM_ARRAY_TASK_COUNT", "4"},
-                                                   {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}};
+    const std::map<std::string, std::string> array{{"SLURM_ARRAY_TASK_ID", "7"},
+                                                   {"SLURM_ARRAY_TASK_MIN", "5"},
+                                                   {"SLURM_ARRAY_TASK_COUNT", "4"},
+                                                   {"SLURM_PROCID", "0"},
+                                                   {"SLURM_NTASKS", "2"}};
     auto env = [&](const std::map<std::string, std::string>& vars) {
         return [&vars](const char* name) { return vars.contains(name) ? vars.at(name).c_str() : nullptr; };
     };
@@ -172,31 +195,37 @@ BOOST_AUTO_TEST_CASE(shards_come_from_the_option_or_slurm) {
 
 BOOST_AUTO_TEST_CASE(one_process_mpirun_and_merged_shards_give_the_same_rows) {
     const auto dir = temp_dir("sweep-same");
-    const auto spec = sweep_write_spec(dir, sweep_spec({{"blocks", {"0:1", "0:2"}}, {"metric", {"l1", "cosine"}}, {"seeds", {0, 1}}}));
+    const auto spec = sweep_write_spec(
+        dir, sweep_spec({{"blocks", {"0:1", "0:2"}}, {"metric", {"l1", "cosine"}}, {"seeds", {0, 1}}}));
     const auto one = run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(dir / "one"));
     BOOST_REQUIRE_MESSAGE(one.status == 0, one.out);
     const auto serial = sweep_lines(dir / "one/results.jsonl");
     BOOST_REQUIRE_EQUAL(serial.size(), 8u);
     for (const auto& line : serial) {
-        for (auto field : {"config", "results", "seconds", "version", "commit", "device"}) BOOST_TEST(line.contains(field), field);
+        for (auto field : {"config", "results", "seconds", "version", "commit", "device"})
+            BOOST_TEST(line.contains(field), field);
         BOOST_TEST(line["results"][0]["exact_tokens"].get<int>() <= 5);
     }
 
     // `mpirun -n 2` of the program (built with MPI), as root where the tests run as root.
     const auto mpi = run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(dir / "mpi"),
                              "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -n 2 --oversubscribe ");
-    BOOST_REQUIRE_MESSAGE(mpi.status == 0, "mpirun -n 2 needs Open MPI's mpirun (Debian's openmpi-bin) and a program built with "
-                                           "libopenmpi-dev (both from scripts/setup): " << mpi.out);
+    BOOST_REQUIRE_MESSAGE(mpi.status == 0,
+                          "mpirun -n 2 needs Open MPI's mpirun (Debian's openmpi-bin) and a program built with "
+                          "libopenmpi-dev (both from scripts/setup): "
+                              << mpi.out);
     BOOST_TEST(mpi.out.find("8 rows run by 1 workers") != std::string::npos, mpi.out);
     BOOST_REQUIRE(fs::exists(dir / "mpi/results.jsonl"));
     sweep_require_same_rows(serial, sweep_lines(dir / "mpi/results.jsonl"));
 
     for (auto shard : {"0/2", "1/2"}) {
-        const auto r = run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(dir / "shards") + " --shard " + shard);
+        const auto r =
+            run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(dir / "shards") + " --shard " + shard);
         BOOST_REQUIRE_MESSAGE(r.status == 0, r.out);
     }
     BOOST_TEST(sweep_lines(dir / "shards/results.0-of-2.jsonl").size() == 4u);
-    const auto merged = run_cli("sweep --merge " + sweep_quoted(dir / "shards") + " --out " + sweep_quoted(dir / "merged"));
+    const auto merged =
+        run_cli("sweep --merge " + sweep_quoted(dir / "shards") + " --out " + sweep_quoted(dir / "merged"));
     BOOST_REQUIRE_MESSAGE(merged.status == 0, merged.out);
     sweep_require_same_rows(serial, sweep_lines(dir / "merged/results.jsonl"));
 }
@@ -211,7 +240,8 @@ BOOST_AUTO_TEST_CASE(a_killed_sweep_resumes_without_losing_or_duplicating_a_row)
     BOOST_REQUIRE(child >= 0);
     if (child == 0) {
         ::freopen("/dev/null", "w", stdout);
-        ::execl(program.c_str(), program.c_str(), "sweep", spec.c_str(), "--out", (dir / "out").c_str(), static_cast<char*>(nullptr));
+        ::execl(program.c_str(), program.c_str(), "sweep", spec.c_str(), "--out", (dir / "out").c_str(),
+                static_cast<char*>(nullptr));
         ::_exit(127);
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -273,7 +303,8 @@ BOOST_AUTO_TEST_CASE(a_bad_spec_fails_before_any_row_runs_naming_the_key) {
 
 BOOST_AUTO_TEST_CASE(summaries_hold_the_means_over_seeds_and_a_plot) {
     const auto dir = temp_dir("sweep-summary");
-    const auto spec = sweep_write_spec(dir, sweep_spec({{"blocks", {"0:1", "0:2"}}, {"seeds", {0, 1, 2}}, {"steps", 40}, {"claims", {5}}}));
+    const auto spec = sweep_write_spec(
+        dir, sweep_spec({{"blocks", {"0:1", "0:2"}}, {"seeds", {0, 1, 2}}, {"steps", 40}, {"claims", {5}}}));
     const auto out = dir / "depth";
     BOOST_REQUIRE_EQUAL(run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(out)).status, 0);
     std::ofstream(dir / "doc.md") << "before\n<!-- sweep:depth -->\nstale\n<!-- /sweep:depth -->\nafter\n";
@@ -285,16 +316,21 @@ BOOST_AUTO_TEST_CASE(summaries_hold_the_means_over_seeds_and_a_plot) {
     for (const auto& line : sweep_lines(out / "results.jsonl")) {
         double tokens = 0, distance = 0;
         for (const auto& p : line["results"])
-            tokens += p["exact_tokens"].get<double>() / p["target"].size(), distance += p["distance"].get<double>() / p["shifted_distance"].get<double>();
+            tokens += p["exact_tokens"].get<double>() / p["target"].size(),
+                distance += p["distance"].get<double>() / p["shifted_distance"].get<double>();
         const auto blocks = line["config"]["blocks"].get<std::string>();
         rate[blocks].push_back(tokens / double(line["results"].size()));
         ratio[blocks].push_back(distance / double(line["results"].size()));
     }
-    auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); };
+    auto mean = [](const std::vector<double>& v) {
+        return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+    };
     const auto md = slurp(out / "summary.md");
-    const std::regex table_row(R"(\| 5 \| (0:\d) \| 3 \| ([\d.]+) ± [\d.]+ \| [\d.]+ ± [\d.]+ \| ([\d.]+) ± [\d.]+ \|)");
+    const std::regex table_row(
+        R"(\| 5 \| (0:\d) \| 3 \| ([\d.]+) ± [\d.]+ \| [\d.]+ ± [\d.]+ \| ([\d.]+) ± [\d.]+ \|)");
     std::size_t matched = 0;
-    for (auto it = std::sregex_iterator(md.begin(), md.end(), table_row); it != std::sregex_iterator(); ++it, ++matched) {
+    for (auto it = std::sregex_iterator(md.begin(), md.end(), table_row); it != std::sregex_iterator();
+         ++it, ++matched) {
         const auto blocks = (*it)[1].str();
         BOOST_TEST(std::abs(std::stod((*it)[2].str()) - mean(rate.at(blocks))) <= 5e-4, blocks << " exact-token rate");
         BOOST_TEST(std::abs(std::stod((*it)[3].str()) - mean(ratio.at(blocks))) <= 5e-4, blocks << " distance ratio");
@@ -305,7 +341,8 @@ BOOST_AUTO_TEST_CASE(summaries_hold_the_means_over_seeds_and_a_plot) {
     BOOST_TEST(html.find("depth (blocks)") != std::string::npos);
     const auto doc = slurp(dir / "doc.md");
     BOOST_TEST(doc.find("stale") == std::string::npos, doc);
-    BOOST_TEST((doc.starts_with("before\n<!-- sweep:depth -->\n") && doc.ends_with("<!-- /sweep:depth -->\nafter\n")), doc);
+    BOOST_TEST((doc.starts_with("before\n<!-- sweep:depth -->\n") && doc.ends_with("<!-- /sweep:depth -->\nafter\n")),
+               doc);
     BOOST_TEST(doc.find(md.substr(md.find("| claims"))) != std::string::npos, "the document holds the summary's table");
 }
 
@@ -328,10 +365,19 @@ BOOST_AUTO_TEST_CASE(summaries_show_exact_and_gradient_rows_side_by_side) {
     const auto md = slurp(out / "summary.md");
     BOOST_TEST(md.find("| candidates checked |") != std::string::npos, md);
     std::smatch exact, adam;
-    BOOST_REQUIRE_MESSAGE(std::regex_search(md, exact, std::regex(R"(\| exact \| 2 \| ([\d.]+) ± [\d.]+ \| ([\d.]+) ± [\d.]+ \| – \| [^|]+\| [^|]+\| (\d+) \|)")), md);
+    BOOST_REQUIRE_MESSAGE(
+        std::regex_search(
+            md, exact,
+            std::regex(R"(\| exact \| 2 \| ([\d.]+) ± [\d.]+ \| ([\d.]+) ± [\d.]+ \| – \| [^|]+\| [^|]+\| (\d+) \|)")),
+        md);
     BOOST_TEST(std::stod(exact[1].str()) == 1.0, "exact search recovers every token of an untrained model");
     BOOST_TEST(std::abs(std::stod(exact[3].str()) - checked / prompts) <= 0.5);  // the mean, to the candidate
-    BOOST_REQUIRE_MESSAGE(std::regex_search(md, adam, std::regex(R"(\| adam \| 2 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [^|]+\| [^|]+\| – \|)")), md);
+    BOOST_REQUIRE_MESSAGE(
+        std::regex_search(
+            md, adam,
+            std::regex(
+                R"(\| adam \| 2 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [^|]+\| [^|]+\| – \|)")),
+        md);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -57,9 +57,7 @@ struct TempDir {
     TempDir& operator=(const TempDir&) = delete;
 };
 
-void write(const fs::path& path, const std::string& text) {
-    std::ofstream(path, std::ios::binary) << text;
-}
+void write(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
 std::vector<std::pair<std::string, std::string>> gpt2_merges() {
     std::ifstream in(testing::gpt2_vocab_dir() / "vocab.bpe");
@@ -81,21 +79,36 @@ json gpt2_tokenizer_json(bool pair_merges) {
         merges.push_back(pair_merges ? json::array({left, right}) : json(left + " " + right));
     return {{"version", "1.0"},
             {"added_tokens",
-             {{{"id", vocab.at("<|endoftext|>")}, {"content", "<|endoftext|>"}, {"single_word", false},
-               {"lstrip", false}, {"rstrip", false}, {"normalized", true}, {"special", true}}}},
+             {{{"id", vocab.at("<|endoftext|>")},
+               {"content", "<|endoftext|>"},
+               {"single_word", false},
+               {"lstrip", false},
+               {"rstrip", false},
+               {"normalized", true},
+               {"special", true}}}},
             {"normalizer", nullptr},
-            {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
-            {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", ""},
-                       {"end_of_word_suffix", ""}, {"fuse_unk", false}, {"vocab", vocab}, {"merges", merges}}}};
+            {"pre_tokenizer",
+             {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
+            {"model",
+             {{"type", "BPE"},
+              {"dropout", nullptr},
+              {"unk_token", nullptr},
+              {"continuing_subword_prefix", ""},
+              {"end_of_word_suffix", ""},
+              {"fuse_unk", false},
+              {"vocab", vocab},
+              {"merges", merges}}}};
 }
 
 // A tokenizer.json whose vocabulary is the byte alphabet plus `extra`, with the given merges.
-Gpt2Bpe tiny_tokenizer(const TempDir& dir, const std::vector<std::string>& extra, const json& merges, bool ignore_merges) {
+Gpt2Bpe tiny_tokenizer(const TempDir& dir, const std::vector<std::string>& extra, const json& merges,
+                       bool ignore_merges) {
     json vocab = json::object();
     std::int64_t next_id = 0;
     for (const auto& symbol : inputrep::detail::byte_alphabet().symbol) vocab[symbol] = next_id++;
     for (const auto& token : extra) vocab[token] = next_id++;
-    const json file = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"ignore_merges", ignore_merges}}}};
+    const json file = {
+        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"ignore_merges", ignore_merges}}}};
     write(dir.path / "tokenizer.json", file.dump());
     return Gpt2Bpe::from_tokenizer_json(dir.path / "tokenizer.json");
 }
@@ -123,7 +136,8 @@ auto message_has(std::vector<std::string> fragments) {
 // holds <|endoftext|> (which only a tokenizer that honours the special token keeps whole).
 void check_matches_reference(const Gpt2Bpe& tokenizer) {
     for (const auto& [text, ids] : reference_examples()) {
-        BOOST_TEST_CONTEXT("text \"" << text << "\"") BOOST_TEST(tokenizer.encode(text) == ids, boost::test_tools::per_element());
+        BOOST_TEST_CONTEXT("text \"" << text << "\"")
+        BOOST_TEST(tokenizer.encode(text) == ids, boost::test_tools::per_element());
     }
     const std::string with_special = "end.<|endoftext|>Start";
     BOOST_TEST(tokenizer.encode(with_special) == gpt2().encode(with_special), boost::test_tools::per_element());
@@ -171,7 +185,8 @@ BOOST_AUTO_TEST_CASE(endoftext_is_one_token_inside_text) {
     BOOST_TEST(tok.vocab_size() == 50257);
     const std::string text = "The end.<|endoftext|> A new start";
     const Ids ids = tok.encode(text);
-    BOOST_TEST(ids == concat({tok.encode("The end."), {50256}, tok.encode(" A new start")}), boost::test_tools::per_element());
+    BOOST_TEST(ids == concat({tok.encode("The end."), {50256}, tok.encode(" A new start")}),
+               boost::test_tools::per_element());
     BOOST_TEST(tok.decode(ids) == text);
     BOOST_TEST(tok.token(50256) == "<|endoftext|>");
 }
@@ -242,7 +257,9 @@ BOOST_AUTO_TEST_CASE(split_regex_from_tokenizer_json_is_used) {
         {"type", "Sequence"},
         {"pretokenizers",
          {{{"type", "Split"},
-           {"pattern", {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+           {"pattern",
+            {{"Regex",
+              R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
            {"behavior", "Isolated"},
            {"invert", false}},
           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
@@ -260,7 +277,8 @@ BOOST_AUTO_TEST_CASE(missing_files_are_named) {
     const auto absent = dir.path / "absent";
     BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_folder(absent), inputrep::Error,
                           message_has({absent.string(), "vocab.json", "encoder.json", "tokenizer.json"}));
-    BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_folder(dir.path), inputrep::Error, message_has({dir.path.string(), "merges.txt"}));
+    BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_folder(dir.path), inputrep::Error,
+                          message_has({dir.path.string(), "merges.txt"}));
     BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_files(dir.path / "vocab.json", testing::gpt2_vocab_dir() / "vocab.bpe"),
                           inputrep::Error, message_has({(dir.path / "vocab.json").string()}));
     BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_files(testing::gpt2_vocab_dir() / "encoder.json", dir.path / "merges.txt"),
@@ -314,10 +332,11 @@ BOOST_AUTO_TEST_CASE(bad_ids_text_and_regex_are_reported) {
     BOOST_CHECK_EXCEPTION(tok.encode("ok \xC3("), inputrep::Error, message_has({"not valid UTF-8 at byte 3"}));
 
     json file = gpt2_tokenizer_json(false);
-    file["pre_tokenizer"] = {{"type", "Sequence"},
-                             {"pretokenizers",
-                              {{{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}, {"invert", false}},
-                               {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
+    file["pre_tokenizer"] = {
+        {"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}, {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
     TempDir dir;
     write(dir.path / "tokenizer.json", file.dump());
     BOOST_CHECK_EXCEPTION(Gpt2Bpe::from_tokenizer_json(dir.path / "tokenizer.json"), inputrep::Error,
@@ -371,10 +390,12 @@ BOOST_AUTO_TEST_CASE(a_folder_with_only_tokenizer_bin_uses_it) {
     BOOST_TEST(tokenizer.decode(Ids{263, 263}) == " hi hi");
     // With a config.json, its vocab_size must match the file.
     write(dir.path / "config.json", R"({"vocab_size": 300})");
-    BOOST_CHECK_EXCEPTION(inputrep::Tokenizer::from_folder(dir.path), inputrep::Error, message_has({"ends inside token 264 of 300"}));
+    BOOST_CHECK_EXCEPTION(inputrep::Tokenizer::from_folder(dir.path), inputrep::Error,
+                          message_has({"ends inside token 264 of 300"}));
     write(dir.path / "tokenizer.bin", file.substr(0, file.size() - 2));
     std::filesystem::remove(dir.path / "config.json");
-    BOOST_CHECK_EXCEPTION(inputrep::Tokenizer::from_folder(dir.path), inputrep::Error, message_has({"past the end of the file"}));
+    BOOST_CHECK_EXCEPTION(inputrep::Tokenizer::from_folder(dir.path), inputrep::Error,
+                          message_has({"past the end of the file"}));
 }
 
 // A folder with only SentencePiece's tokenizer.model is read with it, not with a BPE default.
@@ -382,13 +403,17 @@ BOOST_AUTO_TEST_CASE(a_folder_with_only_tokenizer_model_uses_it) {
     TempDir dir;
     {
         std::ofstream corpus(dir.path / "corpus.txt");
-        for (int i = 0; i < 300; ++i) corpus << "the cat sat on the mat number " << i << " and the dog ran to the tree\n";
+        for (int i = 0; i < 300; ++i)
+            corpus << "the cat sat on the mat number " << i << " and the dog ran to the tree\n";
     }
     const std::string command = "spm_train --input='" + (dir.path / "corpus.txt").string() + "' --model_prefix='" +
-                                (dir.path / "tokenizer").string() + "' --model_type=bpe --vocab_size=60 "
-                                "--normalization_rule_name=identity > '" + (dir.path / "train.log").string() + "' 2>&1";
-    BOOST_TEST_REQUIRE(std::system(command.c_str()) == 0,
-                       "spm_train failed; the SentencePiece command-line tools come with scripts/setup (apt package sentencepiece)");
+                                (dir.path / "tokenizer").string() +
+                                "' --model_type=bpe --vocab_size=60 "
+                                "--normalization_rule_name=identity > '" +
+                                (dir.path / "train.log").string() + "' 2>&1";
+    BOOST_TEST_REQUIRE(
+        std::system(command.c_str()) == 0,
+        "spm_train failed; the SentencePiece command-line tools come with scripts/setup (apt package sentencepiece)");
     std::filesystem::remove(dir.path / "tokenizer.vocab");
     std::filesystem::remove(dir.path / "corpus.txt");
     BOOST_TEST(inputrep::Tokenizer::exists_in(dir.path));

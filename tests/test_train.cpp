@@ -18,8 +18,8 @@
 
 namespace fs = std::filesystem;
 using namespace inputrep;
-using testing::slurp;
 using testing::says;
+using testing::slurp;
 namespace training = inputrep::train;  // the suite below is namespace `train`
 
 namespace {
@@ -27,7 +27,8 @@ namespace {
 // One fortune file (24 KB, ~300 documents): small enough for seconds, real text.
 fs::path fortunes() {
     const fs::path f = "/usr/share/games/fortunes/fortunes";
-    require(fs::exists(f), f.string(), ": missing; the fortunes corpus comes with scripts/setup (Debian package fortunes)");
+    require(fs::exists(f), f.string(),
+            ": missing; the fortunes corpus comes with scripts/setup (Debian package fortunes)");
     return f;
 }
 
@@ -52,9 +53,12 @@ training::TrainOptions tiny(const fs::path& out) {
 
 GPT2Config tiny_gpt2() { return config_with<GPT2>("n_embd=16,n_layer=1,n_head=2,vocab_size=400"); }
 LlamaConfig tiny_llama() {
-    return config_with<Llama>("hidden_size=16,intermediate_size=32,num_hidden_layers=2,num_attention_heads=2,vocab_size=400");
+    return config_with<Llama>(
+        "hidden_size=16,intermediate_size=32,num_hidden_layers=2,num_attention_heads=2,vocab_size=400");
 }
-MixerConfig tiny_mixer() { return config_with<Mixer>("hidden_size=16,num_hidden_layers=2,context_length=12,vocab_size=50"); }
+MixerConfig tiny_mixer() {
+    return config_with<Mixer>("hidden_size=16,num_hidden_layers=2,context_length=12,vocab_size=50");
+}
 
 // The loss's derivative along a random direction of every parameter at once, by autograd and by
 // central differences in f64; and the forward with a graph (ATen) equals the one without (the
@@ -73,7 +77,8 @@ void check_gradients(const typename F::Config& config, std::size_t expected_para
         for (at::Tensor& p : training::parameters_of(m32)) p.requires_grad_(true);
         auto graph = training::logits_of(m32, ids.narrow(1, 0, 12));
         BOOST_TEST(graph.requires_grad());
-        BOOST_TEST(at::allclose(graph.detach(), fused, 1e-4, 1e-5), F::family << ": the forward with a graph differs from the fused one");
+        BOOST_TEST(at::allclose(graph.detach(), fused, 1e-4, 1e-5),
+                   F::family << ": the forward with a graph differs from the fused one");
     }
     auto m = F::untrained(config, {at::kCPU, at::kDouble}, 3, all);
     const std::vector<at::Tensor> params = training::parameters_of(m);
@@ -85,8 +90,10 @@ void check_gradients(const typename F::Config& config, std::size_t expected_para
     std::vector<at::Tensor> direction;
     double analytic = 0;
     for (auto& p : params) {
-        BOOST_TEST_REQUIRE(p.grad().defined(), F::family << ": a parameter of shape " << p.sizes() << " got no gradient");
-        BOOST_TEST(p.grad().abs().sum().item<double>() > 0, F::family << ": a parameter of shape " << p.sizes() << " got a zero gradient");
+        BOOST_TEST_REQUIRE(p.grad().defined(),
+                           F::family << ": a parameter of shape " << p.sizes() << " got no gradient");
+        BOOST_TEST(p.grad().abs().sum().item<double>() > 0,
+                   F::family << ": a parameter of shape " << p.sizes() << " got a zero gradient");
         direction.push_back(at::empty_like(p).normal_(0, 1, gen));
         analytic += (p.grad() * direction.back()).sum().item<double>();
     }
@@ -99,7 +106,8 @@ void check_gradients(const typename F::Config& config, std::size_t expected_para
         return v;
     };
     const double numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
-    BOOST_TEST(std::abs(numeric - analytic) <= 1e-3 * std::abs(analytic), F::family << ": autograd " << analytic << ", differences " << numeric);
+    BOOST_TEST(std::abs(numeric - analytic) <= 1e-3 * std::abs(analytic),
+               F::family << ": autograd " << analytic << ", differences " << numeric);
 }
 
 }  // namespace
@@ -115,10 +123,12 @@ BOOST_AUTO_TEST_CASE(brown_texts_are_read_as_prose_without_their_tags) {
     BOOST_TEST(files.front().filename() == "ca01");
     const auto docs = training::read_documents(files.front());
     BOOST_REQUIRE_EQUAL(docs.size(), 1u);
-    const std::string first = "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced \"no "
-                              "evidence\" that any irregularities took place.\nThe jury further said in term-end presentments that the City "
-                              "Executive Committee, which had over-all charge of the election, \"deserves the praise and thanks of the City of "
-                              "Atlanta\" for the manner in which the election was conducted.\n";
+    const std::string first =
+        "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced \"no "
+        "evidence\" that any irregularities took place.\nThe jury further said in term-end presentments that the City "
+        "Executive Committee, which had over-all charge of the election, \"deserves the praise and thanks of the City "
+        "of "
+        "Atlanta\" for the manner in which the election was conducted.\n";
     BOOST_TEST(docs[0].text.substr(0, first.size()) == first);
     BOOST_TEST(docs[0].text.find("/at ") == std::string::npos);
     const auto corpus = training::read_corpus(files, 0.05);
@@ -147,7 +157,8 @@ BOOST_AUTO_TEST_CASE(resuming_reproduces_the_uninterrupted_run_bitwise) {
     auto whole = tiny(s.dir / "whole");
     const auto a = training::train<Llama>(tiny_llama(), {fortunes()}, whole);
     BOOST_TEST_REQUIRE(a.log.size() == 8u);
-    BOOST_TEST(a.log.back().loss < a.log.front().loss, "eight steps did not lower the loss: " << a.log.front().loss << " → " << a.log.back().loss);
+    BOOST_TEST(a.log.back().loss < a.log.front().loss,
+               "eight steps did not lower the loss: " << a.log.front().loss << " → " << a.log.back().loss);
 
     auto part = tiny(s.dir / "part");
     part.until = 3;
@@ -158,7 +169,8 @@ BOOST_AUTO_TEST_CASE(resuming_reproduces_the_uninterrupted_run_bitwise) {
     const auto b = training::train<Llama>(tiny_llama(), {fortunes()}, part);
     BOOST_TEST_REQUIRE(b.log.size() == 8u);
     for (std::size_t i = 0; i < 8; ++i) {
-        BOOST_TEST(a.log[i].loss == b.log[i].loss, "step " << i + 1 << ": " << a.log[i].loss << " vs " << b.log[i].loss);
+        BOOST_TEST(a.log[i].loss == b.log[i].loss,
+                   "step " << i + 1 << ": " << a.log[i].loss << " vs " << b.log[i].loss);
         BOOST_TEST(a.log[i].grad_norm == b.log[i].grad_norm);
     }
     BOOST_TEST(slurp(s.dir / "whole" / "model.safetensors") == slurp(s.dir / "part" / "model.safetensors"));
@@ -180,7 +192,8 @@ BOOST_AUTO_TEST_CASE(resuming_reproduces_the_uninterrupted_run_bitwise) {
         BOOST_TEST(status == 0, args << " failed: " << text);
         return text;
     };
-    const auto hidden = Json::parse(run("hidden --model '" + folder + "' --vocab '" + folder + "' --prompt 'A fortune' --json"));
+    const auto hidden =
+        Json::parse(run("hidden --model '" + folder + "' --vocab '" + folder + "' --prompt 'A fortune' --json"));
     const auto prompt = tok.encode("A fortune");
     BOOST_TEST(hidden["tokens"].get<std::vector<std::int64_t>>() == prompt);
     BOOST_TEST_REQUIRE(hidden.contains("blocks.1.hook_resid_post"));  // the output of the last of the 2 blocks
@@ -189,7 +202,8 @@ BOOST_AUTO_TEST_CASE(resuming_reproduces_the_uninterrupted_run_bitwise) {
         const auto T = std::int64_t(prompt.size());
         auto x = m.embed(at::tensor(prompt, at::kLong).view({1, T}));
         for (int i = 0; i < m.depth(); ++i) x = m.block(i, x, m.context(T, true));
-        const auto cli_states = at::tensor(hidden["blocks.1.hook_resid_post"].get<std::vector<std::vector<double>>>().back(), at::kDouble);
+        const auto cli_states =
+            at::tensor(hidden["blocks.1.hook_resid_post"].get<std::vector<std::vector<double>>>().back(), at::kDouble);
         BOOST_TEST(at::allclose(cli_states, x[0][T - 1].to(at::kDouble), 1e-5, 1e-6));
     }
     const auto generated = run("generate --model '" + folder + "' --ids 1,50 --steps 5");
@@ -197,7 +211,8 @@ BOOST_AUTO_TEST_CASE(resuming_reproduces_the_uninterrupted_run_bitwise) {
     for (auto id : ids) expected << id << " ";
     BOOST_TEST(generated.find(expected.str()) != std::string::npos, generated << " vs " << expected.str());
     auto evaluation = Json::parse(run("eval --model '" + folder + "' --corpus " + fortunes().string() + " --json"));
-    BOOST_TEST(std::abs(evaluation["cross_entropy"].get<double>() - training::evaluate<Llama>(s.dir / "whole", {fortunes()}).cross_entropy) < 1e-9);
+    BOOST_TEST(std::abs(evaluation["cross_entropy"].get<double>() -
+                        training::evaluate<Llama>(s.dir / "whole", {fortunes()}).cross_entropy) < 1e-9);
     BOOST_TEST(evaluation["bigram_cross_entropy"].get<double>() > 0);
 }
 
@@ -212,12 +227,15 @@ BOOST_AUTO_TEST_CASE(bad_input_is_refused_and_nothing_is_written_half) {
     BOOST_TEST(s.entries() == before);
     auto long_context = tiny(out);
     long_context.context = 100000;
-    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {fortunes()}, long_context), Error, says("shorter than one context of 100000"));
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {fortunes()}, long_context), Error,
+                          says("shorter than one context of 100000"));
     BOOST_TEST(s.entries() == before);
     auto huge_vocab = config_with<GPT2>("n_embd=16,n_layer=1,n_head=2,vocab_size=100000");
-    BOOST_CHECK_EXCEPTION(training::train<GPT2>(huge_vocab, {fortunes()}, tiny(out)), Error, says("cannot make a vocabulary of 100000"));
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(huge_vocab, {fortunes()}, tiny(out)), Error,
+                          says("cannot make a vocabulary of 100000"));
     BOOST_TEST(s.entries() == before);
-    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {fortunes()}, tiny(empty / "m")), Error, says("cannot write the output folder"));
+    BOOST_CHECK_EXCEPTION(training::train<GPT2>(tiny_gpt2(), {fortunes()}, tiny(empty / "m")), Error,
+                          says("cannot write the output folder"));
     BOOST_TEST(s.entries() == before);
 
     // A checkpoint, then a resume with another shape: refused, the checkpoint untouched.
@@ -227,8 +245,9 @@ BOOST_AUTO_TEST_CASE(bad_input_is_refused_and_nothing_is_written_half) {
     const auto weights = slurp(out / "model.safetensors"), state = slurp(out / "trainer_state.json");
     const auto with_model = s.entries();
     first.resume = true;
-    BOOST_CHECK_EXCEPTION(training::train<GPT2>(config_with<GPT2>("n_embd=32,n_layer=1,n_head=2,vocab_size=400"), {fortunes()}, first), Error,
-                          says("was trained with a different config"));
+    BOOST_CHECK_EXCEPTION(
+        training::train<GPT2>(config_with<GPT2>("n_embd=32,n_layer=1,n_head=2,vocab_size=400"), {fortunes()}, first),
+        Error, says("was trained with a different config"));
     BOOST_TEST(s.entries() == with_model);
     BOOST_TEST(slurp(out / "model.safetensors") == weights);
     BOOST_TEST(slurp(out / "trainer_state.json") == state);

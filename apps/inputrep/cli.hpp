@@ -30,38 +30,45 @@ enum class Ends { closed, open_low, open };
 // checked against the range [lo, hi] (or (lo, hi], (lo, hi)) as the command line is parsed (NaN is
 // outside every range, "1e12" is not an integer, "-1" is not unsigned); --help states the range.
 template <class T, class Into>
-CLI::Option* add_number(CLI::App& app, const std::string& flag, Into& into, T lo, T hi, const std::string& help, Ends ends = Ends::closed) {
-    const std::string range = fmt::format("{}{}, {}{}", ends == Ends::closed ? "[" : "(", lo, hi, ends == Ends::open ? ")" : "]");
-    return app.add_option_function<std::string>(
-        flag,
-        [&into, lo, hi, flag, ends, range](const std::string& text) {
-            try {
-                const T value = inputrep::text::to_number<T>(text, flag);
-                const bool low = ends == Ends::closed ? value >= lo : value > lo, high = ends == Ends::open ? value < hi : value <= hi;
-                if (!low && ends != Ends::closed) inputrep::fail(flag, " must be > ", lo, " (got ", text, ")");
-                inputrep::require(low && high, flag, ": ", text, " is outside ", range);
-                into = value;
-            } catch (const inputrep::Error& e) {
-                throw CLI::ValidationError(e.what());
-            }
-        },
-        fmt::format("{} {}", help, range))->type_name("N");
+CLI::Option* add_number(CLI::App& app, const std::string& flag, Into& into, T lo, T hi, const std::string& help,
+                        Ends ends = Ends::closed) {
+    const std::string range =
+        fmt::format("{}{}, {}{}", ends == Ends::closed ? "[" : "(", lo, hi, ends == Ends::open ? ")" : "]");
+    return app
+        .add_option_function<std::string>(
+            flag,
+            [&into, lo, hi, flag, ends, range](const std::string& text) {
+                try {
+                    const T value = inputrep::text::to_number<T>(text, flag);
+                    const bool low = ends == Ends::closed ? value >= lo : value > lo,
+                               high = ends == Ends::open ? value < hi : value <= hi;
+                    if (!low && ends != Ends::closed) inputrep::fail(flag, " must be > ", lo, " (got ", text, ")");
+                    inputrep::require(low && high, flag, ": ", text, " is outside ", range);
+                    into = value;
+                } catch (const inputrep::Error& e) {
+                    throw CLI::ValidationError(e.what());
+                }
+            },
+            fmt::format("{} {}", help, range))
+        ->type_name("N");
 }
 
 // `--flag TEXT` turned into a policy by the library's `parse` (text → value, inputrep::Error on a
 // mistake, which becomes CLI11's exit-2 validation error naming the flag).
 template <class Into, class Parse>
 CLI::Option* add_parsed(CLI::App& app, const std::string& flag, Into& into, Parse parse, const std::string& help) {
-    return app.add_option_function<std::string>(
-        flag,
-        [&into, parse, flag](const std::string& text) {
-            try {
-                into = parse(text);
-            } catch (const inputrep::Error& e) {
-                throw CLI::ValidationError(flag, e.what());
-            }
-        },
-        help)->type_name("TEXT");
+    return app
+        .add_option_function<std::string>(
+            flag,
+            [&into, parse, flag](const std::string& text) {
+                try {
+                    into = parse(text);
+                } catch (const inputrep::Error& e) {
+                    throw CLI::ValidationError(flag, e.what());
+                }
+            },
+            help)
+        ->type_name("TEXT");
 }
 
 // An output path, checked as the command line is parsed: something there that is not a regular file

@@ -59,48 +59,62 @@ struct ModelOptions {
     std::optional<std::uint64_t> weights_seed;  // an untrained model's weights (default: seed)
     int threads = 1;
     Placement placement;
-    bool ignore_memory = false;  // build the model even when its estimated bytes exceed the available memory
+    bool ignore_memory = false;     // build the model even when its estimated bytes exceed the available memory
     bool legacy_positions = false;  // GPT-2: wpe[0] at every position, as the author's scripts
 };
 
 // --legacy-positions changes GPT-2's absolute position embedding; other families have none.
 inline void require_legacy_positions_apply(const std::string& family) {
-    if (family != "gpt2") throw UsageError("--legacy-positions is GPT-2's (its absolute position embedding); a " + family + " model has none");
+    if (family != "gpt2")
+        throw UsageError("--legacy-positions is GPT-2's (its absolute position embedding); a " + family +
+                         " model has none");
 }
 
 inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
     auto o = std::make_shared<ModelOptions>();
-    app.add_option("--model", o->model, "Hugging Face model folder (config.json + safetensors, sharded or not) or a llama2.c .bin file");
-    app.add_option("--untrained", o->untrained,
-                   "untrained model FAMILY[:key=value,...] with config.json keys, e.g. gpt2:n_layer=1; its vocab_size is the "
-                   "tokenizer's when the command reads one")
+    app.add_option("--model", o->model,
+                   "Hugging Face model folder (config.json + safetensors, sharded or not) or a llama2.c .bin file");
+    app.add_option(
+           "--untrained", o->untrained,
+           "untrained model FAMILY[:key=value,...] with config.json keys, e.g. gpt2:n_layer=1; its vocab_size is the "
+           "tokenizer's when the command reads one")
         ->type_name("FAMILY");
-    add_number(app, "--seed", o->seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
-               "seed for the optimisation's start, and for untrained weights unless --weights-seed is given (default 0)");
-    add_number(app, "--weights-seed", o->weights_seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
-               "seed for an untrained model's weights alone (default: --seed), so that the start can vary over one model");
+    add_number(
+        app, "--seed", o->seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
+        "seed for the optimisation's start, and for untrained weights unless --weights-seed is given (default 0)");
+    add_number(
+        app, "--weights-seed", o->weights_seed, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(),
+        "seed for an untrained model's weights alone (default: --seed), so that the start can vary over one model");
     add_parsed(app, "--device", o->placement.device, parse_device, "cpu (default), cuda or cuda:N");
-    add_parsed(app, "--dtype", o->placement.dtype, parse_dtype, "f32 (default), bf16 or f16 (f16 computes as f32 on the CPU)");
-    app.add_option("--vocab", o->vocab, "tokenizer folder (default: the model folder's own tokenizer, else GPT-2's from scripts/setup)")
+    add_parsed(app, "--dtype", o->placement.dtype, parse_dtype,
+               "f32 (default), bf16 or f16 (f16 computes as f32 on the CPU)");
+    app.add_option("--vocab", o->vocab,
+                   "tokenizer folder (default: the model folder's own tokenizer, else GPT-2's from scripts/setup)")
         ->type_name("DIR");
     add_number(app, "--threads", o->threads, 1, 256,
                "libtorch intra-op threads (default 1: more compete with OpenBLAS's own threads; docs/performance.md)");
     app.add_flag("--ignore-memory-check", o->ignore_memory,
-                 "build the model even when the bytes it needs (estimated from its tensors before any is allocated) exceed MemAvailable");
-    app.add_flag("--legacy-positions", o->legacy_positions,
-                 "GPT-2 only: add wpe[0] at every position, as the seed author's scripts did (position_ids on the wrong axis)");
+                 "build the model even when the bytes it needs (estimated from its tensors before any is allocated) "
+                 "exceed MemAvailable");
+    app.add_flag(
+        "--legacy-positions", o->legacy_positions,
+        "GPT-2 only: add wpe[0] at every position, as the seed author's scripts did (position_ids on the wrong axis)");
     app.parse_complete_callback([o] {
-        if (o->model.empty() == o->untrained.empty()) throw UsageError("give exactly one of --model DIR and --untrained FAMILY");
-        if (o->weights_seed && o->untrained.empty()) throw UsageError("--weights-seed seeds an untrained model's weights: give --untrained FAMILY");
+        if (o->model.empty() == o->untrained.empty())
+            throw UsageError("give exactly one of --model DIR and --untrained FAMILY");
+        if (o->weights_seed && o->untrained.empty())
+            throw UsageError("--weights-seed seeds an untrained model's weights: give --untrained FAMILY");
         // Checked here too (not only when the model is built) so that a sweep refuses the row before any runs.
-        if (o->legacy_positions && !o->untrained.empty()) require_legacy_positions_apply(o->untrained.substr(0, o->untrained.find(':')));
+        if (o->legacy_positions && !o->untrained.empty())
+            require_legacy_positions_apply(o->untrained.substr(0, o->untrained.find(':')));
     });
     return o;
 }
 
 // A folder holds a tokenizer in one of the formats Tokenizer::from_folder reads.
 inline bool has_tokenizer(const fs::path& dir) {
-    return std::ranges::any_of(std::initializer_list<const char*>{"tokenizer.model", "tokenizer.bin", "tokenizer.json", "vocab.json", "encoder.json"},
+    return std::ranges::any_of(std::initializer_list<const char*>{"tokenizer.model", "tokenizer.bin", "tokenizer.json",
+                                                                  "vocab.json", "encoder.json"},
                                [&](const char* name) { return fs::exists(dir / name); });
 }
 
@@ -118,7 +132,8 @@ inline Tokenizer tokenizer_for(const ModelOptions& o) {
     if (!o.model.empty() && fs::is_directory(o.model) && has_tokenizer(o.model)) return tokenizer_from(o.model);
     const char* env = std::getenv("INPUTREP_DATA");
     const auto dir = fs::path(env ? env : INPUTREP_DATA_DIR) / "gpt2";
-    require(fs::exists(dir), "no tokenizer: pass --vocab DIR, or run scripts/setup to fetch GPT-2's vocabulary into ", dir.string());
+    require(fs::exists(dir), "no tokenizer: pass --vocab DIR, or run scripts/setup to fetch GPT-2's vocabulary into ",
+            dir.string());
     return tokenizer_from(dir);
 }
 
@@ -153,7 +168,8 @@ void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> 
         }
         const int depth = cfg->layers();
         if (needs.blocks.end < 0) needs.blocks = {0, depth};
-        require(needs.blocks.end <= depth, family, " model has ", depth, " blocks; --blocks asks for block ", needs.blocks.end - 1);
+        require(needs.blocks.end <= depth, family, " model has ", depth, " blocks; --blocks asks for block ",
+                needs.blocks.end - 1);
         if (o.placement.device.is_cpu()) {
             try {
                 check_memory(M::estimated_bytes(*cfg, needs, o.placement.dtype), o.ignore_memory);
@@ -161,7 +177,8 @@ void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> 
                 throw Error(std::string(e.what()) + " (--ignore-memory-check)");
             }
         }
-        auto model = config ? load<M>(o.model, o.placement, needs) : untrained<M>(*cfg, o.placement, o.weights_seed.value_or(o.seed), needs);
+        auto model = config ? load<M>(o.model, o.placement, needs)
+                            : untrained<M>(*cfg, o.placement, o.weights_seed.value_or(o.seed), needs);
         if constexpr (requires { model.set_legacy_positions(true); })
             if (o.legacy_positions) model.set_legacy_positions(true);
         body(model);
@@ -183,8 +200,13 @@ inline std::vector<std::int64_t> parse_ids(std::string_view text) {
 inline std::shared_ptr<PromptOptions> add_prompt_options(CLI::App& app, bool repeatable, const std::string& what) {
     auto o = std::make_shared<PromptOptions>();
     const std::string again = repeatable ? " (repeat for a batch)" : "";
-    auto prompt = app.add_option("--prompt", o->prompts, what + again)->type_name("TEXT")->expected(1)->allow_extra_args(false);
-    auto ids = app.add_option("--ids", o->ids, "token ids I,J,... instead of --prompt" + again)->type_name("I,J,...")->expected(1)->allow_extra_args(false)->check(parsed_by(parse_ids));
+    auto prompt =
+        app.add_option("--prompt", o->prompts, what + again)->type_name("TEXT")->expected(1)->allow_extra_args(false);
+    auto ids = app.add_option("--ids", o->ids, "token ids I,J,... instead of --prompt" + again)
+                   ->type_name("I,J,...")
+                   ->expected(1)
+                   ->allow_extra_args(false)
+                   ->check(parsed_by(parse_ids));
     if (repeatable)
         for (auto* option : {prompt, ids}) option->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     return o;
@@ -213,14 +235,17 @@ inline std::vector<std::int64_t> one_prompt(const PromptOptions& p, const std::o
 // The same contract as the library's embed: every id names a row of the embedding.
 template <class M>
 void check_ids(const M& model, const std::vector<std::int64_t>& ids) {
-    for (auto id : ids) require(id >= 0 && id < model.vocab_size(), "token id ", id, " is outside the vocabulary of ", model.vocab_size());
+    for (auto id : ids)
+        require(id >= 0 && id < model.vocab_size(), "token id ", id, " is outside the vocabulary of ",
+                model.vocab_size());
     require(static_cast<std::int64_t>(ids.size()) <= model.context_length(), "prompt of ", ids.size(),
             " tokens is longer than the model's context of ", model.context_length(), " positions");
 }
 
 // A run that produced NaN or inf names where it first appeared, in the order the forward pass
 // records its hook points, looking only at positions before `positions` (all when unset).
-inline void require_finite(const ActivationCache& cache, std::string_view what, std::optional<std::int64_t> positions = std::nullopt) {
+inline void require_finite(const ActivationCache& cache, std::string_view what,
+                           std::optional<std::int64_t> positions = std::nullopt) {
     for (const auto& [hook, value] : cache.entries()) {
         auto seen = positions ? value.narrow(1, 0, *positions) : value;
         require(at::isfinite(seen).all().item<bool>(), what, ": ", hook, " holds non-finite values (NaN or inf)");
@@ -241,10 +266,10 @@ struct InvertRequest {
     bool plain_blocks = true;  // one range, causal, whole blocks: the written-out gradient applies
     AnyMetric metric{L1{}};
     InvertOptimizer optimizer = AnyOptimizer{Adam<>{}};
-    std::optional<fs::path> target;  // exact search from captured outputs: a .safetensors of hook points
-    std::string target_hook;         // the tensor in it (default: the slice's last hook point)
+    std::optional<fs::path> target;         // exact search from captured outputs: a .safetensors of hook points
+    std::string target_hook;                // the tensor in it (default: the slice's last hook point)
     std::optional<std::int64_t> padded_to;  // --pad-to: every prompt right-padded to this length
-    std::optional<fs::path> csv;     // a folder for traces.csv and top_k.csv
+    std::optional<fs::path> csv;            // a folder for traces.csv and top_k.csv
     AnyMask mask{AllTokens{}, std::nullopt};
     AnySpace space = EmbeddingSpace{};
     AnyDecoder decoder{PseudoInverse{}};
@@ -276,11 +301,16 @@ struct BandwidthRequest {
 // What a run found for one prompt, without its trace and top-k lines: what `invert --json` prints
 // first and each line of a sweep holds.
 inline Json describe_outcome(const Result& r) {
-    Json out{{"target", r.target()},         {"ids", r.ids()},           {"decoded", r.decoded()},
-             {"exact", r.exact()},           {"exact_tokens", r.exact_tokens()}, {"distance", r.distance()},
+    Json out{{"target", r.target()},
+             {"ids", r.ids()},
+             {"decoded", r.decoded()},
+             {"exact", r.exact()},
+             {"exact_tokens", r.exact_tokens()},
+             {"distance", r.distance()},
              {"shifted_distance", r.shifted_distance()}};
     if (const auto& v = r.verification()) {
-        out["verified"] = v->verified(), out["tolerance"] = v->tolerance, out["candidates_checked"] = v->candidates_checked();
+        out["verified"] = v->verified(), out["tolerance"] = v->tolerance,
+        out["candidates_checked"] = v->candidates_checked();
         out["ambiguous"] = v->where(Verdict::ambiguous), out["unmatched"] = v->where(Verdict::unmatched);
         out["undetermined"] = v->where(Verdict::undetermined);
     }

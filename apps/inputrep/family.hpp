@@ -34,8 +34,11 @@ inline Json describe(const Result& r, bool stats) {
         for (const auto& p : v->positions) {
             Json candidates = Json::array();
             for (const auto& c : p.candidates) candidates.push_back({{"id", c.id}, {"error", c.error}});
-            positions.push_back({{"verdict", to_string(p.verdict)}, {"compared", p.compared}, {"error", p.error},
-                                 {"margin", std::isfinite(p.margin) ? Json(p.margin) : Json(nullptr)}, {"checked", p.checked},
+            positions.push_back({{"verdict", to_string(p.verdict)},
+                                 {"compared", p.compared},
+                                 {"error", p.error},
+                                 {"margin", std::isfinite(p.margin) ? Json(p.margin) : Json(nullptr)},
+                                 {"checked", p.checked},
                                  {"candidates", candidates}});
         }
         out["positions"] = positions;
@@ -58,14 +61,17 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
     for (auto& r : results) {
         std::cout << "target:   " << Json(q.tokenizer->decode(r.target())).dump() << "\n";
         auto lines = r.top_k(r.top_k_ids().shape(0));
-        for (std::size_t k = 0; k < lines.size(); ++k) std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
+        for (std::size_t k = 0; k < lines.size(); ++k)
+            std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
         std::cout << "distance: " << r.distance() << " (shifted input: " << r.shifted_distance() << ", "
                   << (r.succeeded_in_distance() ? "closer" : "not closer") << ")\n"
-                  << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size() << " tokens)\n";
+                  << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size()
+                  << " tokens)\n";
         if (const auto& v = r.verification())
-            std::cout << "verified: " << (v->verified() ? "yes" : "no") << " (tolerance " << v->tolerance << "; ambiguous at "
-                      << Json(v->where(Verdict::ambiguous)).dump() << ", unmatched at " << Json(v->where(Verdict::unmatched)).dump()
-                      << ", undetermined at " << Json(v->where(Verdict::undetermined)).dump() << "; " << v->candidates_checked()
+            std::cout << "verified: " << (v->verified() ? "yes" : "no") << " (tolerance " << v->tolerance
+                      << "; ambiguous at " << Json(v->where(Verdict::ambiguous)).dump() << ", unmatched at "
+                      << Json(v->where(Verdict::unmatched)).dump() << ", undetermined at "
+                      << Json(v->where(Verdict::undetermined)).dump() << "; " << v->candidates_checked()
                       << " candidates checked)\n";
         if (q.stats)
             std::cout << "speed:    " << r.steps_per_second() << " steps/s (batch " << r.batch() << "), peak RSS "
@@ -96,8 +102,8 @@ void require_finite_results(const M& model, const std::vector<Result>& results) 
 template <class M>
 std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
     if (q.padded_to && *q.padded_to > model.context_length())
-        fail("--pad-to ", *q.padded_to, " pads prompts past the model's context of ", model.context_length(), " positions; pad to at most ",
-             model.context_length());
+        fail("--pad-to ", *q.padded_to, " pads prompts past the model's context of ", model.context_length(),
+             " positions; pad to at most ", model.context_length());
     for (auto& ids : q.prompts) check_ids(model, ids);
     std::vector<Result> results;
     auto go = [&](auto space, auto slice, auto optimizer) {
@@ -119,8 +125,10 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
     };
     std::visit(
         [&](auto space, auto optimizer) {
-            if (q.plain_blocks) go(space, BlockSlice{q.slice.parts.front()}, optimizer);
-            else go(space, q.slice, optimizer);
+            if (q.plain_blocks)
+                go(space, BlockSlice{q.slice.parts.front()}, optimizer);
+            else
+                go(space, q.slice, optimizer);
         },
         q.space, q.optimizer);
     require_finite_results(model, results);
@@ -169,16 +177,18 @@ void run_bandwidth(const M& model, const BandwidthRequest& q) {
         std::cout << Json{{"k", r.k}, {"d_model", r.d_model}, {"curve", curve}}.dump() << "\n";
         return;
     }
-    std::cout << "smallest k with exact recovery: " << (r.k > 0 ? std::to_string(r.k) : "none") << " of " << r.d_model << "\n";
-    for (std::size_t i = 0; i < r.curve.shape(0); ++i) std::cout << "k=" << r.curve(i, 0) << "\texact " << r.curve(i, 1) << "\n";
+    std::cout << "smallest k with exact recovery: " << (r.k > 0 ? std::to_string(r.k) : "none") << " of " << r.d_model
+              << "\n";
+    for (std::size_t i = 0; i < r.curve.shape(0); ++i)
+        std::cout << "k=" << r.curve(i, 0) << "\texact " << r.curve(i, 1) << "\n";
 }
 
 }  // namespace cli
 
-#define INPUTREP_CLI_FAMILY(Family)                                                     \
-    namespace cli {                                                                     \
+#define INPUTREP_CLI_FAMILY(Family)                                                           \
+    namespace cli {                                                                           \
     template std::vector<Result> invert_results<Family>(const Family&, const InvertRequest&); \
-    template void run_invert<Family>(const Family&, const InvertRequest&);              \
-    template void run_attribute<Family>(const Family&, const AttributeRequest&);        \
-    template void run_bandwidth<Family>(const Family&, const BandwidthRequest&);        \
+    template void run_invert<Family>(const Family&, const InvertRequest&);                    \
+    template void run_attribute<Family>(const Family&, const AttributeRequest&);              \
+    template void run_bandwidth<Family>(const Family&, const BandwidthRequest&);              \
     }

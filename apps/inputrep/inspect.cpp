@@ -10,7 +10,8 @@ namespace {
 Json rows_of(const at::Tensor& t) {
     auto c = t.to(at::kCPU, at::kFloat).contiguous();
     Json rows = Json::array();
-    for (std::int64_t i = 0; i < c.size(0); ++i) rows.push_back(std::vector<float>(c[i].data_ptr<float>(), c[i].data_ptr<float>() + c.size(1)));
+    for (std::int64_t i = 0; i < c.size(0); ++i)
+        rows.push_back(std::vector<float>(c[i].data_ptr<float>(), c[i].data_ptr<float>() + c.size(1)));
     return rows;
 }
 
@@ -21,57 +22,65 @@ void tokenize(const ModelOptions& o, const std::string& text, bool json) {
     for (auto id : ids) std::cout << id << "\t" << Json(tok.decode(std::vector<std::int64_t>{id})).dump() << "\n";
 }
 
-void hidden(const ModelOptions& o, const PromptOptions& p, bool logits, bool json, const std::optional<fs::path>& save) {
+void hidden(const ModelOptions& o, const PromptOptions& p, bool logits, bool json,
+            const std::optional<fs::path>& save) {
     const auto tok = tokenizer_if_asked(o, p);
     auto ids = one_prompt(p, tok);
-    with_model(o, Needs{{0, -1}, true, logits}, tok ? std::optional(tok->vocab_size()) : std::nullopt, [&](const auto& model) {
-        check_ids(model, ids);
-        at::NoGradGuard no_grad;
-        ActivationCache cache;
-        const at::Tensor out = model.run_with_cache(at::tensor(ids, at::kLong).unsqueeze(0).to(model.placement().device), cache);
-        require_finite(cache, "hidden");
-        require(!out.defined() || at::isfinite(out).all().item<bool>(), "hidden: the logits hold non-finite values (NaN or inf)");
-        // The hook points [tokens, d] under their names: what `invert --target FILE` reads back.
-        if (save) {
-            std::vector<std::pair<std::string, at::Tensor>> tensors;
-            for (const auto& [name, value] : cache.entries()) tensors.emplace_back(name, value[0].contiguous().to(at::kCPU));
-            write_safetensors(*save, tensors);
-        }
-        if (json) {
-            Json result{{"tokens", ids}};
-            for (const auto& [name, value] : cache.entries()) result[name] = rows_of(value[0]);
-            if (out.defined()) result["logits"] = rows_of(out[0]);
-            return void(std::cout << result.dump() << "\n");
-        }
-        for (const std::pair<std::string, at::Tensor>& hook : cache.entries())
-            std::cout << hook.first << "\t" << shape_string(hook.second.sizes()) << "\tnorm " << hook.second.norm().item<double>() << "\n";
-        if (out.defined()) std::cout << "logits\t" << shape_string(out.sizes()) << "\n";
-    });
+    with_model(
+        o, Needs{{0, -1}, true, logits}, tok ? std::optional(tok->vocab_size()) : std::nullopt, [&](const auto& model) {
+            check_ids(model, ids);
+            at::NoGradGuard no_grad;
+            ActivationCache cache;
+            const at::Tensor out =
+                model.run_with_cache(at::tensor(ids, at::kLong).unsqueeze(0).to(model.placement().device), cache);
+            require_finite(cache, "hidden");
+            require(!out.defined() || at::isfinite(out).all().item<bool>(),
+                    "hidden: the logits hold non-finite values (NaN or inf)");
+            // The hook points [tokens, d] under their names: what `invert --target FILE` reads back.
+            if (save) {
+                std::vector<std::pair<std::string, at::Tensor>> tensors;
+                for (const auto& [name, value] : cache.entries())
+                    tensors.emplace_back(name, value[0].contiguous().to(at::kCPU));
+                write_safetensors(*save, tensors);
+            }
+            if (json) {
+                Json result{{"tokens", ids}};
+                for (const auto& [name, value] : cache.entries()) result[name] = rows_of(value[0]);
+                if (out.defined()) result["logits"] = rows_of(out[0]);
+                return void(std::cout << result.dump() << "\n");
+            }
+            for (const std::pair<std::string, at::Tensor>& hook : cache.entries())
+                std::cout << hook.first << "\t" << shape_string(hook.second.sizes()) << "\tnorm "
+                          << hook.second.norm().item<double>() << "\n";
+            if (out.defined()) std::cout << "logits\t" << shape_string(out.sizes()) << "\n";
+        });
 }
 
 void generate(const ModelOptions& o, const PromptOptions& p, int steps, bool json) {
     const auto tok = tokenizer_if_asked(o, p);
     auto ids = one_prompt(p, tok);
-    with_model(o, Needs{{0, -1}, true, true}, tok ? std::optional(tok->vocab_size()) : std::nullopt, [&](const auto& model) {
-        check_ids(model, ids);
-        auto out = inputrep::generate(model, ids, steps);
-        // Greedy steps read the logits at the prompt's last position onwards; one causal pass over
-        // the output sees the same values, and finds the first step that was not finite.
-        at::NoGradGuard no_grad;
-        ActivationCache cache;
-        const auto n = static_cast<std::int64_t>(out.size()) - 1, first = static_cast<std::int64_t>(ids.size()) - 1;
-        const at::Tensor logits = model.run_with_cache(at::tensor(out, at::kLong).narrow(0, 0, n).unsqueeze(0).to(model.placement().device), cache);
-        const at::Tensor finite = at::isfinite(logits[0]).all(-1).to(at::kCPU);
-        for (std::int64_t t = first; t < n; ++t) {
-            if (finite[t].item<bool>()) continue;
-            const auto step = "generate: step " + std::to_string(t - first + 1);
-            require_finite(cache, step, t + 1);
-            fail(step, ": the logits hold non-finite values (NaN or inf)");
-        }
-        if (json) return void(std::cout << Json{{"ids", out}}.dump() << "\n");
-        for (auto id : out) std::cout << id << " ";
-        std::cout << "\n";
-    });
+    with_model(
+        o, Needs{{0, -1}, true, true}, tok ? std::optional(tok->vocab_size()) : std::nullopt, [&](const auto& model) {
+            check_ids(model, ids);
+            auto out = inputrep::generate(model, ids, steps);
+            // Greedy steps read the logits at the prompt's last position onwards; one causal pass over
+            // the output sees the same values, and finds the first step that was not finite.
+            at::NoGradGuard no_grad;
+            ActivationCache cache;
+            const auto n = static_cast<std::int64_t>(out.size()) - 1, first = static_cast<std::int64_t>(ids.size()) - 1;
+            const at::Tensor logits = model.run_with_cache(
+                at::tensor(out, at::kLong).narrow(0, 0, n).unsqueeze(0).to(model.placement().device), cache);
+            const at::Tensor finite = at::isfinite(logits[0]).all(-1).to(at::kCPU);
+            for (std::int64_t t = first; t < n; ++t) {
+                if (finite[t].item<bool>()) continue;
+                const auto step = "generate: step " + std::to_string(t - first + 1);
+                require_finite(cache, step, t + 1);
+                fail(step, ": the logits hold non-finite values (NaN or inf)");
+            }
+            if (json) return void(std::cout << Json{{"ids", out}}.dump() << "\n");
+            for (auto id : out) std::cout << id << " ";
+            std::cout << "\n";
+        });
 }
 
 }  // namespace
@@ -83,30 +92,37 @@ void register_inspect(CLI::App& app) {
         auto text = std::make_shared<std::string>();
         auto json = std::make_shared<bool>(false);
         sub->add_option("TEXT", *text, "text to tokenize")->required();
-        sub->add_option("--vocab", o->vocab, "tokenizer folder (default: GPT-2's from scripts/setup)")->type_name("DIR");
+        sub->add_option("--vocab", o->vocab, "tokenizer folder (default: GPT-2's from scripts/setup)")
+            ->type_name("DIR");
         sub->add_flag("--json", *json, "print one JSON object");
         sub->callback([=] { tokenize(*o, *text, *json); });
     }
     {
-        auto sub = app.add_subcommand("hidden", "The hidden states at every hook point (--model DIR | --untrained FAMILY) (--ids I,J,... | --prompt TEXT)");
+        auto sub = app.add_subcommand(
+            "hidden",
+            "The hidden states at every hook point (--model DIR | --untrained FAMILY) (--ids I,J,... | --prompt TEXT)");
         auto o = add_model_options(*sub);
         auto p = add_prompt_options(*sub, false, "text to tokenize instead of --ids");
         auto flags = std::make_shared<std::pair<bool, bool>>();
         sub->add_flag("--logits", flags->first, "also output the logits (runs the final norm and head)");
-        sub->add_flag("--json", flags->second, "print one JSON object: the tokens, each hook point's [tokens, d] under its name, the logits");
+        sub->add_flag("--json", flags->second,
+                      "print one JSON object: the tokens, each hook point's [tokens, d] under its name, the logits");
         auto save = std::make_shared<std::optional<fs::path>>();
-        add_parsed(*sub, "--save", *save, [](std::string_view s) { return output_file("--save", s); },
-                   "write every hook point [tokens, d] under its name to this .safetensors file (what invert --target reads)")
+        add_parsed(
+            *sub, "--save", *save, [](std::string_view s) { return output_file("--save", s); },
+            "write every hook point [tokens, d] under its name to this .safetensors file (what invert --target reads)")
             ->type_name("FILE");
         sub->callback([=] { hidden(*o, *p, flags->first, flags->second, *save); });
     }
     {
-        auto sub = app.add_subcommand("generate", "Greedy continuation (--model PATH | --untrained FAMILY) (--ids I,J,... | --prompt TEXT)");
+        auto sub = app.add_subcommand(
+            "generate", "Greedy continuation (--model PATH | --untrained FAMILY) (--ids I,J,... | --prompt TEXT)");
         auto o = add_model_options(*sub);
         auto p = add_prompt_options(*sub, false, "text to tokenize instead of --ids");
         auto steps = std::make_shared<int>(16);
         auto json = std::make_shared<bool>(false);
-        add_number(*sub, "--steps", *steps, 1, 1 << 20, "tokens to generate (default 16; prompt and new tokens must fit the context)");
+        add_number(*sub, "--steps", *steps, 1, 1 << 20,
+                   "tokens to generate (default 16; prompt and new tokens must fit the context)");
         sub->add_flag("--json", *json, "print one JSON object");
         sub->callback([=] { generate(*o, *p, *steps, *json); });
     }

@@ -15,7 +15,8 @@ namespace {
 std::pair<double, double> parse_rates(std::string_view text) {
     const auto parts = text::split(text, ':');
     require(parts.size() <= 2, "\"", text, "\" is not START[:END]");
-    const double start = text::to_number<double>(parts.front(), "START"), end = text::to_number<double>(parts.back(), "END");
+    const double start = text::to_number<double>(parts.front(), "START"),
+                 end = text::to_number<double>(parts.back(), "END");
     require(start > 0 && start <= 1000, "the starting rate must lie in (0, 1000], got ", start);
     require(end >= 0 && end <= 1000, "the final rate must lie in [0, 1000], got ", end);
     return {start, end};
@@ -39,18 +40,27 @@ struct PolicyOptions {
 
 std::shared_ptr<PolicyOptions> add_policy_options(CLI::App& app) {
     auto o = std::make_shared<PolicyOptions>();
-    add_parsed(app, "--blocks", o->blocks, parse_block_range, "slice B:E, blocks B..E-1 (default 0:1)")->type_name("B:E");
-    app.add_option("--slice", o->slice,
-               "modifiers, comma-separated: bidirectional, no-residual, no-norm, attention (attention sub-layers alone), "
-               "attention:I (block I's alone), concat:E1:E2:... (outputs after blocks B..E1-1, B..E2-1, ... joined)")
-        ->check(parsed_by([](std::string_view s) { return parse_slice({0, 1}, s); }));
-    add_parsed(app, "--metric", o->metric, AnyMetric::parse, "l1 (default), l2, cosine (1-|cos|), signed-cosine or combined:ALPHA:BETA");
+    add_parsed(app, "--blocks", o->blocks, parse_block_range, "slice B:E, blocks B..E-1 (default 0:1)")
+        ->type_name("B:E");
+    app.add_option(
+           "--slice", o->slice,
+           "modifiers, comma-separated: bidirectional, no-residual, no-norm, attention (attention sub-layers alone), "
+           "attention:I (block I's alone), concat:E1:E2:... (outputs after blocks B..E1-1, B..E2-1, ... joined)")
+        ->check(parsed_by([](std::string_view s) {
+            return parse_slice({0, 1}, s);
+        }));
+    add_parsed(app, "--metric", o->metric, AnyMetric::parse,
+               "l1 (default), l2, cosine (1-|cos|), signed-cosine or combined:ALPHA:BETA");
     add_number(app, "--steps", o->run.steps, 1, 1'000'000, "optimisation steps (default: the family's)");
-    add_parsed(app, "--lr", o->rates, parse_rates, "learning rate START[:END], START in (0, 1000] decaying linearly to END in [0, 1000] (default: the family's)")
+    add_parsed(
+        app, "--lr", o->rates, parse_rates,
+        "learning rate START[:END], START in (0, 1000] decaying linearly to END in [0, 1000] (default: the family's)")
         ->type_name("START:END");
-    add_number(app, "--init-scale", o->run.init_scale, 1e-6, 1e3, "sigma of the N(mu, sigma) initial input (default: the family's)");
+    add_number(app, "--init-scale", o->run.init_scale, 1e-6, 1e3,
+               "sigma of the N(mu, sigma) initial input (default: the family's)");
     add_number(app, "--init-mean", o->run.init_mean, -1e3, 1e3,
-               "mu of the N(mu, sigma) initial input (default 0, as the author's code; the seed's text says 0.5 with --init-scale 0.05)");
+               "mu of the N(mu, sigma) initial input (default 0, as the author's code; the seed's text says 0.5 with "
+               "--init-scale 0.05)");
     return o;
 }
 
@@ -88,15 +98,18 @@ void pad(std::vector<std::vector<std::int64_t>>& prompts, const Padding& padding
         id = *padding.id;
     } else {
         const auto eot = tokenizer.encode("<|endoftext|>");
-        if (eot.size() != 1) throw UsageError("--pad-to: this tokenizer has no <|endoftext|> token; give the padding id as --pad-to N:ID");
+        if (eot.size() != 1)
+            throw UsageError(
+                "--pad-to: this tokenizer has no <|endoftext|> token; give the padding id as --pad-to N:ID");
         id = eot.front();
     }
     if (id < 0 || id >= tokenizer.vocab_size())
-        throw UsageError("--pad-to: the padding id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(tokenizer.vocab_size()) +
-                         " tokens)");
+        throw UsageError("--pad-to: the padding id " + std::to_string(id) + " is outside the vocabulary (" +
+                         std::to_string(tokenizer.vocab_size()) + " tokens)");
     for (auto& ids : prompts) {
         if (static_cast<std::int64_t>(ids.size()) > padding.length)
-            throw UsageError("--pad-to " + std::to_string(padding.length) + ": a prompt already has " + std::to_string(ids.size()) + " tokens");
+            throw UsageError("--pad-to " + std::to_string(padding.length) + ": a prompt already has " +
+                             std::to_string(ids.size()) + " tokens");
         ids.resize(padding.length, id);
     }
 }
@@ -110,18 +123,22 @@ struct ExactOptions {
 };
 
 // Every check of the invert command line that needs no model; the tokenizer is read here.
-InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, const std::vector<std::string>& batches,
-                         const std::string& decode, const std::string& hook, const ExactOptions& exact, const std::optional<Padding>& padding,
-                         InvertRequest q) {
-    const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) || std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
-    if (q.target && !searching) throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
-    if (!q.target && !q.target_hook.empty()) throw UsageError("--target-hook names a tensor of --target FILE: give --target too");
+InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p,
+                         const std::vector<std::string>& batches, const std::string& decode, const std::string& hook,
+                         const ExactOptions& exact, const std::optional<Padding>& padding, InvertRequest q) {
+    const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) ||
+                           std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
+    if (q.target && !searching)
+        throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
+    if (!q.target && !q.target_hook.empty())
+        throw UsageError("--target-hook names a tensor of --target FILE: give --target too");
     if ((exact.tolerance || exact.verify_all || exact.joint_budget) && !searching)
         throw UsageError("--tolerance, --verify-all and --joint-budget are exact search's: --optimizer exact");
     if (q.target && (!p.prompts.empty() || !p.ids.empty() || !batches.empty()))
         throw UsageError("give either --target FILE (captured outputs, no prompt) or prompts, not both");
     if (!q.target && p.prompts.empty() && p.ids.empty() && batches.empty())
-        throw UsageError("give --prompt TEXT (or --ids I,J,... or --batch FILE, or --target FILE with --optimizer exact)");
+        throw UsageError(
+            "give --prompt TEXT (or --ids I,J,... or --batch FILE, or --target FILE with --optimizer exact)");
     std::visit(
         [&](auto& op) {
             if constexpr (is_exact<std::decay_t<decltype(op)>>) {
@@ -131,12 +148,15 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
         },
         q.optimizer);
     if (decode == "direct-pinv" && !std::holds_alternative<VocabularySpace>(q.space))
-        throw UsageError("--decode direct-pinv decodes a vocabulary vector x through (x·W)·W⁺: use it with --space vocabulary");
+        throw UsageError(
+            "--decode direct-pinv decodes a vocabulary vector x through (x·W)·W⁺: use it with --space vocabulary");
     if (searching && !std::holds_alternative<EmbeddingSpace>(q.space))
         throw UsageError("exact search checks tokens through their embeddings: use --space embedding");
-    if (!hook.empty() && !policy.slice.empty()) throw UsageError("--hook ends the slice at a hook point: it does not combine with --slice");
+    if (!hook.empty() && !policy.slice.empty())
+        throw UsageError("--hook ends the slice at a hook point: it does not combine with --slice");
     try {
-        q.slice = hook.empty() ? parse_slice(policy.blocks, policy.slice) : SliceSpec::up_to(parse_hook(hook), policy.blocks.begin);
+        q.slice = hook.empty() ? parse_slice(policy.blocks, policy.slice)
+                               : SliceSpec::up_to(parse_hook(hook), policy.blocks.begin);
     } catch (const Error& e) {
         throw UsageError(std::string(hook.empty() ? "--slice: " : "--hook: ") + e.what());
     }
@@ -191,54 +211,80 @@ void bandwidth(const ModelOptions& o, const PolicyOptions& policy, const PromptO
 
 // The invert command, handing its checked command line to `sink`.
 void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
-    auto sub = app.add_subcommand("invert", "Recover prompts from a slice's outputs (--model DIR | --untrained FAMILY) --prompt TEXT [options]");
+    auto sub = app.add_subcommand(
+        "invert", "Recover prompts from a slice's outputs (--model DIR | --untrained FAMILY) --prompt TEXT [options]");
     auto o = add_model_options(*sub);
     auto policy = add_policy_options(*sub);
     auto p = add_prompt_options(*sub, true, "text to recover");
     auto q = std::make_shared<InvertRequest>();
     auto batches = std::make_shared<std::vector<std::string>>();
     auto decode = std::make_shared<std::string>("pinv");
-    sub->add_option("--batch", *batches, "a file of prompts, one per line, all in one batch")->type_name("FILE")->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    add_parsed(*sub, "--mask", q->mask, AnyMask::parse,
-               "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
+    sub->add_option("--batch", *batches, "a file of prompts, one per line, all in one batch")
+        ->type_name("FILE")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    add_parsed(
+        *sub, "--mask", q->mask, AnyMask::parse,
+        "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
     add_parsed(*sub, "--optimizer", q->optimizer, parse_invert_optimizer,
                "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
                "exact[:gradient|:exhaustive] (token-by-token search verified against the outputs; docs/exact.md)");
     auto padding = std::make_shared<std::optional<Padding>>();
-    add_parsed(*sub, "--pad-to", *padding, parse_padding,
-               "right-pad every prompt to N tokens with ID (default: <|endoftext|>), as the seed padded texts to the context")
+    add_parsed(
+        *sub, "--pad-to", *padding, parse_padding,
+        "right-pad every prompt to N tokens with ID (default: <|endoftext|>), as the seed padded texts to the context")
         ->type_name("N[:ID]");
     auto exact = std::make_shared<ExactOptions>();
     add_number(*sub, "--tolerance", exact->tolerance, 1e-12, 1.0,
-               "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, bf16 0.15)");
-    sub->add_flag("--verify-all", exact->verify_all, "exact search: check every allowed token at every position (uniqueness proven)");
+               "exact search: the relative error that verifies a token, in [1e-12, 1] (default: the dtype's, f32 3e-5, "
+               "bf16 0.15)");
+    sub->add_flag("--verify-all", exact->verify_all,
+                  "exact search: check every allowed token at every position (uniqueness proven)");
     add_number(*sub, "--joint-budget", exact->joint_budget, std::int64_t{0}, std::numeric_limits<std::int64_t>::max(),
-               "exact search: candidates tried at a position with no compared output, each paired with the next position's (default 0: all allowed up to 4,096, else 64)");
-    add_parsed(*sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
-               "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")->type_name("FILE");
-    add_parsed(*sub, "--target-hook", q->target_hook,
-               [](std::string_view s) {
-                   require(!s.empty(), "give the name of a tensor of --target, e.g. blocks.0.hook_resid_post (leave the option out for "
-                                       "the slice's last hook point)");
-                   return std::string(s);
-               },
-               "the tensor of --target to invert (default: the slice's last hook point)")
+               "exact search: candidates tried at a position with no compared output, each paired with the next "
+               "position's (default 0: all allowed up to 4,096, else 64)");
+    add_parsed(
+        *sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
+        "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")
+        ->type_name("FILE");
+    add_parsed(
+        *sub, "--target-hook", q->target_hook,
+        [](std::string_view s) {
+            require(!s.empty(),
+                    "give the name of a tensor of --target, e.g. blocks.0.hook_resid_post (leave the option out for "
+                    "the slice's last hook point)");
+            return std::string(s);
+        },
+        "the tensor of --target to invert (default: the slice's last hook point)")
         ->type_name("NAME");
     auto hook = std::make_shared<std::string>();
-    sub->add_option("--hook", *hook, "end the slice at this hook point, e.g. blocks.3.hook_resid_mid (from block B of --blocks)")
+    sub->add_option("--hook", *hook,
+                    "end the slice at this hook point, e.g. blocks.3.hook_resid_mid (from block B of --blocks)")
         ->type_name("NAME")
         ->check(parsed_by([](std::string_view s) { return parse_hook(s); }));
     add_parsed(*sub, "--space", q->space, parse_space,
-               "embedding (default: optimise the block-0 input), vocabulary (optimise a vocabulary-sized vector; target one-hot x 10) or vocabulary:pinv-target (target E(a)·W⁺)");
-    sub->add_option("--decode", *decode, "pinv (default), nearest, normed (cosine after removing mean and scale, as a layer norm: for an uncompared position), direct-pinv ((x·W)·W⁺ of a vocabulary vector: --space vocabulary), or restricted:TEXT (only the tokens of TEXT)")
-        ->check(parsed_by([](std::string_view s) { return parse_decoder(s, [](std::string_view) { return std::vector<std::int64_t>{}; }); }));
-    add_number(*sub, "--restarts", policy->run.restarts, 1, 1000, "random restarts per prompt in one batch, best kept (default 1)");
+               "embedding (default: optimise the block-0 input), vocabulary (optimise a vocabulary-sized vector; "
+               "target one-hot x 10) or vocabulary:pinv-target (target E(a)·W⁺)");
+    sub->add_option("--decode", *decode,
+                    "pinv (default), nearest, normed (cosine after removing mean and scale, as a layer norm: for an "
+                    "uncompared position), direct-pinv ((x·W)·W⁺ of a vocabulary vector: --space vocabulary), or "
+                    "restricted:TEXT (only the tokens of TEXT)")
+        ->check(parsed_by([](std::string_view s) {
+            return parse_decoder(s, [](std::string_view) { return std::vector<std::int64_t>{}; });
+        }));
+    add_number(*sub, "--restarts", policy->run.restarts, 1, 1000,
+               "random restarts per prompt in one batch, best kept (default 1)");
     add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");
     sub->add_flag("--early-stop", policy->run.early_stop, "stop once every prompt is closer than its shifted input");
-    add_parsed(*sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
-               "write an HTML report with the distance per step to this file")->type_name("FILE");
-    add_parsed(*sub, "--csv", q->csv, [](std::string_view s) { return output_folder("--csv", s); },
-               "write traces.csv (prompt,restart,step,distance) and top_k.csv (prompt,k,position,id,score,target) into this folder")
+    add_parsed(
+        *sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
+        "write an HTML report with the distance per step to this file")
+        ->type_name("FILE");
+    add_parsed(
+        *sub, "--csv", q->csv, [](std::string_view s) { return output_folder("--csv", s); },
+        "write traces.csv (prompt,restart,step,distance) and top_k.csv (prompt,k,position,id,score,target) into this "
+        "folder")
         ->type_name("DIR");
     sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
     sub->add_flag("--json", q->json, "print one JSON object");
@@ -265,17 +311,23 @@ std::vector<Result> run_inversion(const InvertRun& run) {
 }
 
 void register_invert(CLI::App& app) {
-    add_invert(app, [](const InvertRun& run) { with_invert_model(run, [&](const auto& model) { run_invert(model, run.request); }); });
+    add_invert(app, [](const InvertRun& run) {
+        with_invert_model(run, [&](const auto& model) { run_invert(model, run.request); });
+    });
     {
-        auto sub = app.add_subcommand("bandwidth", "The smallest number of output dimensions that recover a prompt "
-                                                   "(--model DIR | --untrained FAMILY) --prompt TEXT [--blocks B:E]");
+        auto sub = app.add_subcommand("bandwidth",
+                                      "The smallest number of output dimensions that recover a prompt "
+                                      "(--model DIR | --untrained FAMILY) --prompt TEXT [--blocks B:E]");
         auto o = add_model_options(*sub);
         auto policy = add_policy_options(*sub);
         auto p = add_prompt_options(*sub, false, "text to recover");
         auto q = std::make_shared<BandwidthRequest>();
-        add_parsed(*sub, "--optimizer", q->optimizer, AnyOptimizer::parse, "adam (default) or gd (plain gradient descent)");
-        add_parsed(*sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
-                   "write an HTML report with the bandwidth curve to this file")->type_name("FILE");
+        add_parsed(*sub, "--optimizer", q->optimizer, AnyOptimizer::parse,
+                   "adam (default) or gd (plain gradient descent)");
+        add_parsed(
+            *sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
+            "write an HTML report with the bandwidth curve to this file")
+            ->type_name("FILE");
         sub->add_flag("--json", q->json, "print one JSON object");
         sub->callback([=] { bandwidth(*o, *policy, *p, *q); });
     }

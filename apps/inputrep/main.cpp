@@ -17,11 +17,14 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     app.get_formatter()->label("Usage", "usage");
-    for (auto group : {cli::register_inspect, cli::register_invert, cli::register_attribute, cli::register_train, cli::register_sweep}) group(app);
+    for (auto group : {cli::register_inspect, cli::register_invert, cli::register_attribute, cli::register_train,
+                       cli::register_sweep})
+        group(app);
 
     const std::string command = argc > 1 ? argv[1] : "";
     auto error = [&](const std::string& kind, const std::string& message, int code) {
-        std::cerr << "inputrep" << (command.empty() || command.starts_with('-') ? "" : " " + command) << ": " << kind << message << "\n";
+        std::cerr << "inputrep" << (command.empty() || command.starts_with('-') ? "" : " " + command) << ": " << kind
+                  << message << "\n";
         return code;
     };
     try {
@@ -38,8 +41,12 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         if (!app.get_subcommands().empty() || command.starts_with('-')) return error("", e.what(), 2);
         std::string names;
-        for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) names += (names.empty() ? "" : ", ") + sub->get_name();
-        return error("", (command.empty() ? "give a command: " : "unknown command \"" + command + "\"; expected one of ") + names, 2);
+        for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+            names += (names.empty() ? "" : ", ") + sub->get_name();
+        return error(
+            "",
+            (command.empty() ? "give a command: " : "unknown command \"" + command + "\"; expected one of ") + names,
+            2);
     } catch (const cli::UsageError& e) {
         return error("", e.what(), 2);
     } catch (const inputrep::Error& e) {

@@ -55,8 +55,10 @@ std::string blame(const sw::Json& config, std::string_view message) {
 void keep_quick_slice(std::vector<sw::Row>& rows) {
     rows.resize(1);
     auto& config = rows.front().config;
-    if (!config.contains("steps")) config["steps"] = 10;
-    else if (config["steps"].is_number_integer() && (config["steps"].is_number_unsigned() || config["steps"].get<std::int64_t>() > 10))
+    if (!config.contains("steps"))
+        config["steps"] = 10;
+    else if (config["steps"].is_number_integer() &&
+             (config["steps"].is_number_unsigned() || config["steps"].get<std::int64_t>() > 10))
         config["steps"] = 10;
     rows.front().key = sw::row_key(config);
 }
@@ -111,7 +113,8 @@ std::optional<int> local_rank() {
 void place(PlannedRow& p) {
     if (p.row.config.value("device", sw::Json("")) != "cuda") return;
     const int gpus = at::detail::getCUDAHooks().getNumGPUs();
-    if (const auto local = local_rank(); local && gpus > 0) p.run.model.placement.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(*local % gpus));
+    if (const auto local = local_rank(); local && gpus > 0)
+        p.run.model.placement.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(*local % gpus));
 }
 
 sw::Json run_row(PlannedRow& p) {
@@ -134,8 +137,8 @@ sw::Json run_row(PlannedRow& p) {
 
 void report_progress(std::size_t done, std::size_t total, const sw::Json& line) {
     if (isatty(STDERR_FILENO))
-        std::cerr << fmt::format("sweep: {}/{} rows, row {} took {:.1f} s\n", done, total, line["row"].get<std::size_t>(),
-                                 line["seconds"].get<double>());
+        std::cerr << fmt::format("sweep: {}/{} rows, row {} took {:.1f} s\n", done, total,
+                                 line["row"].get<std::size_t>(), line["seconds"].get<double>());
 }
 
 // This process runs the rows of its shard that the results file does not hold yet.
@@ -226,8 +229,9 @@ void coordinate(std::vector<PlannedRow>& rows, const fs::path& out, int workers,
         }
     }
     if (!error.empty()) throw Error(error);
-    std::cout << fmt::format("sweep: {} rows run by {} workers, {} already in {}{}\n", done, workers, rows.size() - todo.size(),
-                             file->path().string(), file->dropped_torn_line() ? " (a torn last line was dropped and its row run again)" : "");
+    std::cout << fmt::format("sweep: {} rows run by {} workers, {} already in {}{}\n", done, workers,
+                             rows.size() - todo.size(), file->path().string(),
+                             file->dropped_torn_line() ? " (a torn last line was dropped and its row run again)" : "");
 }
 
 void work_for_rank_0(std::vector<PlannedRow>& rows) {
@@ -242,7 +246,8 @@ void work_for_rank_0(std::vector<PlannedRow>& rows) {
         try {
             text = run_row(rows.at(static_cast<std::size_t>(index))).dump();
         } catch (const std::exception& e) {
-            text = fmt::format("row {} ({}): {}", index, rows.at(static_cast<std::size_t>(index)).row.config.dump(), e.what());
+            text = fmt::format("row {} ({}): {}", index, rows.at(static_cast<std::size_t>(index)).row.config.dump(),
+                               e.what());
             tag = failed;
         }
         MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, 0, tag, MPI_COMM_WORLD);
@@ -267,8 +272,10 @@ void sweep(const SweepOptions& o) {
     if (!o.summarize.empty()) {
         const fs::path dir = o.summarize;
         sw::write_summaries(dir);
-        if (!o.doc.empty()) sw::write_section(o.doc, fs::absolute(dir).lexically_normal().filename().string(), sw::read_results({dir}));
-        std::cout << fmt::format("sweep: wrote {} and {}\n", (dir / "summary.md").string(), (dir / "summary.html").string());
+        if (!o.doc.empty())
+            sw::write_section(o.doc, fs::absolute(dir).lexically_normal().filename().string(), sw::read_results({dir}));
+        std::cout << fmt::format("sweep: wrote {} and {}\n", (dir / "summary.md").string(),
+                                 (dir / "summary.html").string());
         return;
     }
     auto [rows, record] = plan(o);
@@ -277,23 +284,29 @@ void sweep(const SweepOptions& o) {
     fs::create_directories(o.out);
 #ifdef INPUTREP_MPI
     if (processes > 1) {
-        if (!o.shard.empty()) throw UsageError("--shard splits a sweep without MPI; under mpirun rank 0 hands out the rows");
+        if (!o.shard.empty())
+            throw UsageError("--shard splits a sweep without MPI; under mpirun rank 0 hands out the rows");
         MpiSession mpi;
         require(mpi.size > 1, "mpirun started ", processes, " processes but MPI sees ", mpi.size);
-        if (mpi.rank == 0) coordinate(rows, o.out, mpi.size - 1, record);
-        else work_for_rank_0(rows);
+        if (mpi.rank == 0)
+            coordinate(rows, o.out, mpi.size - 1, record);
+        else
+            work_for_rank_0(rows);
         return;
     }
 #else
     if (processes > 1)
-        throw UsageError(fmt::format("this inputrep was built without MPI, so each of the {} processes mpirun started would run every "
-                                     "row: build it with libopenmpi-dev installed, or give each process --shard I/{}",
-                                     processes, processes));
+        throw UsageError(fmt::format(
+            "this inputrep was built without MPI, so each of the {} processes mpirun started would run every "
+            "row: build it with libopenmpi-dev installed, or give each process --shard I/{}",
+            processes, processes));
 #endif
     sw::Shard shard;
     try {
-        if (!o.shard.empty()) shard = sw::parse_shard(o.shard);
-        else if (auto from_env = sw::shard_from_env()) shard = *from_env;
+        if (!o.shard.empty())
+            shard = sw::parse_shard(o.shard);
+        else if (auto from_env = sw::shard_from_env())
+            shard = *from_env;
     } catch (const Error& e) {
         throw UsageError(e.what());
     }
@@ -303,26 +316,35 @@ void sweep(const SweepOptions& o) {
 }  // namespace
 
 void register_sweep(CLI::App& app) {
-    auto sub = app.add_subcommand("sweep", "Run a grid of inversions from a JSON spec into DIR/results.jsonl, resumably "
-                                           "(SPEC --out DIR | --merge DIR... | --summarize DIR); docs/sweeps.md");
+    auto sub = app.add_subcommand("sweep",
+                                  "Run a grid of inversions from a JSON spec into DIR/results.jsonl, resumably "
+                                  "(SPEC --out DIR | --merge DIR... | --summarize DIR); docs/sweeps.md");
     auto o = std::make_shared<SweepOptions>();
-    sub->add_option("spec", o->spec, "JSON spec: a list of values per invert option, plus prompts, ids, seeds, rows, claims")
+    sub->add_option("spec", o->spec,
+                    "JSON spec: a list of values per invert option, plus prompts, ids, seeds, rows, claims")
         ->type_name("SPEC")
         ->check(CLI::ExistingFile);
-    sub->add_option("--out", o->out, "the sweep's folder (results.jsonl); with --merge, where the merged results.jsonl goes")->type_name("DIR");
-    sub->add_option("--shard", o->shard, "run rows I, I+N, I+2N, ... into results.I-of-N.jsonl (default: from Slurm's environment, else 0/1)")
+    sub->add_option("--out", o->out,
+                    "the sweep's folder (results.jsonl); with --merge, where the merged results.jsonl goes")
+        ->type_name("DIR");
+    sub->add_option(
+           "--shard", o->shard,
+           "run rows I, I+N, I+2N, ... into results.I-of-N.jsonl (default: from Slurm's environment, else 0/1)")
         ->type_name("I/N")
         ->check(parsed_by(sw::parse_shard));
     sub->add_flag("--quick", o->quick, "a smoke run: the spec's first row only, with at most 10 steps");
-    sub->add_option("--merge", o->merge, "merge the results files of these sweep folders into the first's results.jsonl (or --out's)")
+    sub->add_option("--merge", o->merge,
+                    "merge the results files of these sweep folders into the first's results.jsonl (or --out's)")
         ->type_name("DIR...")
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
         ->check(CLI::ExistingDirectory);
-    sub->add_option("--summarize", o->summarize, "write summary.md and summary.html (tables over seeds, plots) for this sweep folder")
+    sub->add_option("--summarize", o->summarize,
+                    "write summary.md and summary.html (tables over seeds, plots) for this sweep folder")
         ->type_name("DIR")
         ->check(CLI::ExistingDirectory);
-    sub->add_option("--doc", o->doc, "with --summarize: replace the table between <!-- sweep:NAME --> and <!-- /sweep:NAME --> in this "
-                                     "Markdown file, NAME being the sweep folder's name")
+    sub->add_option("--doc", o->doc,
+                    "with --summarize: replace the table between <!-- sweep:NAME --> and <!-- /sweep:NAME --> in this "
+                    "Markdown file, NAME being the sweep folder's name")
         ->type_name("FILE")
         ->check(CLI::ExistingFile);
     sub->callback([o] { sweep(*o); });

@@ -15,9 +15,9 @@
 namespace inputrep {
 
 struct BandwidthResult {
-    std::int64_t k = -1;            // smallest k with exact recovery; -1 when even all neurons fail
+    std::int64_t k = -1;  // smallest k with exact recovery; -1 when even all neurons fail
     std::int64_t d_model = 0;
-    xt::xtensor<double, 2> curve;   // rows (k, exactly recovered token fraction), k ascending
+    xt::xtensor<double, 2> curve;  // rows (k, exactly recovered token fraction), k ascending
 };
 
 struct BandwidthOptions {
@@ -28,8 +28,8 @@ struct BandwidthOptions {
 
 // Metric and optimizer as in any experiment; the mask is Neurons<0, k> on all tokens.
 template <class Model, Slice S, Metric Mt = L1, Optimizer Op = Adam<>>
-BandwidthResult bandwidth_sweep(const Model& model, S slice, std::span<const std::int64_t> prompt, const BandwidthOptions& options = {},
-                                Mt metric = {}, Op optimizer = {}) {
+BandwidthResult bandwidth_sweep(const Model& model, S slice, std::span<const std::int64_t> prompt,
+                                const BandwidthOptions& options = {}, Mt metric = {}, Op optimizer = {}) {
     const std::int64_t d = model.d_model();
     std::map<std::int64_t, double> fraction;  // k -> exact token fraction
     auto measure = [&](std::int64_t k) {

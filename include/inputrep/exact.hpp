@@ -66,7 +66,7 @@ struct Exhaustive {
 // taking three places in four (docs/exact.md).
 struct GradientRank {
     static constexpr std::string_view name = "gradient";
-    std::int64_t calibration = 8;           // occurrences of each allowed token in the calibration contexts (0: none)
+    std::int64_t calibration = 8;            // occurrences of each allowed token in the calibration contexts (0: none)
     std::int64_t calibration_limit = 16384;  // calibration tokens at most: larger vocabularies go uncalibrated
 };
 
@@ -79,11 +79,16 @@ struct GradientRank {
 // and bf16 verdicts on trained models are often ambiguous, and say so.
 inline double default_tolerance(at::ScalarType dtype) {
     switch (dtype) {
-        case at::kDouble: return 1e-9;
-        case at::kFloat: return 3e-5;
-        case at::kBFloat16: return 0.15;
-        case at::kHalf: return 2e-2;
-        default: fail("exact inversion: no default tolerance for dtype ", c10::toString(dtype), " (set Exact::tolerance)");
+        case at::kDouble:
+            return 1e-9;
+        case at::kFloat:
+            return 3e-5;
+        case at::kBFloat16:
+            return 0.15;
+        case at::kHalf:
+            return 2e-2;
+        default:
+            fail("exact inversion: no default tolerance for dtype ", c10::toString(dtype), " (set Exact::tolerance)");
     }
 }
 
@@ -93,10 +98,12 @@ struct Exact {
     std::optional<double> tolerance;  // relative error; unset: default_tolerance(the model's dtype)
     bool verify_all = false;          // check every allowed token at every position: uniqueness proven, not assumed
     std::int64_t batch = 8;           // candidates per prompt in the first batched check
-    double growth = 1.25;             // each further batch this many times as many (prompts share a call, so small steps cost little)
-    std::int64_t max_batch = 512;     // up to this many
-    std::int64_t budget = 0;          // candidates checked per position before it is unmatched (0: all allowed)
-    std::int64_t joint_budget = 0;    // candidates tried at a position with no compared output (0: all allowed up to 4,096 of them, else 64)
+    double growth =
+        1.25;  // each further batch this many times as many (prompts share a call, so small steps cost little)
+    std::int64_t max_batch = 512;  // up to this many
+    std::int64_t budget = 0;       // candidates checked per position before it is unmatched (0: all allowed)
+    std::int64_t joint_budget =
+        0;  // candidates tried at a position with no compared output (0: all allowed up to 4,096 of them, else 64)
 };
 
 // Chosen at run time (the CLI's --optimizer exact[:gradient|:exhaustive]).
@@ -118,10 +125,14 @@ enum class Verdict { verified, ambiguous, unmatched, undetermined };
 
 inline std::string_view to_string(Verdict v) {
     switch (v) {
-        case Verdict::verified: return "verified";
-        case Verdict::ambiguous: return "ambiguous";
-        case Verdict::unmatched: return "unmatched";
-        case Verdict::undetermined: return "undetermined";
+        case Verdict::verified:
+            return "verified";
+        case Verdict::ambiguous:
+            return "ambiguous";
+        case Verdict::unmatched:
+            return "unmatched";
+        case Verdict::undetermined:
+            return "undetermined";
     }
     return "?";
 }
@@ -130,16 +141,18 @@ inline std::ostream& operator<<(std::ostream& out, Verdict v) { return out << to
 
 struct Candidate {
     std::int64_t id = 0;
-    double error = 0;  // relative error of its output at the position (at the next compared one for an uncompared position)
+    double error =
+        0;  // relative error of its output at the position (at the next compared one for an uncompared position)
 };
 
 struct PositionCheck {
     Verdict verdict = Verdict::verified;
-    bool compared = true;                 // the mask compares this position's output
+    bool compared = true;  // the mask compares this position's output
     double error = std::numeric_limits<double>::quiet_NaN();
     double margin = std::numeric_limits<double>::infinity();  // the best other checked candidate's error
-    std::int64_t checked = 0;             // candidates verified
-    std::vector<Candidate> candidates;    // the best checked ones (up to 5), by error; all within tolerance when ambiguous
+    std::int64_t checked = 0;                                 // candidates verified
+    std::vector<Candidate>
+        candidates;  // the best checked ones (up to 5), by error; all within tolerance when ambiguous
 };
 
 struct Verification {
@@ -149,7 +162,8 @@ struct Verification {
     // Every compared position reproduced within tolerance by exactly one checked candidate, and every
     // uncompared one determined through the position after it.
     bool verified() const {
-        return std::all_of(positions.begin(), positions.end(), [](const PositionCheck& p) { return p.verdict == Verdict::verified; });
+        return std::all_of(positions.begin(), positions.end(),
+                           [](const PositionCheck& p) { return p.verdict == Verdict::verified; });
     }
     std::int64_t candidates_checked() const {
         std::int64_t n = 0;
@@ -221,28 +235,40 @@ template <class Rank, class Model, Slice S, class Mask, class Space, class Decod
 class ExactSearch {
 public:
     // `cache` keeps the calibration across runs (a fresh one calibrates for this search alone).
-    ExactSearch(const Exact<Rank>& policy, const Model& model, const S& slice, const Mask& mask, const Space& space, const DecoderState& decoder,
-                ExactCache& cache)
-        : policy_(policy), model_(model), slice_(slice), mask_(mask), space_(space), decoder_(decoder), prefix_(model, slice) {
-        require(slice.causal(), "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
+    ExactSearch(const Exact<Rank>& policy, const Model& model, const S& slice, const Mask& mask, const Space& space,
+                const DecoderState& decoder, ExactCache& cache)
+        : policy_(policy),
+          model_(model),
+          slice_(slice),
+          mask_(mask),
+          space_(space),
+          decoder_(decoder),
+          prefix_(model, slice) {
+        require(slice.causal(),
+                "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
         const at::Tensor w = model.token_embedding();
         // Allowed tokens: those the decoder does not rule out.
-        allowed_ = at::isfinite(decoder.restrict(at::zeros({w.size(0)}, at::TensorOptions(at::kFloat).device(w.device()))))
-                       .nonzero()
-                       .view({-1})
-                       .to(at::kCPU);
+        allowed_ =
+            at::isfinite(decoder.restrict(at::zeros({w.size(0)}, at::TensorOptions(at::kFloat).device(w.device()))))
+                .nonzero()
+                .view({-1})
+                .to(at::kCPU);
         require(allowed_.numel() > 0, "exact inversion: the decoder allows no token");
-        allowed_w_ = allowed_.numel() == w.size(0) ? w : w.index_select(0, allowed_.to(w.device()));  // no copy of a whole vocabulary
+        allowed_w_ = allowed_.numel() == w.size(0)
+                         ? w
+                         : w.index_select(0, allowed_.to(w.device()));  // no copy of a whole vocabulary
         mean_ = allowed_w_.to(at::kFloat).mean(0).to(w.scalar_type());
         tolerance_ = policy.tolerance.value_or(default_tolerance(model.placement().resolved().dtype));
         require(tolerance_ > 0, "exact inversion: the tolerance must be positive");
         require(policy.batch >= 1, "exact inversion: the candidate batch must be at least 1");
         require(policy.growth >= 1, "exact inversion: batches cannot shrink (growth ", policy.growth, " < 1)");
-        limit_ = policy.verify_all || policy.budget <= 0 ? allowed_.numel() : std::min<std::int64_t>(policy.budget, allowed_.numel());
+        limit_ = policy.verify_all || policy.budget <= 0 ? allowed_.numel()
+                                                         : std::min<std::int64_t>(policy.budget, allowed_.numel());
         if constexpr (std::same_as<Rank, GradientRank>) {
             const auto& r = policy.rank;
             if (r.calibration > 0 && r.calibration * allowed_.numel() <= r.calibration_limit)
-                std::call_once(cache.once, [&] { cache.centroids = token_centroids(model, slice, allowed_, r.calibration); });
+                std::call_once(cache.once,
+                               [&] { cache.centroids = token_centroids(model, slice, allowed_, r.calibration); });
             centroids_ = cache.centroids;
         }
     }
@@ -254,11 +280,13 @@ public:
 
     std::vector<Outcome> run(const at::Tensor& target) {
         const auto started = std::chrono::steady_clock::now();
-        require(target.dim() == 3, "exact inversion: the target must be [prompts, tokens, features], not ", target.sizes());
+        require(target.dim() == 3, "exact inversion: the target must be [prompts, tokens, features], not ",
+                target.sizes());
         const std::int64_t P = target.size(0), T = target.size(1), F = target.size(2);
-        require(T <= model_.context_length(), "exact inversion: the target has ", T, " positions but the model's context is ",
-                model_.context_length());
-        target_ = target.to(at::kCPU).clone();  // a normal tensor, even from inference mode: gradient_orders differentiates against it
+        require(T <= model_.context_length(), "exact inversion: the target has ", T,
+                " positions but the model's context is ", model_.context_length());
+        target_ = target.to(at::kCPU)
+                      .clone();  // a normal tensor, even from inference mode: gradient_orders differentiates against it
         features_ = detail::compared_features(mask_, T, F);
         ids_ = at::zeros({P, T}, at::kLong);
         checks_.assign(P, std::vector<PositionCheck>(T));
@@ -279,7 +307,8 @@ public:
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         for (std::int64_t p = 0; p < P; ++p) {
             at::Tensor row = ids_[p].contiguous();
-            out.push_back({{row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + T}, {tolerance_, checks_[p], seconds / double(P)}});
+            out.push_back({{row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + T},
+                           {tolerance_, checks_[p], seconds / double(P)}});
         }
         return out;
     }
@@ -307,29 +336,37 @@ private:
     // −∇L(ē)·E_v over the allowed tokens, L the squared error of the compared outputs at
     // `compared_at` (≥ t) with positions t..compared_at held at ē. One backward pass for all of
     // them: each row's input reaches only its own output.
-    std::vector<std::vector<std::int64_t>> gradient_orders(State& state, std::int64_t t, const std::vector<std::int64_t>& prompts,
-                                                           const std::vector<std::int64_t>& rows, std::int64_t compared_at,
+    std::vector<std::vector<std::int64_t>> gradient_orders(State& state, std::int64_t t,
+                                                           const std::vector<std::int64_t>& prompts,
+                                                           const std::vector<std::int64_t>& rows,
+                                                           std::int64_t compared_at,
                                                            std::optional<std::int64_t> at = {}) {
         const auto A = static_cast<std::int64_t>(prompts.size()), n = compared_at - t + 1;
         const at::Device device = allowed_w_.device();
         const at::Tensor features = features_[compared_at].to(device);
         const at::Tensor e = mean_.view({1, 1, -1}).expand({A, n, mean_.size(0)}).clone().requires_grad_(true);
-        const at::Tensor target =
-            target_.index_select(0, long_tensor(prompts)).select(1, compared_at).to(device, mean_.scalar_type()).index_select(1, features);
+        const at::Tensor target = target_.index_select(0, long_tensor(prompts))
+                                      .select(1, compared_at)
+                                      .to(device, mean_.scalar_type())
+                                      .index_select(1, features);
         const at::Tensor out = state.extend_embedded(e, long_tensor(rows)).select(1, n - 1).index_select(1, features);
-        const at::Tensor g = torch::autograd::grad({(out - target).pow(2).sum() * 0.5}, {e})[0].select(1, at.value_or(t) - t);
+        const at::Tensor g =
+            torch::autograd::grad({(out - target).pow(2).sum() * 0.5}, {e})[0].select(1, at.value_or(t) - t);
         at::NoGradGuard no_grad;
         return by_score(-at::matmul(g.to(at::kFloat), allowed_w_.to(at::kFloat).t()));
     }
 
     // Whether the slice's output at t is the residual stream, all of it compared.
-    bool residual(std::int64_t t) const { return features_[t].numel() == mean_.size(0) && target_.size(2) == mean_.size(0); }
+    bool residual(std::int64_t t) const {
+        return features_[t].numel() == mean_.size(0) && target_.size(2) == mean_.size(0);
+    }
 
     // The allowed tokens nearest (by the decoder's score) to each prompt's target at t less its
     // position embedding, where the slice outputs the residual stream.
     std::vector<std::vector<std::int64_t>> nearest_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
         at::NoGradGuard no_grad;
-        at::Tensor x = target_.index_select(0, long_tensor(prompts)).select(1, t).to(allowed_w_.device(), mean_.scalar_type());
+        at::Tensor x =
+            target_.index_select(0, long_tensor(prompts)).select(1, t).to(allowed_w_.device(), mean_.scalar_type());
         if (auto offset = model_.position_offset(t + 1); offset.defined()) x = x - offset[t];
         const at::Tensor scores = decoder_.scores(x.unsqueeze(1)).squeeze(1);
         return by_score(scores.index_select(1, allowed_.to(scores.device())));
@@ -339,32 +376,37 @@ private:
     // features compared there.
     std::vector<std::vector<std::int64_t>> typical_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
         at::NoGradGuard no_grad;
-        const at::Tensor x = target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features_[t]).to(at::kFloat);
+        const at::Tensor x =
+            target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features_[t]).to(at::kFloat);
         return by_score(-at::cdist(x, centroids_.index_select(1, features_[t])));
     }
 
     // The order a position's candidates are checked in first: Exhaustive's id order; GradientRank's
     // nearest tokens (no model call; a first batch of them decides most positions through few
     // blocks), else the gradient's.
-    std::vector<std::vector<std::int64_t>> first_orders(State& state, std::int64_t t, const std::vector<std::int64_t>& prompts,
+    std::vector<std::vector<std::int64_t>> first_orders(State& state, std::int64_t t,
+                                                        const std::vector<std::int64_t>& prompts,
                                                         const std::vector<std::int64_t>& rows) {
         if constexpr (std::same_as<Rank, Exhaustive>) {
             return std::vector<std::vector<std::int64_t>>(prompts.size(), to_vector(allowed_));
         } else {
-            static_assert(std::same_as<Space, EmbeddingSpace>, "GradientRank differentiates through an embedding: use EmbeddingSpace, or Exact<Exhaustive>");
+            static_assert(std::same_as<Space, EmbeddingSpace>,
+                          "GradientRank differentiates through an embedding: use EmbeddingSpace, or Exact<Exhaustive>");
             if (!nearest(t)) return gradient_orders(state, t, prompts, rows, t);
             if (!centroids_.defined()) return nearest_orders(t, prompts);
             auto typical = typical_orders(t, prompts);
             if (!residual(t)) return typical;
             const auto embedded = nearest_orders(t, prompts);
-            for (std::size_t a = 0; a < typical.size(); ++a) typical[a] = merged_order({}, typical[a], embedded[a], true);
+            for (std::size_t a = 0; a < typical.size(); ++a)
+                typical[a] = merged_order({}, typical[a], embedded[a], true);
             return typical;
         }
     }
 
     // The batch after `batch`: `growth` times as many candidates, at least one more, up to max_batch.
     std::int64_t next_batch(std::int64_t batch) const {
-        return std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)), std::max(policy_.batch, policy_.max_batch));
+        return std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)),
+                        std::max(policy_.batch, policy_.max_batch));
     }
 
     // Whether GradientRank has a nearest order at t (one without a model call).
@@ -374,7 +416,8 @@ private:
     // in four. Past a failed first batch the nearest and the gradient's orders merge so, the one
     // that ranked this search's accepted tokens better so far leading (through 12 blocks of GPT-2
     // the gradient's, through 5 of stories260K the nearest).
-    std::vector<std::int64_t> merged_order(std::span<const std::int64_t> checked, const std::vector<std::int64_t>& first,
+    std::vector<std::int64_t> merged_order(std::span<const std::int64_t> checked,
+                                           const std::vector<std::int64_t>& first,
                                            const std::vector<std::int64_t>& second, bool first_leads) const {
         const auto& lead = first_leads ? first : second;
         const auto& other = first_leads ? second : first;
@@ -393,24 +436,32 @@ private:
 
     // Where each order placed an accepted token, so the better one leads the next merge.
     void learn(std::int64_t id, const std::vector<std::int64_t>& nearest, const std::vector<std::int64_t>& gradient) {
-        auto rank = [&](const std::vector<std::int64_t>& order) { return double(std::ranges::find(order, id) - order.begin()); };
+        auto rank = [&](const std::vector<std::int64_t>& order) {
+            return double(std::ranges::find(order, id) - order.begin());
+        };
         nearest_rank_sum_ += rank(nearest), gradient_rank_sum_ += rank(gradient), ++learned_;
     }
 
     // The orders of candidates at position `at` ≥ t, t uncompared, judged at the compared position
     // `judged` with the positions from t held at ē.
-    std::vector<std::vector<std::int64_t>> uncompared_orders(State& state, std::int64_t t, const std::vector<std::int64_t>& prompts,
-                                                             const std::vector<std::int64_t>& rows, std::int64_t judged, std::int64_t at) {
-        if constexpr (std::same_as<Rank, Exhaustive>) return std::vector<std::vector<std::int64_t>>(prompts.size(), to_vector(allowed_));
-        else return gradient_orders(state, t, prompts, rows, judged, at);
+    std::vector<std::vector<std::int64_t>> uncompared_orders(State& state, std::int64_t t,
+                                                             const std::vector<std::int64_t>& prompts,
+                                                             const std::vector<std::int64_t>& rows, std::int64_t judged,
+                                                             std::int64_t at) {
+        if constexpr (std::same_as<Rank, Exhaustive>)
+            return std::vector<std::vector<std::int64_t>>(prompts.size(), to_vector(allowed_));
+        else
+            return gradient_orders(state, t, prompts, rows, judged, at);
     }
 
     // Ranks and verifies position t for `prompts`, whose resolved prefixes are rows `rows` of
     // `state`, recording the verdicts. Returns, per prompt, whether the position verified.
-    std::vector<bool> search(std::int64_t t, const std::vector<std::int64_t>& prompts, State& state, const std::vector<std::int64_t>& rows) {
+    std::vector<bool> search(std::int64_t t, const std::vector<std::int64_t>& prompts, State& state,
+                             const std::vector<std::int64_t>& rows) {
         const auto A = static_cast<std::int64_t>(prompts.size());
         const at::Tensor features = features_[t];
-        const at::Tensor targets = target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features);  // [A, F_t]
+        const at::Tensor targets =
+            target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features);  // [A, F_t]
         struct Progress {
             std::vector<std::int64_t> order, nearest, gradient;  // the two last only once refined
             std::vector<Candidate> checked;
@@ -441,7 +492,8 @@ private:
                 auto& s = states[a];
                 if (s.done) continue;
                 const auto n = std::min({batch, limit_ - s.next, static_cast<std::int64_t>(s.order.size()) - s.next});
-                for (std::int64_t k = 0; k < n; ++k) members.push_back(a), owners.push_back(rows[a]), cands.push_back(s.order[s.next + k]);
+                for (std::int64_t k = 0; k < n; ++k)
+                    members.push_back(a), owners.push_back(rows[a]), cands.push_back(s.order[s.next + k]);
                 s.next += n;
             }
             if (members.empty()) break;
@@ -451,14 +503,16 @@ private:
                 outputs = state.extend(long_tensor(cands), long_tensor(owners)).select(1, 0).to(at::kCPU);
             }
             const at::Tensor err =
-                detail::relative_error(outputs.index_select(1, features), targets.index_select(0, long_tensor(members))).contiguous();
+                detail::relative_error(outputs.index_select(1, features), targets.index_select(0, long_tensor(members)))
+                    .contiguous();
             const double* e = err.data_ptr<double>();
             for (std::size_t i = 0; i < members.size(); ++i) states[members[i]].checked.push_back({cands[i], e[i]});
             std::vector<std::int64_t> refine;
             for (std::int64_t a = 0; a < A; ++a) {
                 auto& s = states[a];
                 if (s.done) continue;
-                const bool found = std::any_of(s.checked.begin(), s.checked.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
+                const bool found = std::any_of(s.checked.begin(), s.checked.end(),
+                                               [&](const Candidate& c) { return c.error <= tolerance_; });
                 s.done = s.next >= std::min<std::int64_t>(limit_, s.order.size()) || (found && !policy_.verify_all);
                 if (!s.done && !s.refined) refine.push_back(a);
             }
@@ -470,23 +524,29 @@ private:
                 auto& s = states[refine[i]];
                 s.refined = true;
                 s.nearest = std::move(s.order), s.gradient = std::move(gradients[i]);
-                s.order = merged_order(std::span(s.nearest).first(s.next), s.nearest, s.gradient, nearest_rank_sum_ <= gradient_rank_sum_);
+                s.order = merged_order(std::span(s.nearest).first(s.next), s.nearest, s.gradient,
+                                       nearest_rank_sum_ <= gradient_rank_sum_);
             }
         }
         std::vector<bool> verified(A);
         for (std::int64_t a = 0; a < A; ++a) {
             auto& checked = states[a].checked;
-            std::stable_sort(checked.begin(), checked.end(), [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
+            std::stable_sort(checked.begin(), checked.end(),
+                             [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
             PositionCheck& pc = checks_[prompts[a]][t];
             pc.compared = true;
             pc.checked += static_cast<std::int64_t>(checked.size());
             pc.error = checked.front().error;
             pc.margin = checked.size() > 1 ? checked[1].error : std::numeric_limits<double>::infinity();
-            const auto within = std::count_if(checked.begin(), checked.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
+            const auto within = std::count_if(checked.begin(), checked.end(),
+                                              [&](const Candidate& c) { return c.error <= tolerance_; });
             pc.verdict = within == 1 ? Verdict::verified : within > 1 ? Verdict::ambiguous : Verdict::unmatched;
-            pc.candidates.assign(checked.begin(), checked.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), checked.size()));
+            pc.candidates.assign(
+                checked.begin(),
+                checked.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), checked.size()));
             ids_[prompts[a]][t] = checked.front().id;
-            if (within == 1 && !states[a].gradient.empty()) learn(checked.front().id, states[a].nearest, states[a].gradient);
+            if (within == 1 && !states[a].gradient.empty())
+                learn(checked.front().id, states[a].nearest, states[a].gradient);
             verified[a] = within >= 1;
         }
         return verified;
@@ -522,7 +582,10 @@ private:
             PositionCheck& pc = checks_[p][t];
             pc.compared = false;
             const auto size = static_cast<std::int64_t>(firsts[p].size());
-            const auto budget = std::min(policy_.joint_budget > 0 ? policy_.joint_budget : size <= 4096 ? size : 64, size);
+            const auto budget = std::min(policy_.joint_budget > 0 ? policy_.joint_budget
+                                         : size <= 4096           ? size
+                                                                  : 64,
+                                         size);
             auto second = seconds[p];
             if constexpr (std::same_as<Rank, GradientRank>)
                 if (budget == size) second = merged_order({}, held_at_mean_order(p, t), second, true);
@@ -532,30 +595,38 @@ private:
             std::map<std::int64_t, double> best;  // u → the error of its best pair
             for (std::int64_t next = 0, batch = policy_.batch; next < last; batch = next_batch(batch)) {
                 const auto n = std::min(batch, last - next);
-                const at::Tensor vs = long_tensor(std::vector<std::int64_t>(second.begin() + next, second.begin() + next + n));
+                const at::Tensor vs =
+                    long_tensor(std::vector<std::int64_t>(second.begin() + next, second.begin() + next + n));
                 next += n;
                 const at::Tensor u = us.repeat_interleave(n), v = vs.repeat({budget});
                 at::Tensor err;
                 {
                     at::NoGradGuard no_grad;
                     const at::Device device = embedding.device();
-                    const at::Tensor e = at::stack({embedding.index_select(0, u.to(device)), embedding.index_select(0, v.to(device))}, 1);
-                    const at::Tensor out = prefix_.extend_embedded(e, at::full({u.numel()}, p, at::kLong)).select(1, 1).to(at::kCPU);
+                    const at::Tensor e = at::stack(
+                        {embedding.index_select(0, u.to(device)), embedding.index_select(0, v.to(device))}, 1);
+                    const at::Tensor out =
+                        prefix_.extend_embedded(e, at::full({u.numel()}, p, at::kLong)).select(1, 1).to(at::kCPU);
                     err = detail::relative_error(out.index_select(1, features), target).contiguous();
                 }
                 const double* e = err.data_ptr<double>();
                 const std::int64_t* ui = u.data_ptr<std::int64_t>();
                 for (std::int64_t i = 0; i < u.numel(); ++i)
-                    if (auto [it, fresh] = best.try_emplace(ui[i], e[i]); !fresh) it->second = std::min(it->second, e[i]);
+                    if (auto [it, fresh] = best.try_emplace(ui[i], e[i]); !fresh)
+                        it->second = std::min(it->second, e[i]);
                 pc.checked += u.numel();
-                if (!policy_.verify_all && std::any_of(e, e + u.numel(), [&](double x) { return x <= tolerance_; })) break;
+                if (!policy_.verify_all && std::any_of(e, e + u.numel(), [&](double x) { return x <= tolerance_; }))
+                    break;
             }
             std::vector<Candidate> tried;
             for (auto [id, error] : best) tried.push_back({id, error});
-            std::stable_sort(tried.begin(), tried.end(), [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
-            const auto within = std::count_if(tried.begin(), tried.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
+            std::stable_sort(tried.begin(), tried.end(),
+                             [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
+            const auto within =
+                std::count_if(tried.begin(), tried.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
             pc.verdict = within == 1 ? Verdict::verified : within > 1 ? Verdict::ambiguous : Verdict::undetermined;
-            pc.candidates.assign(tried.begin(), tried.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), tried.size()));
+            pc.candidates.assign(tried.begin(), tried.begin() + std::min<std::ptrdiff_t>(
+                                                                    std::max<std::ptrdiff_t>(within, 5), tried.size()));
             pc.error = tried.front().error;
             pc.margin = tried.size() > 1 ? tried[1].error : std::numeric_limits<double>::infinity();
             ids_[p][t] = tried.front().id;

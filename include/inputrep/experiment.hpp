@@ -49,18 +49,18 @@
 namespace inputrep {
 
 struct RunOptions {
-    int steps = 0;                        // 0: the family's default
+    int steps = 0;                           // 0: the family's default
     std::optional<double> lr_start, lr_end;  // unset: the optimizer type's rates, else the family's
-    std::optional<double> init_scale;     // σ of the N(μ, σ) initial input; unset: the family's
-    double init_mean = 0;                 // μ: 0, as the author's code; the seed's text says N(1/2, 1/20)
+    std::optional<double> init_scale;        // σ of the N(μ, σ) initial input; unset: the family's
+    double init_mean = 0;                    // μ: 0, as the author's code; the seed's text says N(1/2, 1/20)
     std::uint64_t seed = 0;
-    int restarts = 1;                     // random restarts per prompt, all in one batch; the best is kept
+    int restarts = 1;  // random restarts per prompt, all in one batch; the best is kept
     int top_k = 5;
-    double shift_sigma = 0.05;            // a′ = a + shift_sigma·N(0, 1)
+    double shift_sigma = 0.05;                          // a′ = a + shift_sigma·N(0, 1)
     std::function<void(int step, int steps)> progress;  // called every progress_every steps
     int progress_every = 100;
-    bool early_stop = false;              // stop once every prompt is closer than its shifted input
-    int early_stop_every = 10;            // how often to check (each check synchronises the device)
+    bool early_stop = false;    // stop once every prompt is closer than its shifted input
+    int early_stop_every = 10;  // how often to check (each check synchronises the device)
 };
 
 // One prompt's outcome. Arrays are xtensor (host side, for analysis and export): every restart's
@@ -69,18 +69,20 @@ class Result {
 public:
     struct Fields {
         std::vector<std::int64_t> target;
-        xt::xtensor<std::int64_t, 2> top_k_ids;   // [k, position]
-        xt::xtensor<float, 2> top_k_scores;       // [k, position]: the decoder's score of each id
-        std::vector<std::string> top_k_text;      // [k], when a tokenizer was attached
-        xt::xtensor<float, 2> traces;             // [restart, step]: distance before each step, then the final one
+        xt::xtensor<std::int64_t, 2> top_k_ids;  // [k, position]
+        xt::xtensor<float, 2> top_k_scores;      // [k, position]: the decoder's score of each id
+        std::vector<std::string> top_k_text;     // [k], when a tokenizer was attached
+        xt::xtensor<float, 2> traces;            // [restart, step]: distance before each step, then the final one
         double shifted_distance = 0;
-        int restart = 0;                          // the best restart (least final distance)
+        int restart = 0;  // the best restart (least final distance)
         int batch = 1;
-        double steps_per_second = 0;              // batch steps per second of the loop alone
-        std::optional<Verification> verification; // exact inversion: per position, how each token was verified
+        double steps_per_second = 0;               // batch steps per second of the loop alone
+        std::optional<Verification> verification;  // exact inversion: per position, how each token was verified
     };
     explicit Result(Fields f)
-        : f_(std::move(f)), trace_(xt::row(f_.traces, f_.restart)), restart_distances_(xt::col(f_.traces, f_.traces.shape(1) - 1)) {
+        : f_(std::move(f)),
+          trace_(xt::row(f_.traces, f_.restart)),
+          restart_distances_(xt::col(f_.traces, f_.traces.shape(1) - 1)) {
         auto line = xt::row(f_.top_k_ids, 0);
         ids_.assign(line.begin(), line.end());
     }
@@ -91,7 +93,8 @@ public:
     const xt::xtensor<float, 2>& top_k_scores() const { return f_.top_k_scores; }
     // The first k decoded lines; line i holds every position's (i+1)-th most likely token.
     std::vector<std::string> top_k(std::size_t k) const {
-        require(!f_.top_k_text.empty(), "no tokenizer was attached to the experiment, so there is no text (use top_k_ids)");
+        require(!f_.top_k_text.empty(),
+                "no tokenizer was attached to the experiment, so there is no text (use top_k_ids)");
         return {f_.top_k_text.begin(), f_.top_k_text.begin() + std::min(k, f_.top_k_text.size())};
     }
     std::string decoded() const { return top_k(1).front(); }
@@ -108,7 +111,9 @@ public:
     // The best restart's distance per step.
     const xt::xtensor<float, 1>& trace() const { return trace_; }
     const xt::xtensor<float, 2>& traces() const { return f_.traces; }
-    const xt::xtensor<float, 1>& restart_distances() const { return restart_distances_; }  // the final distance of each restart
+    const xt::xtensor<float, 1>& restart_distances() const {
+        return restart_distances_;
+    }  // the final distance of each restart
     int restart() const { return f_.restart; }
     int batch() const { return f_.batch; }
     double steps_per_second() const { return f_.steps_per_second; }
@@ -124,33 +129,46 @@ private:
 // Compile-time checks whose failing instantiation shows the numbers, e.g. slice_fits_model<13, 12>.
 template <int SliceEnd, int ModelDepth>
 struct slice_fits_model {
-    static_assert(ModelDepth == dynamic_depth || SliceEnd == dynamic_depth || SliceEnd <= ModelDepth,
-                  "the slice ends past the model's last block: Blocks<B, E> needs E <= the depth N of Layers<Family, N>");
+    static_assert(
+        ModelDepth == dynamic_depth || SliceEnd == dynamic_depth || SliceEnd <= ModelDepth,
+        "the slice ends past the model's last block: Blocks<B, E> needs E <= the depth N of Layers<Family, N>");
     static constexpr bool value = true;
 };
 
 // Whether a slice type lets outputs see later tokens whatever its value (Bidirectional<...>).
 template <class S>
 constexpr bool always_bidirectional() {
-    if constexpr (requires { typename std::bool_constant<S{}.causal()>; }) return !S{}.causal();
-    else return false;
+    if constexpr (requires { typename std::bool_constant<S{}.causal()>; })
+        return !S{}.causal();
+    else
+        return false;
 }
 
 template <class Model, Slice S = Blocks<0, 1>, Metric Mt = L1, class Op = Adam<>, OutputMask Mk = AllTokens,
           class Sp = EmbeddingSpace, Decoder De = PseudoInverse>
 class Experiment {
     using Family = family_of_t<Model>;
-    static_assert(LanguageModel<Family>, "Experiment<Model, ...>: Model must be a model family (GPT2, ...) or Layers<Family, N>");
+    static_assert(LanguageModel<Family>,
+                  "Experiment<Model, ...>: Model must be a model family (GPT2, ...) or Layers<Family, N>");
     static_assert(slice_fits_model<static_end_of<S>(), static_depth_of<Model>()>::value);
-    static_assert(Optimizer<Op> || is_exact<Op>, "Experiment<..., Op, ...>: Op must be an optimizer (GradientDescent, Adam, Sequential) or Exact<Rank>");
+    static_assert(
+        Optimizer<Op> || is_exact<Op>,
+        "Experiment<..., Op, ...>: Op must be an optimizer (GradientDescent, Adam, Sequential) or Exact<Rank>");
     static_assert(!is_exact<Op> || !always_bidirectional<S>(),
-                  "Exact<...> searches left to right, which needs a causal slice: Bidirectional<...> lets every output see later tokens");
+                  "Exact<...> searches left to right, which needs a causal slice: Bidirectional<...> lets every output "
+                  "see later tokens");
     static_assert(!Focusing<Op> || !always_selects_tokens<Mk>(),
                   "Sequential<...> compares one output position per phase: use AllTokens or a Neurons<B, E> mask");
 
 public:
-    explicit Experiment(Model model, S slice = {}, Mt metric = {}, Op optimizer = {}, Mk mask = {}, Sp space = {}, De decoder = {})
-        : model_(std::move(model)), slice_(slice), metric_(metric), optimizer_(optimizer), mask_(mask), space_(space),
+    explicit Experiment(Model model, S slice = {}, Mt metric = {}, Op optimizer = {}, Mk mask = {}, Sp space = {},
+                        De decoder = {})
+        : model_(std::move(model)),
+          slice_(slice),
+          metric_(metric),
+          optimizer_(optimizer),
+          mask_(mask),
+          space_(space),
           decoder_(decoder) {}
 
     // Attach a tokenizer so results carry decoded text.
@@ -166,14 +184,19 @@ public:
     }
 
     // Several prompts in one go; prompts of equal length share one batch tensor.
-    std::vector<Result> run(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options = {}) const {
+    std::vector<Result> run(const std::vector<std::vector<std::int64_t>>& prompts,
+                            const RunOptions& options = {}) const {
         std::vector<std::size_t> order(prompts.size());
         std::iota(order.begin(), order.end(), std::size_t{0});
         ranges::stable_sort(order, std::less<>{}, [&](std::size_t i) { return prompts[i].size(); });
         std::vector<std::optional<Result>> out(prompts.size());
-        for (auto group : order | ranges::views::chunk_by([&](std::size_t a, std::size_t b) { return prompts[a].size() == prompts[b].size(); })) {
+        for (auto group : order | ranges::views::chunk_by([&](std::size_t a, std::size_t b) {
+                              return prompts[a].size() == prompts[b].size();
+                          })) {
             auto members = group | ranges::to<std::vector>();
-            auto results = run_batch(members | ranges::views::transform([&](std::size_t i) { return prompts[i]; }) | ranges::to<std::vector>(), options);
+            auto results = run_batch(members | ranges::views::transform([&](std::size_t i) { return prompts[i]; }) |
+                                         ranges::to<std::vector>(),
+                                     options);
             for (std::size_t j = 0; j < members.size(); ++j) out[members[j]] = std::move(results[j]);
         }
         return out | ranges::views::transform([](auto& r) { return std::move(*r); }) | ranges::to<std::vector>();
@@ -181,21 +204,20 @@ public:
 
     // Exact inversion from captured outputs alone, no prompt: `target` is the slice's output for one
     // prompt [tokens, features] or several of one length [prompts, tokens, features], as
-    // `inputrep hidden --save` writes them (split inference, a cache).
-    std::vector<Result> run_from_target(const at::Tensor& target, const RunOptions& options = {}) const
-        requires is_exact<Op>
-    {
-        require(target.dim() == 2 || target.dim() == 3, "the target must be [tokens, features] or [prompts, tokens, features], not ",
-                target.sizes());
+    // `inputrep hidden --save` writes them (split inference, a cache). The options are taken for the
+    // same call as run(); exact search reads none of them (its settings are Exact<R>'s own).
+    std::vector<Result> run_from_target(const at::Tensor& target, const RunOptions& = {}) const requires is_exact<Op> {
+        require(target.dim() == 2 || target.dim() == 3,
+                "the target must be [tokens, features] or [prompts, tokens, features], not ", target.sizes());
         const at::Tensor full = target.dim() == 2 ? target.unsqueeze(0) : target;
         require(full.size(1) >= 1, "the target has no positions");
-        require(full.size(1) <= model_.context_length(), "the target has ", full.size(1), " positions, longer than the model's context of ",
-                model_.context_length());
+        require(full.size(1) <= model_.context_length(), "the target has ", full.size(1),
+                " positions, longer than the model's context of ", model_.context_length());
         const auto expected = slice_output_features(full.size(1));
-        require(full.size(2) == expected, "the target has ", full.size(2), " features per position but this slice of the ", Family::family,
-                " model outputs ", expected);
+        require(full.size(2) == expected, "the target has ", full.size(2),
+                " features per position but this slice of the ", Family::family, " model outputs ", expected);
         mask_.check(full.size(1));
-        return exact_results(full.to(model_.placement().device, model_.placement().resolved().dtype), {}, options);
+        return exact_results(full.to(model_.placement().device, model_.placement().resolved().dtype), {});
     }
 
     // RunOptions with the family's defaults filled in.
@@ -225,16 +247,21 @@ public:
             auto step_with = [&](const auto& compared) {
                 const at::Tensor target = f.position < 0 ? target_out_ : compared(target_full_);
                 if constexpr (written_out)
-                    return written_out_gradient(e.model_, e.space_, e.slice_, ctx_, tapes_, e.metric_, compared, x_, target);
+                    return written_out_gradient(e.model_, e.space_, e.slice_, ctx_, tapes_, e.metric_, compared, x_,
+                                                target);
                 else
                     return autograd_gradient(e.model_, e.space_, e.slice_, ctx_, e.metric_, compared, x_, target);
             };
-            const DistanceGradient dg = f.position < 0 ? step_with(e.mask_) : step_with(Mask<TokenRange, Mk>{{f.position, f.position + 1}, e.mask_});
+            const DistanceGradient dg = f.position < 0
+                                            ? step_with(e.mask_)
+                                            : step_with(Mask<TokenRange, Mk>{{f.position, f.position + 1}, e.mask_});
             at::NoGradGuard no_grad;
             trace_.select(0, done_).copy_(dg.distance);
             const double lr = cfg_.rates.at(f.step, f.steps);
-            if constexpr (Focusing<Op>) state_->step_at(x_, dg.gradient, lr, f.position);
-            else state_->step(x_, dg.gradient, lr);
+            if constexpr (Focusing<Op>)
+                state_->step_at(x_, dg.gradient, lr, f.position);
+            else
+                state_->step(x_, dg.gradient, lr);
             ++done_;
         }
 
@@ -253,18 +280,20 @@ public:
                 at::NoGradGuard no_grad;
                 trace_.select(0, done_).copy_(e.metric_(e.mask_(slice_output(x_)), target_out_));
             }
-            const at::Tensor host_trace = trace_.narrow(0, 0, done_ + 1).to(at::kCPU).contiguous();  // synchronises the device
+            const at::Tensor host_trace =
+                trace_.narrow(0, 0, done_ + 1).to(at::kCPU).contiguous();  // synchronises the device
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
             if (!at::isfinite(host_trace).all().item<bool>()) {
                 at::Tensor bad = at::logical_not(at::isfinite(host_trace)).any(1).nonzero();
-                fail("the optimisation diverged: the distance became NaN or infinite at step ", bad[0].item<std::int64_t>(),
-                     " (lower the learning rate or the initial scale)");
+                fail("the optimisation diverged: the distance became NaN or infinite at step ",
+                     bad[0].item<std::int64_t>(), " (lower the learning rate or the initial scale)");
             }
             const auto P = static_cast<std::size_t>(prompts_.size()), R = static_cast<std::size_t>(restarts_),
-                       N = static_cast<std::size_t>(done_ + 1), T = static_cast<std::size_t>(length_), K = static_cast<std::size_t>(top_k_);
+                       N = static_cast<std::size_t>(done_ + 1), T = static_cast<std::size_t>(length_),
+                       K = static_cast<std::size_t>(top_k_);
             // [step, prompt·restart] on the device → [prompt, restart, step] on the host.
-            xt::xtensor<float, 3> traces =
-                xt::transpose(xt::adapt(host_trace.data_ptr<float>(), std::array{N, P, R}), std::array<std::size_t, 3>{1, 2, 0});
+            xt::xtensor<float, 3> traces = xt::transpose(xt::adapt(host_trace.data_ptr<float>(), std::array{N, P, R}),
+                                                         std::array<std::size_t, 3>{1, 2, 0});
             const xt::xtensor<std::size_t, 1> best = xt::argmin(xt::view(traces, xt::all(), xt::all(), N - 1), 1);
             at::Tensor chosen;
             {
@@ -276,7 +305,8 @@ public:
             // [prompt, position, k] → host arrays [prompt, k, position]
             at::Tensor top_scores, top_ids;
             std::tie(top_scores, top_ids) = at::topk(e.space_.scores(e.model_, chosen, e.decoder_state()), top_k_, -1);
-            top_scores = top_scores.to(at::kCPU, at::kFloat).permute({0, 2, 1}).contiguous(), top_ids = top_ids.to(at::kCPU).permute({0, 2, 1}).contiguous();
+            top_scores = top_scores.to(at::kCPU, at::kFloat).permute({0, 2, 1}).contiguous(),
+            top_ids = top_ids.to(at::kCPU).permute({0, 2, 1}).contiguous();
             const std::array<std::size_t, 3> shape{P, K, T};
             const xt::xtensor<std::int64_t, 3> ids = xt::adapt(top_ids.data_ptr<std::int64_t>(), shape);
             const xt::xtensor<float, 3> scores = xt::adapt(top_scores.data_ptr<float>(), shape);
@@ -296,7 +326,8 @@ public:
                 if (e.tokenizer_)
                     for (std::size_t k = 0; k < K; ++k) {
                         auto line = xt::view(ids, p, k);
-                        f.top_k_text.push_back(e.tokenizer_->decode(std::vector<std::int64_t>(line.begin(), line.end())));
+                        f.top_k_text.push_back(
+                            e.tokenizer_->decode(std::vector<std::int64_t>(line.begin(), line.end())));
                     }
                 results.emplace_back(std::move(f));
             }
@@ -311,12 +342,18 @@ public:
         using OptimizerState = decltype(std::declval<const Op&>().start(std::declval<const at::Tensor&>()));
 
         Session(const Experiment& e, std::vector<std::vector<std::int64_t>> prompts, const RunOptions& o)
-            : exp_(&e), prompts_(std::move(prompts)), cfg_(e.resolve(o)), restarts_(o.restarts),
-              length_(static_cast<std::int64_t>(prompts_.front().size())), top_k_(o.top_k),
+            : exp_(&e),
+              prompts_(std::move(prompts)),
+              cfg_(e.resolve(o)),
+              restarts_(o.restarts),
+              length_(static_cast<std::int64_t>(prompts_.front().size())),
+              top_k_(o.top_k),
               ctx_(e.model_.context(length_, e.slice_.causal(), e.slice_.variant())) {
             const auto P = static_cast<std::int64_t>(prompts_.size()), R = restarts_;
             const at::Device device = e.model_.placement().device;
-            const at::Tensor ids = at::tensor(prompts_ | ranges::views::join | ranges::to<std::vector>(), at::kLong).view({P, length_}).to(device);
+            const at::Tensor ids = at::tensor(prompts_ | ranges::views::join | ranges::to<std::vector>(), at::kLong)
+                                       .view({P, length_})
+                                       .to(device);
             at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
             at::Tensor target_in;
             {
@@ -324,11 +361,18 @@ public:
                 target_in = e.space_.target(e.model_, ids);
                 target_full_ = slice_output(target_in);
                 target_out_ = e.mask_(target_full_);
-                at::Tensor noise = at::empty(target_in.sizes(), at::kFloat).normal_(0.0, 1.0, gen).to(device, target_in.scalar_type());
-                shifted_distance_ = e.metric_(e.mask_(slice_output(target_in + o.shift_sigma * noise)), target_out_).to(at::kDouble).cpu().contiguous();
-                if (R > 1) target_out_ = target_out_.repeat_interleave(R, 0), target_full_ = target_full_.repeat_interleave(R, 0);
+                at::Tensor noise =
+                    at::empty(target_in.sizes(), at::kFloat).normal_(0.0, 1.0, gen).to(device, target_in.scalar_type());
+                shifted_distance_ = e.metric_(e.mask_(slice_output(target_in + o.shift_sigma * noise)), target_out_)
+                                        .to(at::kDouble)
+                                        .cpu()
+                                        .contiguous();
+                if (R > 1)
+                    target_out_ = target_out_.repeat_interleave(R, 0),
+                    target_full_ = target_full_.repeat_interleave(R, 0);
             }
-            x_ = e.space_.initial(e.model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg_.init_scale, gen);
+            x_ =
+                e.space_.initial(e.model_, R > 1 ? target_in.repeat_interleave(R, 0) : target_in, cfg_.init_scale, gen);
             if (cfg_.init_mean != 0) x_ = x_ + cfg_.init_mean;  // after the draw: the same noise for every mean
             if constexpr (!written_out) x_.requires_grad_(true);
             state_.emplace(e.optimizer_.start(x_));
@@ -360,9 +404,10 @@ public:
     }
     template <class T = void>
     Session start(const std::vector<std::vector<std::int64_t>>&, const RunOptions& = {}) const&& {
-        static_assert(always_false<T>,
-                      "Experiment::start() on a temporary: the Session would refer to an Experiment destroyed at the end of the "
-                      "statement. Keep the Experiment in a variable, or call run()");
+        static_assert(
+            always_false<T>,
+            "Experiment::start() on a temporary: the Session would refer to an Experiment destroyed at the end of the "
+            "statement. Keep the Experiment in a variable, or call run()");
     }
 
 private:
@@ -387,8 +432,8 @@ private:
     void validate(const std::vector<std::vector<std::int64_t>>& prompts) const {
         require(!prompts.empty(), "no prompt given");
         const auto r = slice_.range();
-        require(r.end <= model_.depth(), Family::family, ": the slice ends at block ", r.end, " but the model has only ",
-                model_.depth(), " blocks");
+        require(r.end <= model_.depth(), Family::family, ": the slice ends at block ", r.end,
+                " but the model has only ", model_.depth(), " blocks");
         const auto vocab = model_.token_embedding().size(0);
         for (const auto& p : prompts) {
             require(!p.empty(), "empty prompt: there is nothing to invert");
@@ -399,11 +444,13 @@ private:
         }
         mask_.check(static_cast<std::int64_t>(prompts.front().size()));
         if constexpr (Focusing<Op>)
-            require(!mask_.selects_tokens(), "Sequential optimisation compares one output position at a time: use a mask without a token range");
+            require(!mask_.selects_tokens(),
+                    "Sequential optimisation compares one output position at a time: use a mask without a token range");
     }
 
     const typename De::State& decoder_state() const {
-        std::call_once(decoder_cache_->once, [&] { decoder_cache_->state = decoder_.prepare(model_.token_embedding()); });
+        std::call_once(decoder_cache_->once,
+                       [&] { decoder_cache_->state = decoder_.prepare(model_.token_embedding()); });
         return decoder_cache_->state;
     }
 
@@ -411,13 +458,16 @@ private:
     std::int64_t slice_output_features(std::int64_t length) const {
         c10::InferenceMode no_autograd;
         const at::Tensor ids = at::zeros({1, length}, at::TensorOptions(at::kLong).device(model_.placement().device));
-        return apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), model_.context(length, slice_.causal(), slice_.variant()))
+        return apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)),
+                           model_.context(length, slice_.causal(), slice_.variant()))
             .size(-1);
     }
 
     // Exact search over `target` [P, T, F]; `prompts` (when given) are what the target came from.
-    std::vector<Result> exact_results(const at::Tensor& target, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
-        require(slice_.causal(), "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
+    std::vector<Result> exact_results(const at::Tensor& target,
+                                      const std::vector<std::vector<std::int64_t>>& prompts) const {
+        require(slice_.causal(),
+                "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
         ExactSearch search(optimizer_, family(), slice_, mask_, space_, decoder_state(), *exact_cache_);
         auto outcomes = search.run(target);
         const auto P = target.size(0), T = target.size(1);
@@ -429,8 +479,10 @@ private:
             for (auto& o : outcomes) flat.insert(flat.end(), o.ids.begin(), o.ids.end());
             const at::Tensor ids = at::tensor(flat, at::kLong).view({P, T}).to(model_.placement().device);
             const auto ctx = model_.context(T, true, slice_.variant());
-            distance = metric_(mask_(apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), ctx)), mask_(target))
-                           .to(at::kCPU, at::kDouble);
+            distance =
+                metric_(mask_(apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), ctx)),
+                        mask_(target))
+                    .to(at::kCPU, at::kDouble);
         }
         std::vector<Result> results;
         for (std::int64_t p = 0; p < P; ++p) {
@@ -458,14 +510,18 @@ private:
     std::vector<Result> run_batch(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
         if constexpr (is_exact<Op>) {
             validate(prompts);
-            const auto P = static_cast<std::int64_t>(prompts.size()), T = static_cast<std::int64_t>(prompts.front().size());
+            const auto P = static_cast<std::int64_t>(prompts.size()),
+                       T = static_cast<std::int64_t>(prompts.front().size());
             at::Tensor target;
             {
                 c10::InferenceMode no_autograd;
-                const at::Tensor ids = at::tensor(prompts | ranges::views::join | ranges::to<std::vector>(), at::kLong).view({P, T}).to(model_.placement().device);
-                target = apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)), model_.context(T, true, slice_.variant()));
+                const at::Tensor ids = at::tensor(prompts | ranges::views::join | ranges::to<std::vector>(), at::kLong)
+                                           .view({P, T})
+                                           .to(model_.placement().device);
+                target = apply_slice(slice_, model_, space_.slice_input(model_, space_.target(model_, ids)),
+                                     model_.context(T, true, slice_.variant()));
             }
-            return exact_results(target, prompts, o);
+            return exact_results(target, prompts);
         } else {
             Session session = start(prompts, o);
             while (!session.done()) {
@@ -492,7 +548,8 @@ private:
     [[no_unique_address]] De decoder_;
     std::optional<Tokenizer> tokenizer_;
     std::shared_ptr<DecoderCache> decoder_cache_ = std::make_shared<DecoderCache>();
-    std::shared_ptr<ExactCache> exact_cache_ = std::make_shared<ExactCache>();  // exact search's calibration, once per experiment
+    std::shared_ptr<ExactCache> exact_cache_ =
+        std::make_shared<ExactCache>();  // exact search's calibration, once per experiment
 };
 
 }  // namespace inputrep

@@ -22,13 +22,13 @@ struct DistanceGradient {
 // Whether a slice of a model can take the written-out path: a plain run of whole blocks of a family
 // that writes out its block's input gradient.
 template <class Family, class S>
-inline constexpr bool written_out_applies = is_block_chain<S> && InputGradientModel<Family>;
+inline constexpr bool written_out_applies = is_block_chain<S>&& InputGradientModel<Family>;
 
 template <class Family, class Space, Slice S, class Metric, OutputMask Compared>
-    requires written_out_applies<Family, S>
-DistanceGradient written_out_gradient(const Family& model, const Space& space, const S& slice, const typename Family::Context& ctx,
-                                      std::vector<typename Family::Tape>& tapes, const Metric& metric, const Compared& compared,
-                                      const at::Tensor& x, const at::Tensor& target) {
+requires written_out_applies<Family, S> DistanceGradient
+written_out_gradient(const Family& model, const Space& space, const S& slice, const typename Family::Context& ctx,
+                     std::vector<typename Family::Tape>& tapes, const Metric& metric, const Compared& compared,
+                     const at::Tensor& x, const at::Tensor& target) {
     c10::InferenceMode no_autograd;  // lighter than NoGradGuard: no version counters or autograd keys
     const auto r = slice.range();
     tapes.resize(r.end - r.begin);
@@ -42,8 +42,9 @@ DistanceGradient written_out_gradient(const Family& model, const Space& space, c
 
 // x must require grad; the graph is built for this one call and released.
 template <class Family, class Space, Slice S, class Metric, OutputMask Compared>
-DistanceGradient autograd_gradient(const Family& model, const Space& space, const S& slice, const typename Family::Context& ctx,
-                                   const Metric& metric, const Compared& compared, const at::Tensor& x, const at::Tensor& target) {
+DistanceGradient autograd_gradient(const Family& model, const Space& space, const S& slice,
+                                   const typename Family::Context& ctx, const Metric& metric, const Compared& compared,
+                                   const at::Tensor& x, const at::Tensor& target) {
     at::Tensor out = compared(apply_slice(slice, model, space.slice_input(model, x), ctx));
     auto [distance, d_compared] = metric.value_and_grad(out.detach(), target);
     return {distance, torch::autograd::grad({out}, {x}, {d_compared})[0]};

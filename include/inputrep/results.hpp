@@ -25,7 +25,8 @@ namespace inputrep {
 inline xt::xtensor<float, 3> traces(std::span<const Result> results) {
     require(!results.empty(), "no results");
     std::size_t restarts = 0, steps = 0;
-    for (const auto& r : results) restarts = std::max(restarts, r.traces().shape(0)), steps = std::max(steps, r.traces().shape(1));
+    for (const auto& r : results)
+        restarts = std::max(restarts, r.traces().shape(0)), steps = std::max(steps, r.traces().shape(1));
     auto out = xt::xtensor<float, 3>::from_shape({results.size(), restarts, steps});
     out.fill(std::numeric_limits<float>::quiet_NaN());
     for (std::size_t p = 0; p < results.size(); ++p) {
@@ -48,8 +49,8 @@ struct Summary {
 inline Summary summarize(std::span<const Result> results) {
     require(!results.empty(), "no results to summarise");
     const std::size_t P = results.size();
-    xt::xtensor<double, 1> rate = xt::empty<double>({P}), ratio = xt::empty<double>({P}), exact = xt::empty<double>({P}),
-                           closer = xt::empty<double>({P});
+    xt::xtensor<double, 1> rate = xt::empty<double>({P}), ratio = xt::empty<double>({P}),
+                           exact = xt::empty<double>({P}), closer = xt::empty<double>({P});
     for (std::size_t p = 0; p < P; ++p) {
         const auto& r = results[p];
         rate(p) = double(r.exact_tokens()) / double(r.target().size());
@@ -67,7 +68,8 @@ inline void write_csv(const std::filesystem::path& folder, std::span<const Resul
     require(!results.empty(), "no results to write");
     std::error_code ec;
     std::filesystem::create_directories(folder, ec);
-    require(!ec && std::filesystem::is_directory(folder), "cannot create the CSV folder ", folder.string(), ": ", ec.message());
+    require(!ec && std::filesystem::is_directory(folder), "cannot create the CSV folder ", folder.string(), ": ",
+            ec.message());
     // Each file through the one writer: a name that is not a regular file is refused, never replaced.
     auto write = [&](const char* name, const char* header, auto body) {
         write_file(folder / name, [&](std::ostream& f) {
@@ -102,8 +104,8 @@ inline void write_csv(const std::filesystem::path& folder, std::span<const Resul
             const std::size_t T = ids.shape(1);
             write_rows(f, ids.shape(0) * T, 6, [&](std::size_t i, auto& row) {
                 const std::size_t k = i / T, t = i % T;
-                row(0) = double(p), row(1) = double(k), row(2) = double(t), row(3) = double(ids(k, t)), row(4) = scores(k, t),
-                row(5) = double(target[t]);
+                row(0) = double(p), row(1) = double(k), row(2) = double(t), row(3) = double(ids(k, t)),
+                row(4) = scores(k, t), row(5) = double(target[t]);
             });
         }
     });

@@ -119,7 +119,8 @@ inline Json prompt_batch(const std::string& key, const Json& value) {
             }
             out.push_back(ids);
         } else {
-            spec_fail("\"", key, "\": ", v.dump(), key == "ids" ? " is neither \"I,J,...\" nor [I, J, ...]" : " is not a text");
+            spec_fail("\"", key, "\": ", v.dump(),
+                      key == "ids" ? " is neither \"I,J,...\" nor [I, J, ...]" : " is not a text");
         }
     }
     return out;
@@ -127,13 +128,16 @@ inline Json prompt_batch(const std::string& key, const Json& value) {
 
 // How many rows `spec` expands to, saturating at max_rows + 1: counted before any row is made.
 inline std::size_t count_rows(const Json& spec) {
-    if (!spec.is_object()) spec_fail("a spec (and each entry of \"rows\") is a JSON object of axes, not ", json_detail::short_dump(spec));
+    if (!spec.is_object())
+        spec_fail("a spec (and each entry of \"rows\") is a JSON object of axes, not ", json_detail::short_dump(spec));
     std::size_t n = 1;
     auto times = [&](std::size_t k) { n = k == 0 || n <= (max_rows + 1) / k ? n * k : max_rows + 1; };
     for (const auto& [k, v] : spec.items()) {
         if (std::ranges::find(not_axes, k) != std::end(not_axes))
-            spec_fail("\"", k, "\" is not an axis: a sweep writes each row's results to results.jsonl, and `sweep --summarize` the "
-                      "tables and plots");
+            spec_fail(
+                "\"", k,
+                "\" is not an axis: a sweep writes each row's results to results.jsonl, and `sweep --summarize` the "
+                "tables and plots");
         if (k == "rows" || k == "claims" || k == "prompts" || k == "ids") continue;
         times(v.is_array() ? v.size() : 1);
     }
@@ -148,7 +152,8 @@ inline std::size_t count_rows(const Json& spec) {
 }
 
 inline void expand_into(const Json& spec, const Json& inherited, const Json& inherited_claims, std::vector<Row>& rows) {
-    if (!spec.is_object()) spec_fail("a spec (and each entry of \"rows\") is a JSON object of axes, not ", json_detail::short_dump(spec));
+    if (!spec.is_object())
+        spec_fail("a spec (and each entry of \"rows\") is a JSON object of axes, not ", json_detail::short_dump(spec));
     Json base = inherited, claims = spec.value("claims", inherited_claims);
     std::vector<std::pair<std::string, Json>> axes;
     for (const auto& [k, v] : spec.items()) {
@@ -211,7 +216,8 @@ inline std::vector<std::string> invert_args(const Json& config) {
     std::vector<std::string> args;
     for (const auto& [k, v] : config.items()) {
         if (k == "prompts" || k == "ids") {
-            for (const auto& p : v) args.push_back(k == "prompts" ? "--prompt" : "--ids"), args.push_back(p.get<std::string>());
+            for (const auto& p : v)
+                args.push_back(k == "prompts" ? "--prompt" : "--ids"), args.push_back(p.get<std::string>());
         } else if (v.is_boolean()) {
             if (v.get<bool>()) args.push_back("--" + k);
         } else {
@@ -239,7 +245,9 @@ struct Shard {
     std::size_t index = 0, count = 1;
     bool owns(const Row& row) const { return row.index % count == index; }
     // One results file per shard, so shards never write to one file.
-    std::string file_name() const { return count == 1 ? "results.jsonl" : fmt::format("results.{}-of-{}.jsonl", index, count); }
+    std::string file_name() const {
+        return count == 1 ? "results.jsonl" : fmt::format("results.{}-of-{}.jsonl", index, count);
+    }
 };
 
 // "I/N" with 0 ≤ I < N.
@@ -253,7 +261,9 @@ inline Shard parse_shard(std::string_view text) {
 
 // A Slurm job array (SLURM_ARRAY_TASK_ID from SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) or the
 // tasks of one srun (SLURM_PROCID of SLURM_NTASKS); nothing outside Slurm.
-inline std::optional<Shard> shard_from_env(const std::function<const char*(const char*)>& env = [](const char* n) { return std::getenv(n); }) {
+inline std::optional<Shard> shard_from_env(const std::function<const char*(const char*)>& env = [](const char* n) {
+    return std::getenv(n);
+}) {
     auto number = [&](const char* name) -> std::optional<std::size_t> {
         const char* v = env(name);
         if (!v) return std::nullopt;
@@ -291,8 +301,8 @@ inline void require_number_or_null(const Json& object, std::string_view key, con
 // The fields the summaries read, each of the type they read it as.
 inline void check_line(const Json& line, const std::string& where) {
     const auto key = json_field<std::string>(line, "key", where);
-    require(key.size() == 16 && key.find_first_not_of("0123456789abcdef") == std::string::npos, where, ": \"key\" is \"", key,
-            "\", not 16 hex digits");
+    require(key.size() == 16 && key.find_first_not_of("0123456789abcdef") == std::string::npos, where,
+            ": \"key\" is \"", key, "\", not 16 hex digits");
     json_field<std::size_t>(line, "row", where);
     require(json_field<Json>(line, "config", where).is_object(), where, ": \"config\" is not an object");
     for (const char* text : {"version", "commit"})  // the provenance line prints them
@@ -305,7 +315,9 @@ inline void check_line(const Json& line, const std::string& where) {
         for (const char* list : {"target", "ids"}) {
             const auto ids = json_field<Json>(r, list, at);
             require(ids.is_array(), at, ": \"", list, "\" is not a list of token ids");
-            for (const auto& id : ids) require(id.is_number_integer(), at, ": \"", list, "\" holds ", json_detail::short_dump(id), ", not a token id");
+            for (const auto& id : ids)
+                require(id.is_number_integer(), at, ": \"", list, "\" holds ", json_detail::short_dump(id),
+                        ", not a token id");
         }
         require(!r.at("target").empty(), at, ": \"target\" is empty");
         json_field<bool>(r, "exact", at);
@@ -344,7 +356,8 @@ inline Lines parse_lines(const std::string& bytes, const std::filesystem::path& 
 class ResultsFile {
 public:
     explicit ResultsFile(std::filesystem::path path)
-        : path_(std::move(path)), folder_(path_.has_parent_path() ? path_.parent_path() : ".", FolderLock::shared, "a sweep") {
+        : path_(std::move(path)),
+          folder_(path_.has_parent_path() ? path_.parent_path() : ".", FolderLock::shared, "a sweep") {
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         require(fd_ >= 0, "cannot open ", path_.string(), ": ", std::strerror(errno));
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -353,8 +366,8 @@ public:
         }
         auto read = detail::parse_lines(read_file(path_, "results file"), path_);
         if (read.torn) {
-            require(::ftruncate(fd_, static_cast<off_t>(read.complete_bytes)) == 0, "cannot cut the torn last line of ", path_.string(), ": ",
-                    std::strerror(errno));
+            require(::ftruncate(fd_, static_cast<off_t>(read.complete_bytes)) == 0, "cannot cut the torn last line of ",
+                    path_.string(), ": ", std::strerror(errno));
             torn_ = true;
         }
         for (auto& line : read.lines) keys_.insert(line["key"].get<std::string>());
@@ -372,7 +385,8 @@ public:
     void append(const Json& line) {
         const std::string text = line.dump() + "\n";
         const auto written = ::write(fd_, text.data(), text.size());
-        require(written == static_cast<ssize_t>(text.size()), "writing ", path_.string(), " failed: ", std::strerror(errno));
+        require(written == static_cast<ssize_t>(text.size()), "writing ", path_.string(),
+                " failed: ", std::strerror(errno));
         require(::fsync(fd_) == 0, "fsync of ", path_.string(), " failed: ", std::strerror(errno));
         keys_.insert(line["key"].get<std::string>());
         lines_.push_back(line);
@@ -420,14 +434,16 @@ inline void write_results(const std::filesystem::path& dir, const std::vector<Js
 inline void claim_folder(const std::filesystem::path& dir, const Json& record) {
     const auto file = dir / "spec.json";
     if (std::filesystem::exists(file)) {
-        require(parse_json(read_file(file, "sweep record"), file.string()) == record, dir.string(), " holds the results of another spec (",
-                file.string(), " is not this one); give another --out, or remove ", dir.string(), " to start over");
+        require(parse_json(read_file(file, "sweep record"), file.string()) == record, dir.string(),
+                " holds the results of another spec (", file.string(),
+                " is not this one); give another --out, or remove ", dir.string(), " to start over");
         return;
     }
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         const auto name = entry.path().filename().string();
         require(!(name.starts_with("results.") && name.ends_with(".jsonl") && entry.file_size() > 0), dir.string(),
-                " holds results but no spec.json (written by an older inputrep?), so they may be another spec's: give another --out");
+                " holds results but no spec.json (written by an older inputrep?), so they may be another spec's: give "
+                "another --out");
     }
     write_file(file, record.dump(2) + "\n");
 }
@@ -445,20 +461,24 @@ inline std::size_t merge(const std::vector<std::filesystem::path>& sources, cons
     const auto target = std::filesystem::weakly_canonical(into);
     std::vector<std::unique_ptr<FolderLock>> locks;
     for (const auto& d : dirs) locks.push_back(std::make_unique<FolderLock>(d, FolderLock::exclusive, "sweep --merge"));
-    if (std::ranges::find(dirs, target) == dirs.end()) locks.push_back(std::make_unique<FolderLock>(target, FolderLock::exclusive, "sweep --merge"));
+    if (std::ranges::find(dirs, target) == dirs.end())
+        locks.push_back(std::make_unique<FolderLock>(target, FolderLock::exclusive, "sweep --merge"));
     std::optional<Json> record;
     std::filesystem::path first;
     auto same_spec = [&](const std::filesystem::path& dir) {
         const auto file = dir / "spec.json";
-        require(std::filesystem::exists(file), dir.string(), ": no spec.json, so which spec its rows belong to is unknown (not a sweep folder "
+        require(std::filesystem::exists(file), dir.string(),
+                ": no spec.json, so which spec its rows belong to is unknown (not a sweep folder "
                 "of this inputrep?); nothing merged");
         const auto r = parse_json(read_file(file, "sweep record"), file.string());
         if (!record) record = r, first = dir;
-        require(*record == r, dir.string(), " and ", first.string(), " hold results of different specs (their spec.json differ); nothing merged");
+        require(*record == r, dir.string(), " and ", first.string(),
+                " hold results of different specs (their spec.json differ); nothing merged");
     };
     for (const auto& d : dirs) {
         same_spec(d);
-        require(!read_results({d}).empty(), d.string(), " holds no results (no complete line in its results files); nothing merged");
+        require(!read_results({d}).empty(), d.string(),
+                " holds no results (no complete line in its results files); nothing merged");
     }
     const bool into_has_results = std::filesystem::exists(target / "spec.json") || !read_results({target}).empty();
     if (into_has_results) same_spec(target), dirs.push_back(target);
@@ -482,7 +502,8 @@ inline std::vector<bool> masked_positions(const Json& config, std::size_t length
         } else if (part.starts_with("tokens:")) {
             const auto bounds = text::split(part.substr(7), ':');
             const auto begin = text::to_number<std::size_t>(bounds.front(), "mask");
-            const auto end = bounds.size() < 2 || bounds[1] == "end" ? length : text::to_number<std::size_t>(bounds[1], "mask");
+            const auto end =
+                bounds.size() < 2 || bounds[1] == "end" ? length : text::to_number<std::size_t>(bounds[1], "mask");
             for (std::size_t p = 0; p < length; ++p) masked[p] = p < begin || p >= end;
         }
     }
@@ -526,7 +547,8 @@ inline FoundTokens found_tokens(const std::vector<std::int64_t>& target, const s
 // a gradient method).
 struct RowMetrics {
     double exact_token_rate = 0, exact_prompts = 0, distance_ratio = 0, tokens_found = 0,
-           masked_found = std::numeric_limits<double>::quiet_NaN(), candidates_checked = std::numeric_limits<double>::quiet_NaN();
+           masked_found = std::numeric_limits<double>::quiet_NaN(),
+           candidates_checked = std::numeric_limits<double>::quiet_NaN();
 };
 
 inline RowMetrics row_metrics(const Json& line) {
@@ -540,16 +562,23 @@ inline RowMetrics row_metrics(const Json& line) {
         const auto target = r.at("target").get<std::vector<std::int64_t>>();
         m.exact_token_rate += r.at("exact_tokens").get<double>() / double(target.size());
         m.exact_prompts += r.at("exact").get<bool>();
-        auto number = [&](const char* key) { return r.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN() : r.at(key).get<double>(); };
+        auto number = [&](const char* key) {
+            return r.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN() : r.at(key).get<double>();
+        };
         m.distance_ratio += number("distance") / number("shifted_distance");
-        const auto found = found_tokens(target, r.at("ids").get<std::vector<std::int64_t>>(), masked_positions(line.at("config"), target.size()));
+        const auto found = found_tokens(target, r.at("ids").get<std::vector<std::int64_t>>(),
+                                        masked_positions(line.at("config"), target.size()));
         m.tokens_found += found.all;
         if (!std::isnan(found.masked)) masked += found.masked, ++masked_prompts;
     }
     const double n = double(results.size());
     constexpr double none = std::numeric_limits<double>::quiet_NaN();
-    return {m.exact_token_rate / n, m.exact_prompts / n, m.distance_ratio / n, m.tokens_found / n,
-            masked_prompts ? masked / masked_prompts : none, searched ? candidates / searched : none};
+    return {m.exact_token_rate / n,
+            m.exact_prompts / n,
+            m.distance_ratio / n,
+            m.tokens_found / n,
+            masked_prompts ? masked / masked_prompts : none,
+            searched ? candidates / searched : none};
 }
 
 // Rows that differ only in their seed, with the axes that tell groups apart.
@@ -591,7 +620,8 @@ inline std::vector<Group> groups(const std::vector<Json>& lines, const std::vect
         Json key = Json::object();
         for (const auto& a : axes) key[a] = line.at("config").value(a, Json());
         auto [it, fresh] = where.emplace(key.dump(), out.size());
-        if (fresh) out.push_back({key, {}, line.value("claims", Json()), line.at("results").at(0).value("decoded", "")});
+        if (fresh)
+            out.push_back({key, {}, line.value("claims", Json()), line.at("results").at(0).value("decoded", "")});
         out[it->second].seeds.push_back(row_metrics(line));
     }
     return out;
@@ -622,12 +652,13 @@ inline Table summary_table(const std::vector<Json>& lines) {
     const auto gs = groups(lines, axes);
     const bool claims = std::ranges::any_of(gs, [](const Group& g) { return !g.claims.is_null(); });
     // Exact search's own column, where a row of it is in the table.
-    const bool searched = std::ranges::any_of(gs, [](const Group& g) { return !std::isnan(g.seeds.front().candidates_checked); });
+    const bool searched =
+        std::ranges::any_of(gs, [](const Group& g) { return !std::isnan(g.seeds.front().candidates_checked); });
     Table t;
     if (claims) t.header.push_back("claims");
     t.header.insert(t.header.end(), axes.begin(), axes.end());
-    for (const char* h : {"seeds", "exact-token rate", "exact prompts", "distance / shifted", "tokens found, any order", "masked tokens found",
-                          "top-1, first seed and prompt"})
+    for (const char* h : {"seeds", "exact-token rate", "exact prompts", "distance / shifted", "tokens found, any order",
+                          "masked tokens found", "top-1, first seed and prompt"})
         t.header.push_back(h);
     if (searched) t.header.insert(t.header.end() - 1, "candidates checked");
     for (const auto& g : gs) {
@@ -635,10 +666,13 @@ inline Table summary_table(const std::vector<Json>& lines) {
         if (claims) row.push_back(cell(g.claims));
         for (const auto& a : axes) row.push_back(cell(g.axes[a]));
         row.push_back(std::to_string(g.seeds.size()));
-        for (auto field : {&RowMetrics::exact_token_rate, &RowMetrics::exact_prompts, &RowMetrics::distance_ratio, &RowMetrics::tokens_found,
-                           &RowMetrics::masked_found})
+        for (auto field : {&RowMetrics::exact_token_rate, &RowMetrics::exact_prompts, &RowMetrics::distance_ratio,
+                           &RowMetrics::tokens_found, &RowMetrics::masked_found})
             row.push_back(cell(stat(g.seeds, field)));
-        if (searched) row.push_back(std::isnan(g.seeds.front().candidates_checked) ? "–" : fmt::format("{:.0f}", stat(g.seeds, &RowMetrics::candidates_checked).mean));
+        if (searched)
+            row.push_back(std::isnan(g.seeds.front().candidates_checked)
+                              ? "–"
+                              : fmt::format("{:.0f}", stat(g.seeds, &RowMetrics::candidates_checked).mean));
         row.push_back(Json(g.top1).dump());
         t.rows.push_back(std::move(row));
     }
@@ -675,10 +709,12 @@ inline std::string provenance(const std::vector<Json>& lines) {
     std::string s, c;
     for (const auto& v : seeds) s += (s.empty() ? "" : ", ") + v;
     for (const auto& v : commits) c += (c.empty() ? "" : ", ") + v;
-    return fmt::format("{} rows; seeds {}; inputrep {}. Mean ± standard deviation over seeds; each row's value is the mean over "
-                       "its prompts; distance / shifted < 1 means closer than the shifted input; tokens found counts the target's tokens "
-                       "anywhere in the top-1 line, masked tokens found those of the positions the mask leaves out.",
-                       lines.size(), s, c);
+    return fmt::format(
+        "{} rows; seeds {}; inputrep {}. Mean ± standard deviation over seeds; each row's value is the mean over "
+        "its prompts; distance / shifted < 1 means closer than the shifted input; tokens found counts the target's "
+        "tokens "
+        "anywhere in the top-1 line, masked tokens found those of the positions the mask leaves out.",
+        lines.size(), s, c);
 }
 
 inline std::string summary_markdown(const std::vector<Json>& lines, std::string_view title) {
@@ -701,7 +737,8 @@ inline std::vector<report::Plot> summary_plots(const std::vector<Json>& lines) {
     for (const auto& a : axes)
         if (a != "blocks") others.push_back(a);
     const auto gs = groups(lines, axes);
-    report::Plot rate{"exact-token rate", by_depth ? "depth (blocks)" : "setting (table row)", "exact-token rate", {}, false};
+    report::Plot rate{
+        "exact-token rate", by_depth ? "depth (blocks)" : "setting (table row)", "exact-token rate", {}, false};
     report::Plot ratio{"distance / shifted distance", rate.x_label, "distance / shifted", {}, true};
     std::map<std::string, std::size_t> series;
     for (std::size_t i = 0; i < gs.size(); ++i) {
@@ -711,8 +748,10 @@ inline std::vector<report::Plot> summary_plots(const std::vector<Json>& lines) {
         auto [it, fresh] = series.emplace(name, rate.series.size());
         if (fresh) rate.series.push_back({name, {}, {}}), ratio.series.push_back({name, {}, {}});
         const double x = by_depth ? depth(gs[i].axes) : double(i + 1);
-        rate.series[it->second].x.push_back(x), rate.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::exact_token_rate).mean);
-        ratio.series[it->second].x.push_back(x), ratio.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::distance_ratio).mean);
+        rate.series[it->second].x.push_back(x),
+            rate.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::exact_token_rate).mean);
+        ratio.series[it->second].x.push_back(x),
+            ratio.series[it->second].y.push_back(stat(gs[i].seeds, &RowMetrics::distance_ratio).mean);
     }
     // Rows come in the spec's order, which need not be by depth: a line is drawn in order of x.
     for (auto* plot : {&rate, &ratio})
@@ -756,8 +795,8 @@ inline void write_summaries(const std::filesystem::path& dir) {
 inline std::string replace_section(std::string_view doc, std::string_view name, std::string_view content) {
     const auto open = fmt::format("<!-- sweep:{} -->", name), close = fmt::format("<!-- /sweep:{} -->", name);
     const auto begin = doc.find(open), end = doc.find(close);
-    require(begin != std::string_view::npos && end != std::string_view::npos && begin < end, "no section ", open, " ... ", close,
-            " in the document");
+    require(begin != std::string_view::npos && end != std::string_view::npos && begin < end, "no section ", open,
+            " ... ", close, " in the document");
     std::string body(content);
     if (!body.empty() && body.back() != '\n') body += '\n';
     return fmt::format("{}\n{}{}", doc.substr(0, begin + open.size()), body, doc.substr(end));
@@ -765,7 +804,8 @@ inline std::string replace_section(std::string_view doc, std::string_view name, 
 
 // The section NAME of the Markdown file `doc` set to the sweep's provenance and table.
 inline void write_section(const std::filesystem::path& doc, std::string_view name, const std::vector<Json>& lines) {
-    write_file(doc, replace_section(read_file(doc, "document"), name, provenance(lines) + "\n\n" + markdown_table(summary_table(lines))));
+    write_file(doc, replace_section(read_file(doc, "document"), name,
+                                    provenance(lines) + "\n\n" + markdown_table(summary_table(lines))));
 }
 
 }  // namespace inputrep::sweep

@@ -38,7 +38,8 @@ void start_on_temporary() {
 // sequential_last_token: Sequential<...> compares one output position per phase, a token mask another.
 // expect sequential_last_token: Sequential<...> compares one output position per phase
 int sequential_last_token() {
-    Experiment<GPT2, Blocks<0, 1>, L1, Sequential<>, Mask<Neurons<0, 8>, LastToken>> exp{untrained<GPT2>(GPT2Config{}, {}, 0, Blocks<0, 1>{})};
+    Experiment<GPT2, Blocks<0, 1>, L1, Sequential<>, Mask<Neurons<0, 8>, LastToken>> exp{
+        untrained<GPT2>(GPT2Config{}, {}, 0, Blocks<0, 1>{})};
     return exp.model().depth();
 }
 
@@ -46,7 +47,8 @@ int sequential_last_token() {
 // works when an output cannot see later tokens.
 // expect exact_bidirectional: Exact<...> searches left to right, which needs a causal slice
 int exact_bidirectional() {
-    Experiment<GPT2, Bidirectional<Blocks<0, 1>>, L1, Exact<>> exp{untrained<GPT2>(GPT2Config{}, {}, 0, Blocks<0, 1>{})};
+    Experiment<GPT2, Bidirectional<Blocks<0, 1>>, L1, Exact<>> exp{
+        untrained<GPT2>(GPT2Config{}, {}, 0, Blocks<0, 1>{})};
     return exp.model().depth();
 }
 

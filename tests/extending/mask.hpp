@@ -11,6 +11,8 @@ struct EvenPositions {
     void check(std::int64_t) const {}
 
 private:
-    static at::Tensor index(const at::Tensor& out) { return at::arange(0, out.size(1), 2, at::TensorOptions(at::kLong).device(out.device())); }
+    static at::Tensor index(const at::Tensor& out) {
+        return at::arange(0, out.size(1), 2, at::TensorOptions(at::kLong).device(out.device()));
+    }
 };
 static_assert(inputrep::OutputMask<EvenPositions>);

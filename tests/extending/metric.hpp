@@ -7,7 +7,9 @@ struct Huber {
     double delta = 1.0;
 
     // One distance per batch row: a sum over tokens and features, like every metric here.
-    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const { return value_and_grad(out, target).first; }
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        return value_and_grad(out, target).first;
+    }
 
     // The distances and ∂(Σ distances)/∂out, written out so the loop records no autograd graph.
     std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {

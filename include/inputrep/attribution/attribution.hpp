@@ -36,9 +36,12 @@ enum class AttributionMethod { gradient_x_input, occlusion, combined };
 
 inline std::string_view method_name(AttributionMethod m) {
     switch (m) {
-        case AttributionMethod::gradient_x_input: return "gradient×input";
-        case AttributionMethod::occlusion: return "occlusion";
-        case AttributionMethod::combined: return "combined";
+        case AttributionMethod::gradient_x_input:
+            return "gradient×input";
+        case AttributionMethod::occlusion:
+            return "occlusion";
+        case AttributionMethod::combined:
+            return "combined";
     }
     fail("unknown attribution method ", static_cast<int>(m));
 }
@@ -83,12 +86,12 @@ struct AttributionOptions {
 
 struct AttributionResult {
     AttributionMethod method = AttributionMethod::occlusion;
-    std::string model;              // the family, for reports
-    int blocks = 0, depth = 0;      // blocks [0, blocks) of the model's depth ran before the head
+    std::string model;          // the family, for reports
+    int blocks = 0, depth = 0;  // blocks [0, blocks) of the model's depth ran before the head
     std::vector<std::int64_t> ids;
-    std::int64_t position = 0;      // the attributed prediction is the one made at ids[position]
-    std::int64_t predicted = 0;     // its argmax token
-    xt::xtensor<float, 1> raw;      // per token; combined: the mean of the two normalised scores
+    std::int64_t position = 0;         // the attributed prediction is the one made at ids[position]
+    std::int64_t predicted = 0;        // its argmax token
+    xt::xtensor<float, 1> raw;         // per token; combined: the mean of the two normalised scores
     xt::xtensor<float, 1> normalised;  // raw / max raw (all 0 when nothing moved the prediction)
 };
 
@@ -180,33 +183,43 @@ template <class M>
 AttributionResult attribute(const M& model, std::span<const std::int64_t> ids, AttributionMethod method,
                             const AttributionOptions& options = {}) {
     using Family = family_of_t<M>;
-    static_assert(LanguageModel<Family>, "attribute(model, ...): the model must be a model family (GPT2, ...) or Layers<Family, N>");
+    static_assert(LanguageModel<Family>,
+                  "attribute(model, ...): the model must be a model family (GPT2, ...) or Layers<Family, N>");
     const auto T = static_cast<std::int64_t>(ids.size());
     require(T > 0, "attribution: the prompt is empty");
     require(T <= model.context_length(), "attribution: the prompt of ", T, " tokens exceeds the model's context of ",
             model.context_length());
     const auto vocab = model.token_embedding().size(0);
-    for (auto id : ids) require(id >= 0 && id < vocab, "attribution: token id ", id, " is outside the vocabulary of ", vocab);
+    for (auto id : ids)
+        require(id >= 0 && id < vocab, "attribution: token id ", id, " is outside the vocabulary of ", vocab);
     const detail::Attributed a{options.position.value_or(T - 1), options.blocks.value_or(model.depth())};
-    require(a.position >= 0 && a.position < T, "attribution: position ", a.position, " is outside the prompt of ", T, " tokens");
-    require(a.blocks >= 0 && a.blocks <= model.depth(), "attribution: blocks must be in [0, ", model.depth(), "], not ", a.blocks);
+    require(a.position >= 0 && a.position < T, "attribution: position ", a.position, " is outside the prompt of ", T,
+            " tokens");
+    require(a.blocks >= 0 && a.blocks <= model.depth(), "attribution: blocks must be in [0, ", model.depth(), "], not ",
+            a.blocks);
 
-    const at::Tensor id_tensor = at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong).to(model.placement().device);
+    const at::Tensor id_tensor =
+        at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong).to(model.placement().device);
     auto occlude = [&] {
         std::int64_t neutral;
-        if (options.neutral_id) neutral = *options.neutral_id;
-        else if constexpr (requires { neutral_token<Family>::id; }) neutral = neutral_token<Family>::id;
-        else fail("attribution: ", Family::family, " has no default neutral token; set AttributionOptions::neutral_id");
-        require(neutral >= 0 && neutral < vocab, "attribution: the neutral token ", neutral, " is outside the vocabulary of ", vocab,
-                " (set AttributionOptions::neutral_id)");
+        if (options.neutral_id)
+            neutral = *options.neutral_id;
+        else if constexpr (requires { neutral_token<Family>::id; })
+            neutral = neutral_token<Family>::id;
+        else
+            fail("attribution: ", Family::family, " has no default neutral token; set AttributionOptions::neutral_id");
+        require(neutral >= 0 && neutral < vocab, "attribution: the neutral token ", neutral,
+                " is outside the vocabulary of ", vocab, " (set AttributionOptions::neutral_id)");
         return detail::occlusion(model, id_tensor, a, neutral);
     };
     auto gradient = [&] { return detail::gradient_x_input(model, id_tensor, a, options.target); };
 
     detail::Scores s = [&]() -> detail::Scores {
         switch (method) {
-            case AttributionMethod::gradient_x_input: return gradient();
-            case AttributionMethod::occlusion: return occlude();
+            case AttributionMethod::gradient_x_input:
+                return gradient();
+            case AttributionMethod::occlusion:
+                return occlude();
             case AttributionMethod::combined: {
                 // The author's code averaged occlusion() with occlusion() (a copy-paste slip), so the
                 // seed's published "combined" map is occlusion alone; this is the intended mean.

@@ -26,11 +26,16 @@ namespace detail {
 inline void append_token_text(std::string& out, std::string_view text) {
     for (const char c : text) {
         const auto u = static_cast<unsigned char>(c);
-        if (c == '\n') out += "\u21b5\n";                      // ↵, then the break itself
-        else if (c == '\t') out += "\u2192\t";                 // →
-        else if (u < 0x20) out += std::string{'\xe2', '\x90', char(0x80 + u)};  // U+2400 + u: ␀ ... ␟
-        else if (u == 0x7f) out += "\u2421";                   // ␡
-        else fmt::format_to(std::back_inserter(out), "{}", report::escaped{std::string_view(&c, 1)});
+        if (c == '\n')
+            out += "\u21b5\n";  // ↵, then the break itself
+        else if (c == '\t')
+            out += "\u2192\t";  // →
+        else if (u < 0x20)
+            out += std::string{'\xe2', '\x90', char(0x80 + u)};  // U+2400 + u: ␀ ... ␟
+        else if (u == 0x7f)
+            out += "\u2421";  // ␡
+        else
+            fmt::format_to(std::back_inserter(out), "{}", report::escaped{std::string_view(&c, 1)});
     }
 }
 
@@ -52,11 +57,15 @@ inline std::string attribution_html(const AttributionResult& r, const Tokenizer&
 
     std::string body;
     auto out = std::back_inserter(body);
-    fmt::format_to(out, "<p class=\"meta\">Model: {}, {} and the head &middot; the prediction after token {} of {}</p>\n",
+    fmt::format_to(out,
+                   "<p class=\"meta\">Model: {}, {} and the head &middot; the prediction after token {} of {}</p>\n",
                    report::escaped{r.model},
-                   r.blocks == r.depth ? fmt::format("all {} blocks", r.depth) : fmt::format("blocks 0&ndash;{} of {}", r.blocks - 1, r.depth),
+                   r.blocks == r.depth ? fmt::format("all {} blocks", r.depth)
+                                       : fmt::format("blocks 0&ndash;{} of {}", r.blocks - 1, r.depth),
                    r.position + 1, T);
-    fmt::format_to(out, "<p class=\"legend\">low <span class=\"bar\"></span> high &mdash; {}; hover a token for its score.</p>\n<div class=\"text\">",
+    fmt::format_to(out,
+                   "<p class=\"legend\">low <span class=\"bar\"></span> high &mdash; {}; hover a token for its "
+                   "score.</p>\n<div class=\"text\">",
                    scaled ? "colour: the score scaled from the lowest to the highest token"
                           : "every token scores the same, so the colour shows the score as it is");
     for (std::size_t t = 0; t < T; ++t) {
@@ -64,7 +73,9 @@ inline std::string attribution_html(const AttributionResult& r, const Tokenizer&
         const float v = std::clamp(scaled ? (score - lo) / (hi - lo) : score, 0.0f, 1.0f);
         const int red = static_cast<int>(v * 255);
         // White and black text reach equal WCAG contrast on #rr6e6e near rr = 133.
-        fmt::format_to(out, "<span class=\"token\" data-score=\"{:.6f}\" title=\"score {:.4f}\" style=\"background-color: #{:02x}6e6e; color: {}\">",
+        fmt::format_to(out,
+                       "<span class=\"token\" data-score=\"{:.6f}\" title=\"score {:.4f}\" style=\"background-color: "
+                       "#{:02x}6e6e; color: {}\">",
                        score, score, red, red < 133 ? "#fff" : "#000");
         detail::append_token_text(body, decode(r.ids[t]));
         body += "</span>";
@@ -75,7 +86,8 @@ inline std::string attribution_html(const AttributionResult& r, const Tokenizer&
     return report::page(fmt::format("Attribution: {}", method_name(r.method)), body, detail::attribution_style);
 }
 
-inline void write_attribution_html(const std::filesystem::path& file, const AttributionResult& r, const Tokenizer& tokenizer) {
+inline void write_attribution_html(const std::filesystem::path& file, const AttributionResult& r,
+                                   const Tokenizer& tokenizer) {
     report::write(file, attribution_html(r, tokenizer));
 }
 

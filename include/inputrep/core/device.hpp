@@ -40,10 +40,12 @@ inline at::Device parse_device(const std::string& name) {
         fail("unknown device \"", name, "\" (expected cpu, cuda or cuda:N)");
     }
     if (device.is_cuda()) {
-        require(at::hasCUDA(), "device \"", name, "\": this inputrep's libtorch was built without CUDA (or sees no GPU); use cpu");
+        require(at::hasCUDA(), "device \"", name,
+                "\": this inputrep's libtorch was built without CUDA (or sees no GPU); use cpu");
         const auto count = at::detail::getCUDAHooks().getNumGPUs();
-        require(!device.has_index() || device.index() < count, "device \"", name, "\": this machine has ", count, " CUDA device",
-                count == 1 ? "" : "s", " (cuda:0", count > 1 ? " to cuda:" + std::to_string(count - 1) : std::string(), ")");
+        require(!device.has_index() || device.index() < count, "device \"", name, "\": this machine has ", count,
+                " CUDA device", count == 1 ? "" : "s", " (cuda:0",
+                count > 1 ? " to cuda:" + std::to_string(count - 1) : std::string(), ")");
     } else {
         require(device.is_cpu(), "device \"", name, "\" is not supported (expected cpu, cuda or cuda:N)");
     }

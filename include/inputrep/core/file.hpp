@@ -51,7 +51,8 @@ inline void fsync_path(const std::filesystem::path& path, int flags) {
 // Why `path` cannot be written as a file ("it is a FIFO, not a file; ...", "the folder x does not
 // exist"); empty when it can.
 inline std::string output_problem(const std::filesystem::path& path) {
-    if (const auto kind = not_a_file(path); !kind.empty()) return "it is " + std::string(kind) + ", not a file; refusing to replace it";
+    if (const auto kind = not_a_file(path); !kind.empty())
+        return "it is " + std::string(kind) + ", not a file; refusing to replace it";
     const auto folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     std::error_code ec;
     if (!std::filesystem::is_directory(folder, ec)) return "the folder " + folder.string() + " does not exist";
@@ -63,16 +64,18 @@ inline std::string output_problem(const std::filesystem::path& path) {
 // Refuses `path` as an output before any work: something that exists and is not a regular file,
 // or a file in a folder that does not exist. `what` names the option ("--save").
 inline void check_output(const std::filesystem::path& path, std::string_view what) {
-    if (const auto problem = detail::output_problem(path); !problem.empty()) fail(what, ": cannot write ", path.string(), ": ", problem);
+    if (const auto problem = detail::output_problem(path); !problem.empty())
+        fail(what, ": cannot write ", path.string(), ": ", problem);
 }
 
 // `fill(stream)` into a temporary sibling of `path`, flushed to the disk, then renamed over `path`:
 // `path` holds the old bytes or all of the new ones, never a part, and nothing that is not a
 // regular file is ever replaced.
 template <class Fill>
-    requires std::invocable<Fill&, std::ostream&>
+requires std::invocable<Fill&, std::ostream&>
 void write_file(const std::filesystem::path& path, Fill&& fill) {
-    if (const auto problem = detail::output_problem(path); !problem.empty()) fail(path.string(), ": cannot write (", problem, ")");
+    if (const auto problem = detail::output_problem(path); !problem.empty())
+        fail(path.string(), ": cannot write (", problem, ")");
     auto tmp = path;
     tmp += ".tmp-" + std::to_string(::getpid());
     auto discard = [&] {
@@ -106,7 +109,8 @@ void write_file(const std::filesystem::path& path, Fill&& fill) {
         discard();
         fail(path.string(), ": cannot move the finished file into place (", ec.message(), ")");
     }
-    detail::fsync_path(path.has_parent_path() ? path.parent_path() : std::filesystem::path("."), O_RDONLY | O_DIRECTORY);
+    detail::fsync_path(path.has_parent_path() ? path.parent_path() : std::filesystem::path("."),
+                       O_RDONLY | O_DIRECTORY);
 }
 
 inline void write_file(const std::filesystem::path& path, std::string_view bytes) {
@@ -139,8 +143,9 @@ public:
         require(fd_ >= 0, "cannot open the lock ", file.string(), ": ", std::strerror(errno));
         if (::flock(fd_, (mode == shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
             ::close(fd_);
-            fail(folder.string(), " is in use by another inputrep (", mode == shared ? "a merge" : "a sweep, merge or summary",
-                 " holds ", file.string(), "), so ", user, " cannot write there now; wait for it to finish");
+            fail(folder.string(), " is in use by another inputrep (",
+                 mode == shared ? "a merge" : "a sweep, merge or summary", " holds ", file.string(), "), so ", user,
+                 " cannot write there now; wait for it to finish");
         }
     }
     FolderLock(const FolderLock&) = delete;

@@ -51,15 +51,19 @@ T json_field(const Json& object, std::string_view key, std::string_view where) {
     const auto it = object.find(key);
     require(it != object.end(), where, ": \"", key, "\" is missing");
     const Json& v = *it;
-    auto wrong = [&](std::string_view expected) { fail(where, ": \"", key, "\" is ", json_detail::short_dump(v), ", not ", expected); };
+    auto wrong = [&](std::string_view expected) {
+        fail(where, ": \"", key, "\" is ", json_detail::short_dump(v), ", not ", expected);
+    };
     if constexpr (std::is_same_v<T, bool>) {
         if (!v.is_boolean()) wrong("true or false");
         return v.get<bool>();
     } else if constexpr (std::is_integral_v<T>) {
-        if (v.is_number_unsigned() && std::in_range<T>(v.get<std::uint64_t>())) return static_cast<T>(v.get<std::uint64_t>());
+        if (v.is_number_unsigned() && std::in_range<T>(v.get<std::uint64_t>()))
+            return static_cast<T>(v.get<std::uint64_t>());
         if (v.is_number_integer() && !v.is_number_unsigned() && std::in_range<T>(v.get<std::int64_t>()))
             return static_cast<T>(v.get<std::int64_t>());
-        fail(where, ": \"", key, "\" is ", json_detail::short_dump(v), ", not ", std::is_signed_v<T> ? "an integer" : "an integer >= 0");
+        fail(where, ": \"", key, "\" is ", json_detail::short_dump(v), ", not ",
+             std::is_signed_v<T> ? "an integer" : "an integer >= 0");
     } else if constexpr (std::is_floating_point_v<T>) {
         if (!v.is_number()) wrong("a number");
         return v.get<T>();

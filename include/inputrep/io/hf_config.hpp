@@ -52,16 +52,19 @@ T config_value(const Json& config, std::string_view key, const T& fallback) {
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
         using limits = std::numeric_limits<T>;
         bool fits = false;
-        if (it->is_number_unsigned()) fits = std::in_range<T>(it->get<std::uint64_t>());
-        else if (it->is_number_integer()) fits = std::in_range<T>(it->get<std::int64_t>());
+        if (it->is_number_unsigned())
+            fits = std::in_range<T>(it->get<std::uint64_t>());
+        else if (it->is_number_integer())
+            fits = std::in_range<T>(it->get<std::int64_t>());
         else if (it->is_number_float()) {
             const double v = it->get<double>();
             // max + 1 is a power of two, exact as a double even where max itself is not (2^63 − 1).
-            fits = std::trunc(v) == v && v >= static_cast<double>(limits::min()) && v < static_cast<double>(limits::max()) + 1.0;
+            fits = std::trunc(v) == v && v >= static_cast<double>(limits::min()) &&
+                   v < static_cast<double>(limits::max()) + 1.0;
             if (fits) return static_cast<T>(v);
         }
-        require(fits || !it->is_number(), "config key \"", key, "\" is ", it->dump(), ", not an integer in [", limits::min(), ", ",
-                limits::max(), "]");
+        require(fits || !it->is_number(), "config key \"", key, "\" is ", it->dump(), ", not an integer in [",
+                limits::min(), ", ", limits::max(), "]");
     }
     try {
         return it->get<T>();
@@ -102,7 +105,8 @@ inline void apply_overrides(Json& config, std::string_view overrides) {
             std::string known;
             for (const auto& [k, v] : config.items())
                 if (k != "architectures" && k != "model_type") known += (known.empty() ? "" : ", ") + k;
-            fail("unknown config key \"", key, "\" for ", config_value<std::string>(config, "model_type", "this family"), " (its keys: ", known, ")");
+            fail("unknown config key \"", key, "\" for ",
+                 config_value<std::string>(config, "model_type", "this family"), " (its keys: ", known, ")");
         }
         config[key] = std::move(value);
     }

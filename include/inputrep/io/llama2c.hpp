@@ -74,7 +74,8 @@ public:
         if (it == entries_.end()) fail(path_.string(), ": no tensor \"", name, "\" in this llama2.c checkpoint");
         const llama2c::Place& e = it->second;
         auto keep = file_;
-        at::Tensor t = at::from_blob(file_->bytes().data() + e.offset, e.shape, [keep](void*) {}, at::TensorOptions().dtype(at::kFloat));
+        at::Tensor t = at::from_blob(
+            file_->bytes().data() + e.offset, e.shape, [keep](void*) {}, at::TensorOptions().dtype(at::kFloat));
         if (e.rotary_heads > 0) t = interleaved_to_rotate_half(t, e.rotary_heads);
         {
             std::lock_guard lock(state_->mutex);

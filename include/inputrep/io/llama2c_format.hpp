@@ -65,10 +65,11 @@ inline Llama2cHeader read_header(std::span<const std::byte> bytes, const std::st
         h.shared_classifier = h.vocab_size > 0;
         h.vocab_size = std::abs(h.vocab_size);  // int32 read into int64: |INT32_MIN| fits
     }
-    require(h.dim > 0 && h.hidden_dim > 0 && h.n_layers > 0 && h.n_heads > 0 && h.n_kv_heads > 0 && h.vocab_size > 0 && h.seq_len > 0,
-            where, ": not a llama2.c checkpoint (header dim ", h.dim, ", hidden_dim ", h.hidden_dim, ", n_layers ", h.n_layers,
-            ", n_heads ", h.n_heads, ", n_kv_heads ", h.n_kv_heads, ", vocab_size ", h.vocab_size, ", seq_len ", h.seq_len,
-            " must all be positive)");
+    require(h.dim > 0 && h.hidden_dim > 0 && h.n_layers > 0 && h.n_heads > 0 && h.n_kv_heads > 0 && h.vocab_size > 0 &&
+                h.seq_len > 0,
+            where, ": not a llama2.c checkpoint (header dim ", h.dim, ", hidden_dim ", h.hidden_dim, ", n_layers ",
+            h.n_layers, ", n_heads ", h.n_heads, ", n_kv_heads ", h.n_kv_heads, ", vocab_size ", h.vocab_size,
+            ", seq_len ", h.seq_len, " must all be positive)");
     require(h.dim % h.n_heads == 0 && h.head_size() % 2 == 0 && h.n_heads % h.n_kv_heads == 0, where,
             ": header has dim ", h.dim, ", ", h.n_heads, " heads and ", h.n_kv_heads,
             " kv heads: dim must split into heads of even size and heads into kv groups");
@@ -88,15 +89,18 @@ inline std::map<std::string, Place> lay_out(const Llama2cHeader& h, std::size_t 
     };
     const Group embed{"model.embed_tokens.weight", {h.vocab_size, d}, false};
     const Group attn_norm{"input_layernorm.weight", {d}, true}, ffn_norm{"post_attention_layernorm.weight", {d}, true};
-    const Group wq{"self_attn.q_proj.weight", {q, d}, true, h.n_heads}, wk{"self_attn.k_proj.weight", {kv, d}, true, h.n_kv_heads};
+    const Group wq{"self_attn.q_proj.weight", {q, d}, true, h.n_heads},
+        wk{"self_attn.k_proj.weight", {kv, d}, true, h.n_kv_heads};
     const Group wv{"self_attn.v_proj.weight", {kv, d}, true}, wo{"self_attn.o_proj.weight", {d, q}, true};
-    const Group w1{"mlp.gate_proj.weight", {h.hidden_dim, d}, true}, w2{"mlp.down_proj.weight", {d, h.hidden_dim}, true};
+    const Group w1{"mlp.gate_proj.weight", {h.hidden_dim, d}, true},
+        w2{"mlp.down_proj.weight", {d, h.hidden_dim}, true};
     const Group w3{"mlp.up_proj.weight", {h.hidden_dim, d}, true};
     const Group final_norm{"model.norm.weight", {d}, false}, rope_table{"", {h.seq_len, hs / 2}, false};
     const Group classifier{"lm_head.weight", {h.vocab_size, d}, false};
-    std::vector<Group> order = h.version == 0
-        ? std::vector<Group>{embed, attn_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3, final_norm, rope_table, rope_table}
-        : std::vector<Group>{attn_norm, ffn_norm, final_norm, embed, wq, wk, wv, wo, w1, w2, w3};
+    std::vector<Group> order =
+        h.version == 0 ? std::vector<Group>{embed, attn_norm, wq, wk,         wv,         wo,        ffn_norm,
+                                            w1,    w2,        w3, final_norm, rope_table, rope_table}
+                       : std::vector<Group>{attn_norm, ffn_norm, final_norm, embed, wq, wk, wv, wo, w1, w2, w3};
     if (!h.shared_classifier) order.push_back(classifier);
 
     // 128 bits: a corrupt header's sizes (int32 products over every layer) cannot wrap around.
@@ -108,10 +112,11 @@ inline std::map<std::string, Place> lay_out(const Llama2cHeader& h, std::size_t 
     unsigned __int128 total = h.bytes;
     for (const auto& g : order) total += bytes_of(g) * static_cast<std::uint64_t>(g.per_layer ? h.n_layers : 1);
     const bool fits = total <= std::numeric_limits<std::uint64_t>::max();
-    require(total == file_size, where, ": the llama2.c v", h.version, " header (dim ", h.dim, ", hidden_dim ", h.hidden_dim,
-            ", ", h.n_layers, " layers, ", h.n_heads, " heads, ", h.n_kv_heads, " kv heads, vocab ", h.vocab_size,
-            h.shared_classifier ? " shared" : " unshared", ", seq_len ", h.seq_len, ") implies ",
-            fits ? std::to_string(static_cast<std::uint64_t>(total)) : std::string("over 2^64"), " bytes but the file has ", file_size);
+    require(total == file_size, where, ": the llama2.c v", h.version, " header (dim ", h.dim, ", hidden_dim ",
+            h.hidden_dim, ", ", h.n_layers, " layers, ", h.n_heads, " heads, ", h.n_kv_heads, " kv heads, vocab ",
+            h.vocab_size, h.shared_classifier ? " shared" : " unshared", ", seq_len ", h.seq_len, ") implies ",
+            fits ? std::to_string(static_cast<std::uint64_t>(total)) : std::string("over 2^64"),
+            " bytes but the file has ", file_size);
 
     std::map<std::string, Place> places;
     std::size_t offset = h.bytes;
@@ -120,7 +125,8 @@ inline std::map<std::string, Place> lay_out(const Llama2cHeader& h, std::size_t 
         offset += static_cast<std::size_t>(bytes_of(g));
     };
     for (const auto& g : order) {
-        if (!g.per_layer) place(g.name, g);
+        if (!g.per_layer)
+            place(g.name, g);
         else
             for (std::int64_t i = 0; i < h.n_layers; ++i) place("model.layers." + std::to_string(i) + "." + g.name, g);
     }

@@ -35,9 +35,10 @@ inline std::string shape_string(at::IntArrayRef shape) {
 }
 
 // A loaded tensor checked against the shape the model's config implies.
-inline at::Tensor with_shape(at::Tensor t, at::IntArrayRef expected, const std::string& where, const std::string& name) {
-    require(t.sizes() == expected, where, ": tensor \"", name, "\" has shape ", shape_string(t.sizes()), " but the config implies ",
-            shape_string(expected));
+inline at::Tensor with_shape(at::Tensor t, at::IntArrayRef expected, const std::string& where,
+                             const std::string& name) {
+    require(t.sizes() == expected, where, ": tensor \"", name, "\" has shape ", shape_string(t.sizes()),
+            " but the config implies ", shape_string(expected));
     return t;
 }
 
@@ -67,7 +68,8 @@ public:
         at::Tensor raw;
         if (reinterpret_cast<std::uintptr_t>(data) % item == 0) {
             auto keep = file_;
-            raw = at::from_blob(data, e.shape, [keep](void*) {}, at::TensorOptions().dtype(type));
+            raw = at::from_blob(
+                data, e.shape, [keep](void*) {}, at::TensorOptions().dtype(type));
         } else {
             raw = at::empty(e.shape, at::TensorOptions().dtype(type));
             std::memcpy(raw.data_ptr(), data, e.end - e.begin);
@@ -89,16 +91,18 @@ inline at::Tensor load_captured(const SafetensorsFile& file, const std::string& 
     const auto& path = file.path().string();
     require(file.has(name), path, " holds no tensor \"", name, "\" (give --target-hook NAME)");
     const auto& dtype = file.entry(name).dtype;
-    require(dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64", path, ": tensor \"", name, "\" holds ", dtype,
-            " values; a captured output is floating point (F32, F16 or BF16)");
+    require(dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64", path, ": tensor \"", name,
+            "\" holds ", dtype, " values; a captured output is floating point (F32, F16 or BF16)");
     const at::Tensor t = file.load(name, placement);
     require(t.numel() > 0, path, ": tensor \"", name, "\" is empty");
     const auto finite = at::isfinite(t);
     if (!finite.all().item<bool>()) {
         const auto first = finite.logical_not().nonzero()[0].to(at::kCPU).contiguous();
         std::string index;
-        for (std::int64_t i = 0; i < first.numel(); ++i) index += (i ? "," : "") + std::to_string(first[i].item<std::int64_t>());
-        fail(path, ": tensor \"", name, "\" holds NaN or inf (first at index [", index, "]); exact search needs finite outputs to compare with");
+        for (std::int64_t i = 0; i < first.numel(); ++i)
+            index += (i ? "," : "") + std::to_string(first[i].item<std::int64_t>());
+        fail(path, ": tensor \"", name, "\" holds NaN or inf (first at index [", index,
+             "]); exact search needs finite outputs to compare with");
     }
     return t;
 }

@@ -29,9 +29,8 @@ inline constexpr std::uint64_t max_header_bytes = 100'000'000;
 // Every dtype string of the format; only some map to tensors libtorch can hold (see safetensors.hpp).
 inline std::size_t itemsize(std::string_view dtype) {
     static const std::map<std::string_view, std::size_t> sizes{
-        {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
-        {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},   {"U32", 4},     {"F32", 4},
-        {"F64", 8},  {"I64", 8}, {"U64", 8}};
+        {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
+        {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4},     {"F64", 8},     {"I64", 8}, {"U64", 8}};
     auto it = sizes.find(dtype);
     if (it == sizes.end()) fail("unknown dtype \"", dtype, "\"");
     return it->second;
@@ -74,7 +73,8 @@ inline std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, std::string_v
 // `context` names the file in error messages.
 inline Header parse_header(std::span<const std::byte> file, std::uint64_t file_size, std::string_view context) {
     const std::string ctx(context);
-    require(file_size >= 8, ctx, ": truncated safetensors file (", file_size, " bytes, the 8-byte header length is missing)");
+    require(file_size >= 8, ctx, ": truncated safetensors file (", file_size,
+            " bytes, the 8-byte header length is missing)");
     const std::uint64_t n = read_u64_le(file.first(8));
     require(n <= max_header_bytes, ctx, ": header length ", n, " exceeds the limit of ", max_header_bytes, " bytes");
     require(n <= file_size - 8, ctx, ": header length ", n, " is larger than the file (", file_size, " bytes)");
@@ -110,8 +110,9 @@ inline Header parse_header(std::span<const std::byte> file, std::uint64_t file_s
             continue;
         }
         const std::string where = ctx + ": tensor \"" + name + "\"";
-        require(value.is_object() && value.contains("dtype") && value.contains("shape") && value.contains("data_offsets"),
-                where, " needs dtype, shape and data_offsets");
+        require(
+            value.is_object() && value.contains("dtype") && value.contains("shape") && value.contains("data_offsets"),
+            where, " needs dtype, shape and data_offsets");
         Entry e;
         e.name = name;
         require(value["dtype"].is_string(), where, ": dtype is not a string");
@@ -131,7 +132,8 @@ inline Header parse_header(std::span<const std::byte> file, std::uint64_t file_s
             bytes = detail::checked_mul(bytes, d.get<std::uint64_t>(), where);
         }
         const auto& offsets = value["data_offsets"];
-        require(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() && offsets[1].is_number_unsigned(),
+        require(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
+                    offsets[1].is_number_unsigned(),
                 where, ": data_offsets must be two non-negative integers");
         e.begin = offsets[0].get<std::uint64_t>();
         e.end = offsets[1].get<std::uint64_t>();
@@ -144,12 +146,14 @@ inline Header parse_header(std::span<const std::byte> file, std::uint64_t file_s
     // The data buffer must be tiled exactly: no gaps, no overlaps, nothing past the end.
     std::vector<const Entry*> order;
     for (auto& [_, e] : header.tensors) order.push_back(&e);
-    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
+    std::sort(order.begin(), order.end(),
+              [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
     const std::uint64_t buffer = file_size - header.data_start;
     std::uint64_t expected = 0;
     for (const Entry* e : order) {
-        require(e->begin == expected, ctx, ": tensor \"", e->name, "\" starts at byte ", e->begin, " of the data buffer, expected ",
-                expected, e->begin < expected ? " (it overlaps the previous tensor)" : " (gap before it)");
+        require(e->begin == expected, ctx, ": tensor \"", e->name, "\" starts at byte ", e->begin,
+                " of the data buffer, expected ", expected,
+                e->begin < expected ? " (it overlaps the previous tensor)" : " (gap before it)");
         expected = e->end;
     }
     require(expected <= buffer, ctx, ": data_offsets reach byte ", expected, " but the data buffer holds only ", buffer,
@@ -180,12 +184,14 @@ inline std::map<std::string, std::filesystem::path> read_index(const std::filesy
     for (const auto& [name, shard] : json["weight_map"].items()) {
         require(shard.is_string(), ctx, ": weight_map entry for \"", name, "\" is not a file name");
         const auto file = shard.get<std::string>();
-        require(!file.empty() && file != "." && file != ".." && file.find_first_of(std::string_view("/\\\0", 3)) == file.npos,
-                ctx, ": shard ", shard.dump(), " (holding \"", name, "\") is not a plain file name in the index's folder");
+        require(!file.empty() && file != "." && file != ".." &&
+                    file.find_first_of(std::string_view("/\\\0", 3)) == file.npos,
+                ctx, ": shard ", shard.dump(), " (holding \"", name,
+                "\") is not a plain file name in the index's folder");
         const auto path = folder / file;
         std::error_code unreadable;  // a name too long for the file system is a missing shard, not an exception
-        require(std::filesystem::is_regular_file(path, unreadable), ctx, ": shard ", file, " (holding \"", name, "\") is missing from ",
-                folder.string());
+        require(std::filesystem::is_regular_file(path, unreadable), ctx, ": shard ", file, " (holding \"", name,
+                "\") is missing from ", folder.string());
         shards.emplace(name, path);
     }
     return shards;

@@ -34,29 +34,43 @@ struct SaveOptions {
 
 inline std::string safetensors_dtype(at::ScalarType type) {
     switch (type) {
-        case at::kFloat: return "F32";
-        case at::kHalf: return "F16";
-        case at::kBFloat16: return "BF16";
-        case at::kDouble: return "F64";
-        case at::kLong: return "I64";
-        case at::kInt: return "I32";
-        case at::kShort: return "I16";
-        case at::kChar: return "I8";
-        case at::kByte: return "U8";
-        case at::kBool: return "BOOL";
-        default: fail("safetensors: tensors of dtype ", at::toString(type), " cannot be written");
+        case at::kFloat:
+            return "F32";
+        case at::kHalf:
+            return "F16";
+        case at::kBFloat16:
+            return "BF16";
+        case at::kDouble:
+            return "F64";
+        case at::kLong:
+            return "I64";
+        case at::kInt:
+            return "I32";
+        case at::kShort:
+            return "I16";
+        case at::kChar:
+            return "I8";
+        case at::kByte:
+            return "U8";
+        case at::kBool:
+            return "BOOL";
+        default:
+            fail("safetensors: tensors of dtype ", at::toString(type), " cannot be written");
     }
 }
 
 namespace detail {
 
-inline std::uint64_t tensor_bytes(const at::Tensor& t) { return static_cast<std::uint64_t>(t.numel()) * t.element_size(); }
+inline std::uint64_t tensor_bytes(const at::Tensor& t) {
+    return static_cast<std::uint64_t>(t.numel()) * t.element_size();
+}
 
 }  // namespace detail
 
 // One safetensors file. Tensors are laid out by element size, largest first, then by name, so each
 // starts aligned to its element size; each is copied to the CPU only while it is written.
-inline void write_safetensors(const std::filesystem::path& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+inline void write_safetensors(const std::filesystem::path& path,
+                              const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
     static_assert(std::endian::native == std::endian::little,
                   "safetensors is little-endian and the writer copies tensor bytes as they lie in memory");
     std::vector<const std::pair<std::string, at::Tensor>*> order;
@@ -72,7 +86,8 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
         require(e->second.defined(), path.string(), ": tensor \"", e->first, "\" is undefined");
         require(names.insert(e->first).second, path.string(), ": tensor \"", e->first, "\" is given twice");
         const auto bytes = detail::tensor_bytes(e->second);
-        entries.push_back({e->first, safetensors_dtype(e->second.scalar_type()), e->second.sizes().vec(), offset, offset + bytes});
+        entries.push_back(
+            {e->first, safetensors_dtype(e->second.scalar_type()), e->second.sizes().vec(), offset, offset + bytes});
         offset += bytes;
     }
     const std::string header = safetensors::make_header(entries, {{"format", "pt"}});
@@ -118,7 +133,8 @@ void save_safetensors(const M& model, const std::filesystem::path& folder, const
         write_safetensors(folder / "model.safetensors", shards.front());
         written.insert("model.safetensors");
     } else {
-        nlohmann::ordered_json index{{"metadata", {{"total_size", total}}}, {"weight_map", nlohmann::ordered_json::object()}};
+        nlohmann::ordered_json index{{"metadata", {{"total_size", total}}},
+                                     {"weight_map", nlohmann::ordered_json::object()}};
         for (std::size_t i = 0; i < shards.size(); ++i) {
             char name[64];
             std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());

@@ -82,12 +82,14 @@ inline at::Tensor rms_norm(const at::Tensor& x_, const at::Tensor& w_, double ep
 }
 
 // residual + ∂(Σ dy·RMSNorm(x))/∂x = residual + r·g − x·r³·mean(g·x), g = dy·w.
-inline at::Tensor rms_norm_input_grad(const at::Tensor& dy_, const at::Tensor& x_, const at::Tensor& r_, const at::Tensor& w_,
-                                      const at::Tensor& residual_) {
-    const at::Tensor dy = dy_.contiguous(), x = x_.contiguous(), r = r_.contiguous(), w = w_.contiguous(), res = residual_.contiguous();
+inline at::Tensor rms_norm_input_grad(const at::Tensor& dy_, const at::Tensor& x_, const at::Tensor& r_,
+                                      const at::Tensor& w_, const at::Tensor& residual_) {
+    const at::Tensor dy = dy_.contiguous(), x = x_.contiguous(), r = r_.contiguous(), w = w_.contiguous(),
+                     res = residual_.contiguous();
     const std::int64_t D = x.size(-1), rows = x.numel() / D;
     at::Tensor dx = at::empty_like(x);
-    const float *dyp = detail::in(dy), *xp = detail::in(x), *rp = detail::in(r), *wp = detail::in(w), *resp = detail::in(res);
+    const float *dyp = detail::in(dy), *xp = detail::in(x), *rp = detail::in(r), *wp = detail::in(w),
+                *resp = detail::in(res);
     float* dxp = detail::out(dx);
     detail::each_row(rows, D, [&](std::int64_t i) {
         const float *dyi = dyp + i * D, *xi = xp + i * D;
@@ -151,27 +153,32 @@ inline void rotate(const float* x, float* y, const float* cos, const float* sin,
 // Softmax attention from packed q|k|v [B, T, width]: RoPE (rotate-half, tables [T, hd]; undefined
 // for none), scores q·kᵀ/√hd plus an additive [T, T] mask (undefined for none), and the heads merged
 // back to [B, T, H·hd].
-inline at::Tensor attention(const at::Tensor& qkv_, const at::Tensor& cos_, const at::Tensor& sin_, const at::Tensor& mask_,
-                            const Heads& s, AttentionTape& tape) {
+inline at::Tensor attention(const at::Tensor& qkv_, const at::Tensor& cos_, const at::Tensor& sin_,
+                            const at::Tensor& mask_, const Heads& s, AttentionTape& tape) {
     const at::Tensor qkv = qkv_.contiguous();
     const bool rotary = cos_.defined();
     const at::Tensor cos = rotary ? cos_.contiguous() : at::Tensor(), sin = rotary ? sin_.contiguous() : at::Tensor();
     const at::Tensor mask = mask_.defined() ? mask_.contiguous() : at::Tensor();
-    const std::int64_t B = s.batch, T = s.tokens, H = s.heads, KV = s.kv_heads, hd = s.head_size, g = s.group(), W = s.width();
+    const std::int64_t B = s.batch, T = s.tokens, H = s.heads, KV = s.kv_heads, hd = s.head_size, g = s.group(),
+                       W = s.width();
     const auto opt = qkv.options();
     tape.q = at::empty({B, KV, g, T, hd}, opt);
     tape.k = at::empty({B, KV, 1, T, hd}, opt);
     tape.v = at::empty({B, KV, 1, T, hd}, opt);
     tape.p = at::empty({B, KV, g, T, T}, opt);
     at::Tensor y = at::empty({B, T, H * hd}, opt);
-    const float *src = detail::in(qkv), *cp = rotary ? detail::in(cos) : nullptr, *sp = rotary ? detail::in(sin) : nullptr;
+    const float *src = detail::in(qkv), *cp = rotary ? detail::in(cos) : nullptr,
+                *sp = rotary ? detail::in(sin) : nullptr;
     const float* mp = mask.defined() ? detail::in(mask) : nullptr;
-    float *qp = detail::out(tape.q), *kp = detail::out(tape.k), *vp = detail::out(tape.v), *pp = detail::out(tape.p), *yp = detail::out(y);
+    float *qp = detail::out(tape.q), *kp = detail::out(tape.k), *vp = detail::out(tape.v), *pp = detail::out(tape.p),
+          *yp = detail::out(y);
     const float scale = 1.0f / std::sqrt(float(hd));
     // Unpack into head-major layout, rotating queries and keys.
     auto place = [&](const float* x, float* dst, std::int64_t t) {
-        if (rotary) detail::rotate(x, dst, cp + t * hd, sp + t * hd, hd, false);
-        else std::copy(x, x + hd, dst);
+        if (rotary)
+            detail::rotate(x, dst, cp + t * hd, sp + t * hd, hd, false);
+        else
+            std::copy(x, x + hd, dst);
     };
     detail::each_row(B * T, W, [&](std::int64_t bt) {
         const std::int64_t b = bt / T, t = bt % T;
@@ -185,7 +192,8 @@ inline at::Tensor attention(const at::Tensor& qkv_, const at::Tensor& cos_, cons
     // One query head per task: scores, softmax, weighted values.
     detail::each_row(B * H, T * T * hd, [&](std::int64_t bh) {
         const std::int64_t b = bh / H, h = bh % H, j = h / g;
-        const float *q = qp + (((b * KV + j) * g + h % g) * T) * hd, *k = kp + (b * KV + j) * T * hd, *v = vp + (b * KV + j) * T * hd;
+        const float *q = qp + (((b * KV + j) * g + h % g) * T) * hd, *k = kp + (b * KV + j) * T * hd,
+                    *v = vp + (b * KV + j) * T * hd;
         float* p = pp + (((b * KV + j) * g + h % g) * T) * T;
         for (std::int64_t t = 0; t < T; ++t) {
             float* pt = p + t * T;
@@ -212,20 +220,25 @@ inline at::Tensor attention(const at::Tensor& qkv_, const at::Tensor& cos_, cons
 // ∂(Σ dy·attention)/∂(q|k|v), packed like attention's input: softmax's backward
 // ds = p·(dp − Σ p·dp)/√hd, then dq = ds·k, dk = dsᵀ·q summed over the query heads a kv head serves,
 // dv = pᵀ·dy likewise, and the rotations turned back.
-inline at::Tensor attention_input_grad(const at::Tensor& dy_, const at::Tensor& cos_, const at::Tensor& sin_, const Heads& s,
-                                       const AttentionTape& tape) {
-    const at::Tensor dy = dy_.contiguous(), q = tape.q.contiguous(), k = tape.k.contiguous(), v = tape.v.contiguous(), p = tape.p.contiguous();
+inline at::Tensor attention_input_grad(const at::Tensor& dy_, const at::Tensor& cos_, const at::Tensor& sin_,
+                                       const Heads& s, const AttentionTape& tape) {
+    const at::Tensor dy = dy_.contiguous(), q = tape.q.contiguous(), k = tape.k.contiguous(), v = tape.v.contiguous(),
+                     p = tape.p.contiguous();
     const bool rotary = cos_.defined();
     const at::Tensor cos = rotary ? cos_.contiguous() : at::Tensor(), sin = rotary ? sin_.contiguous() : at::Tensor();
-    const std::int64_t B = s.batch, T = s.tokens, H = s.heads, KV = s.kv_heads, hd = s.head_size, g = s.group(), W = s.width();
+    const std::int64_t B = s.batch, T = s.tokens, H = s.heads, KV = s.kv_heads, hd = s.head_size, g = s.group(),
+                       W = s.width();
     at::Tensor dqkv = at::empty({B, T, W}, dy.options());
-    const float *dyp = detail::in(dy), *qp = detail::in(q), *kp = detail::in(k), *vp = detail::in(v), *pp = detail::in(p);
+    const float *dyp = detail::in(dy), *qp = detail::in(q), *kp = detail::in(k), *vp = detail::in(v),
+                *pp = detail::in(p);
     const float *cp = rotary ? detail::in(cos) : nullptr, *sp = rotary ? detail::in(sin) : nullptr;
     float* out = detail::out(dqkv);
     const float scale = 1.0f / std::sqrt(float(hd));
     auto unplace = [&](const float* dz, float* dst, std::int64_t t) {
-        if (rotary) detail::rotate(dz, dst, cp + t * hd, sp + t * hd, hd, true);
-        else std::copy(dz, dz + hd, dst);
+        if (rotary)
+            detail::rotate(dz, dst, cp + t * hd, sp + t * hd, hd, true);
+        else
+            std::copy(dz, dz + hd, dst);
     };
     // One kv head (and the query heads it serves) per task: each writes its own columns.
     detail::each_row(B * KV, g * T * T * hd, [&](std::int64_t bj) {
@@ -272,7 +285,8 @@ struct MetricWeights {
     bool absolute = true;
 };
 
-inline std::pair<at::Tensor, at::Tensor> metric(const at::Tensor& out_, const at::Tensor& target_, const MetricWeights& m) {
+inline std::pair<at::Tensor, at::Tensor> metric(const at::Tensor& out_, const at::Tensor& target_,
+                                                const MetricWeights& m) {
     const at::Tensor o = out_.contiguous(), t = target_.contiguous();
     const std::int64_t B = o.size(0), N = o.numel() / std::max<std::int64_t>(B, 1);
     at::Tensor value = at::empty({B}, o.options()), grad = at::empty(o.sizes(), o.options());
@@ -304,8 +318,8 @@ inline std::pair<at::Tensor, at::Tensor> metric(const at::Tensor& out_, const at
 
 // One Adam step in place, as torch.optim.Adam computes it: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
 // x ← x − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε). All four tensors contiguous and of one size.
-inline void adam_step(at::Tensor& x, const at::Tensor& g_, at::Tensor& m, at::Tensor& v, double beta1, double beta2, double eps,
-                      double lr, int t) {
+inline void adam_step(at::Tensor& x, const at::Tensor& g_, at::Tensor& m, at::Tensor& v, double beta1, double beta2,
+                      double eps, double lr, int t) {
     const at::Tensor g = g_.contiguous();
     // 1 − β in double before rounding: float(1 − 0.999) is exact to 1e-8, 1 − float(0.999) only to 1e-5.
     const float b1 = float(beta1), b2 = float(beta2), c1 = float(1 - beta1), c2 = float(1 - beta2), e = float(eps);

@@ -40,10 +40,12 @@ namespace inputrep {
 // A parallel block (GPT-J) has no resid_mid; the masked mixer's token mixing stands where
 // attention stands (attn_out) and its patch_ff where the MLP stands (mlp_out).
 enum class Hook { resid_pre, attn_out, resid_mid, mlp_out, resid_post };
-inline constexpr std::array<std::string_view, 5> hook_names{"hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out",
-                                                            "hook_resid_post"};
+inline constexpr std::array<std::string_view, 5> hook_names{"hook_resid_pre", "hook_attn_out", "hook_resid_mid",
+                                                            "hook_mlp_out", "hook_resid_post"};
 
-inline std::string hook_name(int block, Hook hook) { return "blocks." + std::to_string(block) + "." + std::string(hook_names[int(hook)]); }
+inline std::string hook_name(int block, Hook hook) {
+    return "blocks." + std::to_string(block) + "." + std::string(hook_names[int(hook)]);
+}
 
 // A hook point inside a block: blocks.3.hook_resid_mid is {3, Hook::resid_mid}.
 struct HookPoint {
@@ -52,7 +54,9 @@ struct HookPoint {
     constexpr bool operator==(const HookPoint&) const = default;
     std::string name() const { return hook_name(block, hook); }
     // Where a slice ending here stops: resid_pre of block N is resid_post of block N-1.
-    constexpr HookPoint slice_end() const { return hook == Hook::resid_pre ? HookPoint{block - 1, Hook::resid_post} : *this; }
+    constexpr HookPoint slice_end() const {
+        return hook == Hook::resid_pre ? HookPoint{block - 1, Hook::resid_post} : *this;
+    }
 };
 
 // Shared by UpTo<"..."> at compile time and parse_hook at run time: the point, or why the name is not one.
@@ -63,7 +67,9 @@ struct HookParse {
 constexpr HookParse parse_hook_point(std::string_view s) {
     constexpr std::string_view prefix = "blocks.";
     if (!s.starts_with(prefix))
-        return {{}, "a slice ends at a block's hook point: blocks.N.hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post"};
+        return {{},
+                "a slice ends at a block's hook point: blocks.N.hook_resid_pre, hook_attn_out, hook_resid_mid, "
+                "hook_mlp_out or hook_resid_post"};
     s.remove_prefix(prefix.size());
     int block = 0;
     std::size_t digits = 0;
@@ -71,15 +77,19 @@ constexpr HookParse parse_hook_point(std::string_view s) {
         block = block * 10 + (s[digits] - '0');
         if (block > 1'000'000) return {{}, "the block number is too large"};
     }
-    if (digits == 0 || digits == s.size() || s[digits] != '.') return {{}, "expected blocks.N.hook_... with a block number N"};
+    if (digits == 0 || digits == s.size() || s[digits] != '.')
+        return {{}, "expected blocks.N.hook_... with a block number N"};
     s.remove_prefix(digits + 1);
     for (std::size_t h = 0; h < hook_names.size(); ++h)
         if (s == hook_names[h]) {
             const HookPoint p{block, Hook(h)};
-            if (p.hook == Hook::resid_pre && block == 0) return {p, "blocks.0.hook_resid_pre is the embedding itself: the slice would hold no block"};
+            if (p.hook == Hook::resid_pre && block == 0)
+                return {p, "blocks.0.hook_resid_pre is the embedding itself: the slice would hold no block"};
             return {p, nullptr};
         }
-    return {{}, "unknown hook point (expected hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post)"};
+    return {
+        {},
+        "unknown hook point (expected hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post)"};
 }
 
 // The run-time parse (the CLI's --hook NAME).
@@ -98,7 +108,7 @@ struct PrefixCache {
     std::int64_t length = 0;  // P: the positions held
     bool append = false;      // this call's positions join the prefix (one row per prefix)
     at::Tensor owners;        // [N] long: the prefix each of this call's rows follows; undefined: one prefix, broadcast
-    at::Tensor runs;          // [R]: where the rows come in R equal runs, each run's prefix (a search's candidates per prompt)
+    at::Tensor runs;  // [R]: where the rows come in R equal runs, each run's prefix (a search's candidates per prompt)
 
     // The held tensor t [B, ...] as this call's rows see it: a prefix per row where owners says,
     // else as is (one prefix broadcasts over the batch without a copy).
@@ -111,14 +121,17 @@ struct PrefixCache {
         auto op = [&](const at::Tensor& x) { return transposed ? x.transpose(-2, -1) : x; };
         if (!runs.defined()) return at::matmul(a, op(of_rows(t)));
         const auto R = runs.size(0), KV = a.size(1), g = a.size(2), n = a.size(3);
-        const auto rows = a.view({R, -1, KV, g, n, a.size(4)}).permute({0, 2, 1, 3, 4, 5}).reshape({R, KV, -1, a.size(4)});
+        const auto rows =
+            a.view({R, -1, KV, g, n, a.size(4)}).permute({0, 2, 1, 3, 4, 5}).reshape({R, KV, -1, a.size(4)});
         const auto y = at::matmul(rows, op(t.index_select(0, runs).squeeze(2)));  // [R, KV, run·g·n, ·]
-        return y.view({R, KV, -1, g, n, y.size(-1)}).permute({0, 2, 1, 3, 4, 5}).reshape({a.size(0), KV, g, n, y.size(-1)});
+        return y.view({R, KV, -1, g, n, y.size(-1)})
+            .permute({0, 2, 1, 3, 4, 5})
+            .reshape({a.size(0), KV, g, n, y.size(-1)});
     }
     // t with this call's positions fresh [B, ..., n, ...] appended along dim.
     at::Tensor joined(const at::Tensor& t, const at::Tensor& fresh, std::int64_t dim) const {
-        require(!owners.defined() && (!t.defined() || t.size(0) == fresh.size(0)), "appending to ", t.defined() ? t.size(0) : 0,
-                " prefixes needs one row per prefix, not ", fresh.size(0));
+        require(!owners.defined() && (!t.defined() || t.size(0) == fresh.size(0)), "appending to ",
+                t.defined() ? t.size(0) : 0, " prefixes needs one row per prefix, not ", fresh.size(0));
         return t.defined() ? at::cat({t, fresh}, dim) : fresh.contiguous();
     }
 };
@@ -151,9 +164,12 @@ struct Init {
     static Init bounded(double bound) { return {uniform, bound}; }
     at::Tensor draw(at::IntArrayRef shape, std::uint64_t seed, std::string_view name, const Placement& p) const {
         switch (kind) {
-            case normal: return init::normal(shape, scale, seed, name, p);
-            case uniform: return init::uniform(shape, scale, seed, name, p);
-            default: return init::constant(shape, kind == ones ? 1.0 : 0.0, p);
+            case normal:
+                return init::normal(shape, scale, seed, name, p);
+            case uniform:
+                return init::uniform(shape, scale, seed, name, p);
+            default:
+                return init::constant(shape, kind == ones ? 1.0 : 0.0, p);
         }
     }
 };
@@ -168,7 +184,8 @@ concept TensorSource = requires(const S& s, const std::string& name, const Place
 // Token ids must index the embedding: one check, one message, for every path into a model.
 inline void check_token_ids(const at::Tensor& ids, std::int64_t vocab) {
     const auto bad = ids.lt(0).logical_or(ids.ge(vocab));
-    if (bad.any().item<bool>()) fail("token id ", ids.masked_select(bad)[0].item<std::int64_t>(), " is outside the vocabulary of ", vocab);
+    if (bad.any().item<bool>())
+        fail("token id ", ids.masked_select(bad)[0].item<std::int64_t>(), " is outside the vocabulary of ", vocab);
 }
 
 // ---- Config checks ----------------------------------------------------------------------------
@@ -202,11 +219,13 @@ inline std::optional<std::uint64_t> available_memory_bytes() {
 
 // Refuses a model whose tensors would not fit in the memory available, before anything is allocated.
 // `bytes` from Family::estimated_bytes; `override_check` lets a user try anyway (e.g. swap).
-inline void check_memory(std::uint64_t bytes, bool override_check, std::optional<std::uint64_t> available = available_memory_bytes()) {
+inline void check_memory(std::uint64_t bytes, bool override_check,
+                         std::optional<std::uint64_t> available = available_memory_bytes()) {
     if (override_check || !available) return;
     auto gb = [](std::uint64_t b) { return std::round(double(b) / 1e8) / 10; };
     require(bytes <= *available, "the model needs about ", gb(bytes), " GB of memory but ", gb(*available),
-            " GB are available (MemAvailable in /proc/meminfo); use a smaller slice or dtype, or override the memory check to try anyway");
+            " GB are available (MemAvailable in /proc/meminfo); use a smaller slice or dtype, or override the memory "
+            "check to try anyway");
 }
 
 // ---- Attention --------------------------------------------------------------------------------
@@ -246,11 +265,13 @@ struct Rotary {
 // multi-head attention. The softmax is taken in at least f32 whatever the compute dtype. The fused loop of
 // kernels/cpu.hpp serves f32 on the CPU outside a graph where it applies (no GPT-J rotation).
 // With a prefix, qkv holds positions P.. and the keys and values of 0..P−1 come from it.
-inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, PrefixCache& prefix);
-inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, AttentionTape& t,
-                            PrefixCache* prefix = nullptr) {
+inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
+                                  PrefixCache& prefix);
+inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
+                            AttentionTape& t, PrefixCache* prefix = nullptr) {
     if (prefix) return attention_after(qkv, s, rotary, mask, *prefix);
-    if (rotary.style != Rotary::pairs && cpu::attention_applies(qkv, s)) return cpu::attention(qkv, rotary.cos, rotary.sin, mask, s, t);
+    if (rotary.style != Rotary::pairs && cpu::attention_applies(qkv, s))
+        return cpu::attention(qkv, rotary.cos, rotary.sin, mask, s, t);
     const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
     auto heads = [&](std::int64_t offset, std::int64_t group) {
         return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
@@ -265,12 +286,14 @@ inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary&
 // Positions P..P+n−1 against the prefix's keys and values (one prefix broadcast over the batch of
 // candidates without copies, or each row's own) and their own: scores = [q·K_prefixᵀ, q·kᵀ] + mask
 // rows P.., one softmax, y = P_prefix·V_prefix + P_own·v.
-inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask, PrefixCache& prefix) {
+inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
+                                  PrefixCache& prefix) {
     const auto B = s.batch, n = s.tokens, KV = s.kv_heads, hd = s.head_size, P = prefix.length;
     auto heads = [&](std::int64_t offset, std::int64_t group) {
         return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, n, KV, group, hd}).permute({0, 2, 3, 1, 4});
     };
-    const auto q = rotary(heads(0, s.group()), false, P), k = rotary(heads(s.heads, 1), false, P), v = heads(s.heads + KV, 1);
+    const auto q = rotary(heads(0, s.group()), false, P), k = rotary(heads(s.heads, 1), false, P),
+               v = heads(s.heads + KV, 1);
     const double scale = 1.0 / std::sqrt(double(hd));
     auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
     if (P > 0) scores = at::cat({prefix.times(q, prefix.k, true).mul_(scale), scores}, -1);
@@ -284,8 +307,10 @@ inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const R
 
 // ∂(Σ dy·attention)/∂(q|k|v), packed like attention's input: softmax's backward, then the
 // rotations turned back.
-inline at::Tensor attention_input_grad(const at::Tensor& dy, const Heads& s, const Rotary& rotary, const AttentionTape& t) {
-    if (rotary.style != Rotary::pairs && cpu::attention_applies(dy, s)) return cpu::attention_input_grad(dy, rotary.cos, rotary.sin, s, t);
+inline at::Tensor attention_input_grad(const at::Tensor& dy, const Heads& s, const Rotary& rotary,
+                                       const AttentionTape& t) {
+    if (rotary.style != Rotary::pairs && cpu::attention_applies(dy, s))
+        return cpu::attention_input_grad(dy, rotary.cos, rotary.sin, s, t);
     const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
     auto merge = [&](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).reshape({B, T, -1}); };
     auto dyh = dy.view({B, T, KV, s.group(), hd}).permute({0, 2, 3, 1, 4});
@@ -353,7 +378,8 @@ public:
     // Block i at the positions after those `prefix` holds (x [N, n, d], the context built for all
     // P + n positions), up to `stop`; with prefix.append the n positions join it.
     template <class Context>
-    at::Tensor block_step(int i, const at::Tensor& x, const Context& ctx, PrefixCache& prefix, Hook stop = Hook::resid_post) const {
+    at::Tensor block_step(int i, const at::Tensor& x, const Context& ctx, PrefixCache& prefix,
+                          Hook stop = Hook::resid_post) const {
         const BlockHooks hooks{.block = i, .stop = stop, .prefix = &prefix};
         auto y = self().forward_block(i, x, ctx, hooks);
         require(hooks.reached || stop == Hook::resid_post, Derived::family, " has no ", hook_name(i, stop),
@@ -390,9 +416,10 @@ public:
     // Every materialised tensor under its Hugging Face name, in model order (what a save writes).
     std::vector<std::pair<std::string, at::Tensor>> named_tensors() const {
         std::vector<std::pair<std::string, at::Tensor>> out;
-        Derived::each_tensor(self(), everything(), [&](const std::string& name, const at::Tensor& t, const Shape&, const Init&) {
-            if (t.defined()) out.emplace_back(name, t);
-        });
+        Derived::each_tensor(self(), everything(),
+                             [&](const std::string& name, const at::Tensor& t, const Shape&, const Init&) {
+                                 if (t.defined()) out.emplace_back(name, t);
+                             });
         return out;
     }
 
@@ -403,7 +430,8 @@ public:
         std::vector<at::Tensor> out;
         for (auto& [_, t] : named_tensors()) {
             const at::Tensor p = t.is_view() ? at::Tensor(t._base()) : t;
-            if (std::none_of(out.begin(), out.end(), [&](const at::Tensor& o) { return o.is_same(p); })) out.push_back(p);
+            if (std::none_of(out.begin(), out.end(), [&](const at::Tensor& o) { return o.is_same(p); }))
+                out.push_back(p);
         }
         return out;
     }
@@ -411,9 +439,10 @@ public:
     // Hugging Face's initialisation as each family's tensor list states it, seeded per tensor name.
     static Derived untrained(const Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
         Derived m(config, placement, needs);
-        Derived::each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape, const Init& init) {
-            slot = init.draw(shape, seed, name, placement);
-        });
+        Derived::each_tensor(m, needs,
+                             [&](const std::string& name, at::Tensor& slot, const Shape& shape, const Init& init) {
+                                 slot = init.draw(shape, seed, name, placement);
+                             });
         m.finish();
         return m;
     }
@@ -453,9 +482,10 @@ public:
 protected:
     Family(const Config& config, const Placement& placement, const Needs& needs)
         : config_(config), placement_(placement.resolved()), needs_(needs), blocks_(config.layers()) {
-        require(needs.blocks.begin >= 0 && needs.blocks.begin <= needs.blocks.end && needs.blocks.end <= config.layers(),
-                Derived::family, ": blocks [", needs.blocks.begin, ", ", needs.blocks.end, ") are outside the model's ", config.layers(),
-                " blocks");
+        require(
+            needs.blocks.begin >= 0 && needs.blocks.begin <= needs.blocks.end && needs.blocks.end <= config.layers(),
+            Derived::family, ": blocks [", needs.blocks.begin, ", ", needs.blocks.end, ") are outside the model's ",
+            config.layers(), " blocks");
         for (int i = needs.blocks.begin; i < needs.blocks.end; ++i) blocks_[i].emplace();
     }
 
@@ -471,12 +501,15 @@ protected:
     }
 
     const at::Tensor& need(const at::Tensor& t, std::string_view what) const {
-        if (!t.defined()) fail(Derived::family, ": ", what, " was not loaded (load the model with the Needs that include it)");
+        if (!t.defined())
+            fail(Derived::family, ": ", what, " was not loaded (load the model with the Needs that include it)");
         return t;
     }
     const Block& layer(int i) const {
-        require(i >= 0 && i < depth(), Derived::family, ": block ", i, " does not exist (the model has ", depth(), " blocks)");
-        require(blocks_[i].has_value(), Derived::family, ": block ", i, " was not loaded (load the model for a slice that includes it)");
+        require(i >= 0 && i < depth(), Derived::family, ": block ", i, " does not exist (the model has ", depth(),
+                " blocks)");
+        require(blocks_[i].has_value(), Derived::family, ": block ", i,
+                " was not loaded (load the model for a slice that includes it)");
         return *blocks_[i];
     }
     // A block's input must be [batch, tokens, d] with as many tokens as its context was built for
@@ -485,8 +518,8 @@ protected:
     void check_input(const at::Tensor& x, const Context& ctx, const BlockHooks& hook) const {
         const auto d = self().d_model();
         require(x.dim() == 3 && x.size(2) == d, Derived::family, ": block input must be [batch, tokens, ", d, "]");
-        require(x.size(1) + hook.offset() == ctx.length, Derived::family, ": ", x.size(1), " tokens", hook.prefix ? " after the prefix" : "",
-                " but the context was built for ", ctx.length);
+        require(x.size(1) + hook.offset() == ctx.length, Derived::family, ": ", x.size(1), " tokens",
+                hook.prefix ? " after the prefix" : "", " but the context was built for ", ctx.length);
     }
     void check_ids(const at::Tensor& ids) const {
         const auto T = ids.size(-1), n = self().context_length();
@@ -503,9 +536,14 @@ protected:
 private:
     const Derived& self() const { return static_cast<const Derived&>(*this); }
 
-    static constexpr bool has_final_norm() { return requires(const Derived& d, const at::Tensor& x) { d.final_norm(x); }; }
+    static constexpr bool has_final_norm() {
+        return requires(const Derived& d, const at::Tensor& x) { d.final_norm(x); };
+    }
     at::Tensor normalized(const at::Tensor& x) const {
-        if constexpr (has_final_norm()) return self().final_norm(x); else return x;
+        if constexpr (has_final_norm())
+            return self().final_norm(x);
+        else
+            return x;
     }
 };
 

@@ -11,12 +11,13 @@
 namespace inputrep {
 
 template <class M>
-    requires LanguageModel<family_of_t<M>>
-std::vector<std::int64_t> generate(const M& model, std::vector<std::int64_t> ids, int steps) {
+requires LanguageModel<family_of_t<M>> std::vector<std::int64_t> generate(const M& model, std::vector<std::int64_t> ids,
+                                                                          int steps) {
     require(!ids.empty(), "generate: the prompt is empty (start from the BOS token)");
     require(steps >= 0, "generate: steps must not be negative (got ", steps, ")");
-    require(static_cast<std::int64_t>(ids.size()) + steps <= model.context_length(), "generate: ", ids.size(), " prompt tokens and ", steps,
-            " new ones exceed the model's context of ", model.context_length(), " positions");
+    require(static_cast<std::int64_t>(ids.size()) + steps <= model.context_length(), "generate: ", ids.size(),
+            " prompt tokens and ", steps, " new ones exceed the model's context of ", model.context_length(),
+            " positions");
     at::NoGradGuard no_grad;
     Incremental<M> state(model, BlockSlice{{0, model.depth()}});
     auto y = state.append(ids);

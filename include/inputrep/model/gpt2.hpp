@@ -38,34 +38,44 @@ struct GPT2Config {
     static GPT2Config from_json(const Json& j) {
         GPT2Config c;
         c.vocab_size = config_value<std::int64_t>(j, "vocab_size", c.vocab_size);
-        c.n_positions = config_value<std::int64_t>(j, "n_positions", config_value<std::int64_t>(j, "n_ctx", c.n_positions));
+        c.n_positions =
+            config_value<std::int64_t>(j, "n_positions", config_value<std::int64_t>(j, "n_ctx", c.n_positions));
         c.n_embd = config_value<std::int64_t>(j, "n_embd", c.n_embd);
         c.n_layer = config_value<std::int64_t>(j, "n_layer", c.n_layer);
         c.n_head = config_value<std::int64_t>(j, "n_head", c.n_head);
         c.n_inner = optional_size(j, "gpt2", "n_inner");
         c.layer_norm_epsilon = config_value<double>(j, "layer_norm_epsilon", c.layer_norm_epsilon);
         auto act = config_value<std::string>(j, "activation_function", "gelu_new");
-        require(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu", "gpt2: unsupported activation_function \"", act, "\"");
+        require(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu",
+                "gpt2: unsupported activation_function \"", act, "\"");
         c.gelu_tanh = act != "gelu";
         c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", true);
         c.legacy_positions = config_value<bool>(j, "legacy_positions", false);
-        for (auto [key, value] : {std::pair{"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_layer", c.n_layer}, {"vocab_size", c.vocab_size},
+        for (auto [key, value] : {std::pair{"n_embd", c.n_embd},
+                                  {"n_head", c.n_head},
+                                  {"n_layer", c.n_layer},
+                                  {"vocab_size", c.vocab_size},
                                   {"n_positions", c.n_positions}})
             require_positive("gpt2", key, double(value));
         require_positive("gpt2", "layer_norm_epsilon", c.layer_norm_epsilon);
-        require(c.n_embd % c.n_head == 0, "gpt2: n_embd (", c.n_embd, ") must be a multiple of n_head (", c.n_head, ")");
+        require(c.n_embd % c.n_head == 0, "gpt2: n_embd (", c.n_embd, ") must be a multiple of n_head (", c.n_head,
+                ")");
         return c;
     }
 
     Json to_json() const {
-        Json j{{"model_type", "gpt2"},           {"architectures", {"GPT2LMHeadModel"}},
-                {"vocab_size", vocab_size},       {"n_positions", n_positions},
-                {"n_ctx", n_positions},           {"n_embd", n_embd},
-                {"n_layer", n_layer},             {"n_head", n_head},
-                {"n_inner", n_inner > 0 ? Json(n_inner) : Json(nullptr)},
-                {"layer_norm_epsilon", layer_norm_epsilon},
-                {"activation_function", gelu_tanh ? "gelu_new" : "gelu"},
-                {"tie_word_embeddings", tie_word_embeddings}};
+        Json j{{"model_type", "gpt2"},
+               {"architectures", {"GPT2LMHeadModel"}},
+               {"vocab_size", vocab_size},
+               {"n_positions", n_positions},
+               {"n_ctx", n_positions},
+               {"n_embd", n_embd},
+               {"n_layer", n_layer},
+               {"n_head", n_head},
+               {"n_inner", n_inner > 0 ? Json(n_inner) : Json(nullptr)},
+               {"layer_norm_epsilon", layer_norm_epsilon},
+               {"activation_function", gelu_tanh ? "gelu_new" : "gelu"},
+               {"tie_word_embeddings", tie_word_embeddings}};
         if (legacy_positions) j["legacy_positions"] = true;
         return j;
     }
@@ -89,7 +99,9 @@ public:
 
     // Adam from the embeddings' own scale recovers prompts exactly where the seed's plain descent
     // from N(0, 1) does not (measured: docs/defaults.md).
-    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.01, 1e-4}}; }
+    static InversionDefaults defaults() {
+        return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.01, 1e-4}};
+    }
 
     std::int64_t context_length() const { return config_.n_positions; }
     std::int64_t d_model() const { return config_.n_embd; }
@@ -102,15 +114,19 @@ public:
     // wpe[0..length), or wpe[0] at every position with legacy_positions (the author's scripts).
     at::Tensor position_offset(std::int64_t length) const {
         const auto& wpe = need(wpe_, "the position embedding wpe");
-        return config_.legacy_positions ? wpe.narrow(0, 0, 1).expand({length, config_.n_embd}) : wpe.narrow(0, 0, length);
+        return config_.legacy_positions ? wpe.narrow(0, 0, 1).expand({length, config_.n_embd})
+                                        : wpe.narrow(0, 0, length);
     }
     // The author's convention on a model already built (a loaded checkpoint has no such key).
     void set_legacy_positions(bool on) { config_.legacy_positions = on; }
 
     at::Tensor final_norm(const at::Tensor& x) const {
-        return at::layer_norm(x, {config_.n_embd}, need(ln_f_w_, "the final norm ln_f"), ln_f_b_, config_.layer_norm_epsilon);
+        return at::layer_norm(x, {config_.n_embd}, need(ln_f_w_, "the final norm ln_f"), ln_f_b_,
+                              config_.layer_norm_epsilon);
     }
-    at::Tensor head(const at::Tensor& h) const { return at::matmul(h, (lm_head_.defined() ? lm_head_ : token_embedding()).t()); }
+    at::Tensor head(const at::Tensor& h) const {
+        return at::matmul(h, (lm_head_.defined() ? lm_head_ : token_embedding()).t());
+    }
 
     // Hub GPT-2 names (no "transformer." prefix; load() accepts either) and Hugging Face's
     // initialisation: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2·n_layer)), biases 0,
@@ -119,17 +135,22 @@ public:
     static void each_tensor(Self& m, const Needs& needs, Visit&& visit) {
         const Config& c = m.config_;
         const auto d = c.n_embd, f = c.inner();
-        const auto w = Init::gaussian(0.02), residual = Init::gaussian(0.02 / std::sqrt(2.0 * c.n_layer)), ones = Init{Init::ones}, zeros = Init{};
+        const auto w = Init::gaussian(0.02), residual = Init::gaussian(0.02 / std::sqrt(2.0 * c.n_layer)),
+                   ones = Init{Init::ones}, zeros = Init{};
         if (needs.embedding || needs.head) visit("wte.weight", m.embedding_, Shape{c.vocab_size, d}, w);
         if (needs.embedding) visit("wpe.weight", m.wpe_, Shape{c.n_positions, d}, w);
         each_block(m, needs, [&](int i, auto& b) {
             const auto n = "h." + std::to_string(i) + ".";
             visit(n + "ln_1.weight", b.ln_1_w, Shape{d}, ones), visit(n + "ln_1.bias", b.ln_1_b, Shape{d}, zeros);
-            visit(n + "attn.c_attn.weight", b.c_attn_w, Shape{d, 3 * d}, w), visit(n + "attn.c_attn.bias", b.c_attn_b, Shape{3 * d}, zeros);
-            visit(n + "attn.c_proj.weight", b.attn_proj_w, Shape{d, d}, residual), visit(n + "attn.c_proj.bias", b.attn_proj_b, Shape{d}, zeros);
+            visit(n + "attn.c_attn.weight", b.c_attn_w, Shape{d, 3 * d}, w),
+                visit(n + "attn.c_attn.bias", b.c_attn_b, Shape{3 * d}, zeros);
+            visit(n + "attn.c_proj.weight", b.attn_proj_w, Shape{d, d}, residual),
+                visit(n + "attn.c_proj.bias", b.attn_proj_b, Shape{d}, zeros);
             visit(n + "ln_2.weight", b.ln_2_w, Shape{d}, ones), visit(n + "ln_2.bias", b.ln_2_b, Shape{d}, zeros);
-            visit(n + "mlp.c_fc.weight", b.c_fc_w, Shape{d, f}, w), visit(n + "mlp.c_fc.bias", b.c_fc_b, Shape{f}, zeros);
-            visit(n + "mlp.c_proj.weight", b.mlp_proj_w, Shape{f, d}, residual), visit(n + "mlp.c_proj.bias", b.mlp_proj_b, Shape{d}, zeros);
+            visit(n + "mlp.c_fc.weight", b.c_fc_w, Shape{d, f}, w),
+                visit(n + "mlp.c_fc.bias", b.c_fc_b, Shape{f}, zeros);
+            visit(n + "mlp.c_proj.weight", b.mlp_proj_w, Shape{f, d}, residual),
+                visit(n + "mlp.c_proj.bias", b.mlp_proj_b, Shape{d}, zeros);
         });
         if (needs.head) {
             visit("ln_f.weight", m.ln_f_w_, Shape{d}, ones), visit("ln_f.bias", m.ln_f_b_, Shape{d}, zeros);
@@ -148,7 +169,8 @@ public:
                 return ckpt.load(name == "lm_head.weight" ? name : prefix + name, p, shape);
             }
         };
-        return Base::load(config, Prefixed{ckpt, ckpt.has("transformer.wte.weight") ? "transformer." : ""}, placement, needs);
+        return Base::load(config, Prefixed{ckpt, ckpt.has("transformer.wte.weight") ? "transformer." : ""}, placement,
+                          needs);
     }
 
     // What the input gradient of one block needs from its forward pass.
@@ -159,7 +181,9 @@ public:
     };
 
     // The block, recording its tape; the same code path as block().
-    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const { return forward_block(i, x, ctx, BlockHooks{i}, &tape); }
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const {
+        return forward_block(i, x, ctx, BlockHooks{i}, &tape);
+    }
 
     // ∂(Σ dy·block(x))/∂x from the tape: the chain rule written out, input gradients only.
     at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context& ctx, const Tape& tape) const {
@@ -168,12 +192,14 @@ public:
         const auto D = config_.n_embd;
         // MLP: out = x_mid + gelu(u)·W_proj, u = LN_2(x_mid)·W_fc
         auto du = at::gelu_backward(conv1d_input_grad(dy, b.mlp_proj_w), tape.u, gelu());
-        auto dx_mid = dy + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(du, b.c_fc_w), tape.x_mid, {D}, tape.mean_2,
-                                                                     tape.rstd_2, b.ln_2_w, b.ln_2_b, {true, false, false}));
+        auto dx_mid = dy + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(du, b.c_fc_w), tape.x_mid, {D},
+                                                                      tape.mean_2, tape.rstd_2, b.ln_2_w, b.ln_2_b,
+                                                                      {true, false, false}));
         // attention: x_mid = x + merge(P·V)·W_proj, P = softmax(Q·Kᵀ/√hd + mask)
         auto dqkv = attention_input_grad(conv1d_input_grad(dx_mid, b.attn_proj_w), heads_of(dy), {}, tape.attention);
-        return dx_mid + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(dqkv, b.c_attn_w), tape.x, {D}, tape.mean_1,
-                                                                  tape.rstd_1, b.ln_1_w, b.ln_1_b, {true, false, false}));
+        return dx_mid +
+               std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(dqkv, b.c_attn_w), tape.x, {D}, tape.mean_1,
+                                                          tape.rstd_1, b.ln_1_w, b.ln_1_b, {true, false, false}));
     }
 
 private:
@@ -181,7 +207,8 @@ private:
 
     // The block as the context's variant asks (the seed's ablations drop the norms, the residual
     // around attention, or the MLP), recording what the input gradient needs.
-    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook, Tape* tape = nullptr) const {
+    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook,
+                             Tape* tape = nullptr) const {
         const Block& b = layer(i);
         check_input(x, ctx, hook);
         Tape unused;
@@ -189,14 +216,20 @@ private:
         const auto D = config_.n_embd;
         const BlockVariant& v = ctx.variant;
         at::Tensor h = x;
-        if (v.norms) std::tie(h, t.mean_1, t.rstd_1) = at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
+        if (v.norms)
+            std::tie(h, t.mean_1, t.rstd_1) =
+                at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
         t.x = x;
-        auto attn_out = conv1d(attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook.prefix), b.attn_proj_w, b.attn_proj_b);
+        auto attn_out =
+            conv1d(attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook.prefix),
+                   b.attn_proj_w, b.attn_proj_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.x_mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.x_mid) || !v.mlp) return t.x_mid;
         h = t.x_mid;
-        if (v.norms) std::tie(h, t.mean_2, t.rstd_2) = at::native_layer_norm(t.x_mid, {D}, b.ln_2_w, b.ln_2_b, config_.layer_norm_epsilon);
+        if (v.norms)
+            std::tie(h, t.mean_2, t.rstd_2) =
+                at::native_layer_norm(t.x_mid, {D}, b.ln_2_w, b.ln_2_b, config_.layer_norm_epsilon);
         t.u = conv1d(h, b.c_fc_w, b.c_fc_b);
         auto mlp_out = conv1d(at::gelu(t.u, gelu()), b.mlp_proj_w, b.mlp_proj_b);
         if (hook(Hook::mlp_out, mlp_out)) return mlp_out;

@@ -53,24 +53,33 @@ struct GPTJConfig {
         c.layer_norm_epsilon = config_value<double>(j, "layer_norm_epsilon", c.layer_norm_epsilon);
         c.initializer_range = config_value<double>(j, "initializer_range", c.initializer_range);
         auto act = config_value<std::string>(j, "activation_function", "gelu_new");
-        require(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu", "gptj: unsupported activation_function \"", act, "\"");
+        require(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu",
+                "gptj: unsupported activation_function \"", act, "\"");
         c.gelu_tanh = act != "gelu";
         c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", false);
-        for (auto [key, value] : {std::pair{"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_layer", c.n_layer}, {"vocab_size", c.vocab_size},
+        for (auto [key, value] : {std::pair{"n_embd", c.n_embd},
+                                  {"n_head", c.n_head},
+                                  {"n_layer", c.n_layer},
+                                  {"vocab_size", c.vocab_size},
                                   {"n_positions", c.n_positions}})
             require_positive("gptj", key, double(value));
         require_positive("gptj", "layer_norm_epsilon", c.layer_norm_epsilon);
-        require(c.n_embd % c.n_head == 0, "gptj: n_embd (", c.n_embd, ") must be a multiple of n_head (", c.n_head, ")");
+        require(c.n_embd % c.n_head == 0, "gptj: n_embd (", c.n_embd, ") must be a multiple of n_head (", c.n_head,
+                ")");
         require(c.rotary() % 2 == 0 && c.rotary() <= c.head_dim(), "gptj: rotary_dim (", c.rotary(),
                 ") must be even and at most the head dimension (", c.head_dim(), ")");
         return c;
     }
 
     Json to_json() const {
-        return {{"model_type", "gptj"},           {"architectures", {"GPTJForCausalLM"}},
-                {"vocab_size", vocab_size},       {"n_positions", n_positions},
-                {"n_embd", n_embd},               {"n_layer", n_layer},
-                {"n_head", n_head},               {"rotary_dim", rotary_dim > 0 ? Json(rotary_dim) : Json(nullptr)},
+        return {{"model_type", "gptj"},
+                {"architectures", {"GPTJForCausalLM"}},
+                {"vocab_size", vocab_size},
+                {"n_positions", n_positions},
+                {"n_embd", n_embd},
+                {"n_layer", n_layer},
+                {"n_head", n_head},
+                {"rotary_dim", rotary_dim > 0 ? Json(rotary_dim) : Json(nullptr)},
                 {"n_inner", n_inner > 0 ? Json(n_inner) : Json(nullptr)},
                 {"layer_norm_epsilon", layer_norm_epsilon},
                 {"initializer_range", initializer_range},
@@ -96,7 +105,9 @@ public:
     // Measured on the default shape (untrained, 10-token prompts, through 1 and 4 blocks): GPT-2's
     // Adam defaults recover every token; plain descent needs 0.002 → 0.0002 to do the same (at
     // GPT-2's 0.01 → 0.0001 it recovers 20/30 and 5/30, at 0.03 and above almost none).
-    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.002, 0.0002}}; }
+    static InversionDefaults defaults() {
+        return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.002, 0.0002}};
+    }
 
     std::int64_t context_length() const { return config_.n_positions; }
     std::int64_t d_model() const { return config_.n_embd; }
@@ -108,13 +119,19 @@ public:
         auto f32 = at::TensorOptions().dtype(at::kFloat);
         auto inv_freq = at::pow(10000.0, at::arange(0, rd, 2, f32) / double(rd)).reciprocal();
         auto angles = at::outer(at::arange(length, f32), inv_freq).to(placement_.device);
-        return {length, {Rotary::pairs, angles.cos(), angles.sin()}, causal ? causal_mask(length, placement_) : at::Tensor(), variant};
+        return {length,
+                {Rotary::pairs, angles.cos(), angles.sin()},
+                causal ? causal_mask(length, placement_) : at::Tensor(),
+                variant};
     }
 
     at::Tensor final_norm(const at::Tensor& x) const {
-        return at::layer_norm(x, {config_.n_embd}, need(ln_f_w_, "the final norm ln_f"), ln_f_b_, config_.layer_norm_epsilon);
+        return at::layer_norm(x, {config_.n_embd}, need(ln_f_w_, "the final norm ln_f"), ln_f_b_,
+                              config_.layer_norm_epsilon);
     }
-    at::Tensor head(const at::Tensor& h) const { return at::linear(h, config_.tie_word_embeddings ? token_embedding() : lm_head_w_, lm_head_b_); }
+    at::Tensor head(const at::Tensor& h) const {
+        return at::linear(h, config_.tie_word_embeddings ? token_embedding() : lm_head_w_, lm_head_b_);
+    }
 
     // Hugging Face names and initialisation: every weight N(0, initializer_range), biases 0,
     // LayerNorm (1, 0). The attn.bias/masked_bias buffers some files carry are never read.
@@ -123,23 +140,31 @@ public:
         const Config& c = m.config_;
         const auto d = c.n_embd, f = c.inner(), V = c.vocab_size;
         const auto w = Init::gaussian(c.initializer_range), ones = Init{Init::ones}, zeros = Init{};
-        if (needs.embedding || (needs.head && c.tie_word_embeddings)) visit("transformer.wte.weight", m.embedding_, Shape{V, d}, w);
+        if (needs.embedding || (needs.head && c.tie_word_embeddings))
+            visit("transformer.wte.weight", m.embedding_, Shape{V, d}, w);
         each_block(m, needs, [&](int i, auto& b) {
             const auto n = "transformer.h." + std::to_string(i) + ".";
             visit(n + "ln_1.weight", b.ln_1_w, Shape{d}, ones), visit(n + "ln_1.bias", b.ln_1_b, Shape{d}, zeros);
-            visit(n + "attn.q_proj.weight", b.q_w, Shape{d, d}, w), visit(n + "attn.k_proj.weight", b.k_w, Shape{d, d}, w);
-            visit(n + "attn.v_proj.weight", b.v_w, Shape{d, d}, w), visit(n + "attn.out_proj.weight", b.out_w, Shape{d, d}, w);
-            visit(n + "mlp.fc_in.weight", b.fc_in_w, Shape{f, d}, w), visit(n + "mlp.fc_in.bias", b.fc_in_b, Shape{f}, zeros);
-            visit(n + "mlp.fc_out.weight", b.fc_out_w, Shape{d, f}, w), visit(n + "mlp.fc_out.bias", b.fc_out_b, Shape{d}, zeros);
+            visit(n + "attn.q_proj.weight", b.q_w, Shape{d, d}, w),
+                visit(n + "attn.k_proj.weight", b.k_w, Shape{d, d}, w);
+            visit(n + "attn.v_proj.weight", b.v_w, Shape{d, d}, w),
+                visit(n + "attn.out_proj.weight", b.out_w, Shape{d, d}, w);
+            visit(n + "mlp.fc_in.weight", b.fc_in_w, Shape{f, d}, w),
+                visit(n + "mlp.fc_in.bias", b.fc_in_b, Shape{f}, zeros);
+            visit(n + "mlp.fc_out.weight", b.fc_out_w, Shape{d, f}, w),
+                visit(n + "mlp.fc_out.bias", b.fc_out_b, Shape{d}, zeros);
         });
         if (needs.head) {
-            visit("transformer.ln_f.weight", m.ln_f_w_, Shape{d}, ones), visit("transformer.ln_f.bias", m.ln_f_b_, Shape{d}, zeros);
+            visit("transformer.ln_f.weight", m.ln_f_w_, Shape{d}, ones),
+                visit("transformer.ln_f.bias", m.ln_f_b_, Shape{d}, zeros);
             if (!c.tie_word_embeddings) visit("lm_head.weight", m.lm_head_w_, Shape{V, d}, w);
             visit("lm_head.bias", m.lm_head_b_, Shape{V}, zeros);
         }
     }
 
-    static std::int64_t stacked_per_block(const Config& c) { return 3 * c.n_embd * c.n_embd; }  // q|k|v, for the memory estimate
+    static std::int64_t stacked_per_block(const Config& c) {
+        return 3 * c.n_embd * c.n_embd;
+    }  // q|k|v, for the memory estimate
 
 private:
     using Base::Base;
@@ -164,10 +189,13 @@ private:
         const auto H = config_.n_head;
         auto h = v.norms ? at::layer_norm(x, {config_.n_embd}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon) : x;
         AttentionTape unused;
-        auto y = at::linear(attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()}, ctx.rotary, ctx.mask, unused, hook.prefix), b.out_w);
+        auto y = at::linear(attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()},
+                                      ctx.rotary, ctx.mask, unused, hook.prefix),
+                            b.out_w);
         if (hook(Hook::attn_out, y)) return y;
         if (v.mlp) {
-            auto m = at::linear(at::gelu(at::linear(h, b.fc_in_w, b.fc_in_b), config_.gelu_tanh ? "tanh" : "none"), b.fc_out_w, b.fc_out_b);
+            auto m = at::linear(at::gelu(at::linear(h, b.fc_in_w, b.fc_in_b), config_.gelu_tanh ? "tanh" : "none"),
+                                b.fc_out_w, b.fc_out_b);
             if (hook(Hook::mlp_out, m)) return m;
             y = y + m;
         }

@@ -31,10 +31,16 @@ struct Chain {
 };
 
 template <int B, int E>
-std::vector<Chain> chains_of(const Blocks<B, E>&) { return {{B, {E - 1, Hook::resid_post}}}; }
-inline std::vector<Chain> chains_of(const BlockSlice& s) { return {{s.blocks.begin, {s.blocks.end - 1, Hook::resid_post}}}; }
+std::vector<Chain> chains_of(const Blocks<B, E>&) {
+    return {{B, {E - 1, Hook::resid_post}}};
+}
+inline std::vector<Chain> chains_of(const BlockSlice& s) {
+    return {{s.blocks.begin, {s.blocks.end - 1, Hook::resid_post}}};
+}
 template <HookString Name, int B>
-std::vector<Chain> chains_of(const UpTo<Name, B>& s) { return {{B, s.end}}; }
+std::vector<Chain> chains_of(const UpTo<Name, B>& s) {
+    return {{B, s.end}};
+}
 template <class... Parts>
 std::vector<Chain> chains_of(const Concat<Parts...>& c) {
     std::vector<Chain> out;
@@ -59,11 +65,12 @@ class Incremental {
 public:
     template <Slice S>
     Incremental(const M& model, const S& slice) : model_(&model), chains_(chains_of(slice)), variant_(slice.variant()) {
-        static_assert(is_causal_slice<S>, "Incremental: a Bidirectional<...> slice sees later tokens, so it cannot run left to right");
+        static_assert(is_causal_slice<S>,
+                      "Incremental: a Bidirectional<...> slice sees later tokens, so it cannot run left to right");
         require(slice.causal(), "the incremental forward needs a causal slice (a bidirectional one sees later tokens)");
         for (auto& c : chains_) {
-            require(c.begin >= 0 && c.begin <= c.end.block && c.end.block < model.depth(), "the slice's blocks [", c.begin, ", ",
-                    c.end.block + 1, ") are outside the model's ", model.depth(), " blocks");
+            require(c.begin >= 0 && c.begin <= c.end.block && c.end.block < model.depth(), "the slice's blocks [",
+                    c.begin, ", ", c.end.block + 1, ") are outside the model's ", model.depth(), " blocks");
             caches_.emplace_back(c.end.block + 1 - c.begin);
         }
     }
@@ -75,7 +82,8 @@ public:
     // prefixes held); the tokens join the prefixes.
     at::Tensor append(const at::Tensor& ids) {
         require(ids.dim() == 2 && ids.size(1) > 0, "append: ids must be [prefixes, tokens], not ", ids.sizes());
-        require(length_ == 0 || ids.size(0) == prefixes_, "append: ", ids.size(0), " rows of ids for ", prefixes_, " prefixes");
+        require(length_ == 0 || ids.size(0) == prefixes_, "append: ", ids.size(0), " rows of ids for ", prefixes_,
+                " prefixes");
         auto y = step(embed(ids), true, {});
         prefixes_ = ids.size(0), length_ += ids.size(1);
         for (auto& chain : caches_)
@@ -86,19 +94,23 @@ public:
         require(!ids.empty(), "append: no tokens");
         return append(at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1}));
     }
-    at::Tensor append(std::initializer_list<std::int64_t> ids) { return append(std::span<const std::int64_t>(ids.begin(), ids.size())); }
+    at::Tensor append(std::initializer_list<std::int64_t> ids) {
+        return append(std::span<const std::int64_t>(ids.begin(), ids.size()));
+    }
 
     // For each of N candidate tokens [N] at the next position, the slice's output there [N, 1, d_out];
     // the prefixes are unchanged. With several prefixes, owners [N] names each candidate's.
     at::Tensor extend(const at::Tensor& candidates, const at::Tensor& owners = {}) {
-        require(candidates.dim() == 1 && candidates.numel() > 0, "extend: candidates must be a non-empty list of token ids [N]");
+        require(candidates.dim() == 1 && candidates.numel() > 0,
+                "extend: candidates must be a non-empty list of token ids [N]");
         return step(embed(candidates.view({-1, 1})), false, owners);
     }
 
     // The same for continuous token embeddings e [N, n, d] at the next n positions (the position
     // embedding is added here, as for ids), differentiable in e: [N, n, d_out].
     at::Tensor extend_embedded(const at::Tensor& e, const at::Tensor& owners = {}) {
-        require(e.dim() == 3 && e.size(0) > 0 && e.size(1) > 0, "extend_embedded: e must be [N, n, d], not ", e.sizes());
+        require(e.dim() == 3 && e.size(0) > 0 && e.size(1) > 0, "extend_embedded: e must be [N, n, d], not ",
+                e.sizes());
         return step(e, false, owners);
     }
 
@@ -133,13 +145,17 @@ private:
 
     at::Tensor step(at::Tensor x, bool append, const at::Tensor& owners) {
         const M& m = *model_;
-        require(owners.defined() ? owners.dim() == 1 && owners.size(0) == x.size(0) : append || length_ == 0 || prefixes_ == 1,
+        require(owners.defined() ? owners.dim() == 1 && owners.size(0) == x.size(0)
+                                 : append || length_ == 0 || prefixes_ == 1,
                 "extend: with ", prefixes_, " prefixes each candidate needs its owner (owners [N])");
         // One prefix broadcasts without the copy a gather would make.
-        const at::Tensor own = owners.defined() && length_ > 0 && prefixes_ > 1 ? owners.to(m.placement().device, at::kLong) : at::Tensor();
+        const at::Tensor own = owners.defined() && length_ > 0 && prefixes_ > 1
+                                   ? owners.to(m.placement().device, at::kLong)
+                                   : at::Tensor();
         const at::Tensor runs = own.defined() ? equal_runs(owners) : at::Tensor();
         const auto n = x.size(1), P = length_, L = P + n;
-        require(L <= m.context_length(), P, " prefix tokens and ", n, " new ones exceed the model's context of ", m.context_length(), " positions");
+        require(L <= m.context_length(), P, " prefix tokens and ", n, " new ones exceed the model's context of ",
+                m.context_length(), " positions");
         if (auto offset = m.position_offset(L); offset.defined()) x = x + offset.narrow(0, P, n);
         const auto ctx = m.context(L, true, variant_);
         std::vector<at::Tensor> outputs;

@@ -76,7 +76,8 @@ struct LlamaConfig {
                 f /= s.factor;
                 continue;
             }
-            const double smooth = (original / wavelength - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+            const double smooth =
+                (original / wavelength - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
             f = (1 - smooth) * f / s.factor + smooth * f;
         }
         return inv;
@@ -102,23 +103,30 @@ struct LlamaConfig {
         // MistralConfig defaults to a 4096 window when the key is absent; null means none.
         const auto window = j.find("sliding_window");
         const bool windowed = window != j.end() && !window->is_null();
-        require(!windowed || c.model_type == "mistral", "llama: sliding_window is a Mistral setting; set model_type to \"mistral\" to use it");
-        if (windowed) c.sliding_window = config_value<std::int64_t>(j, "sliding_window", 0);
-        else if (c.model_type == "mistral" && window == j.end()) c.sliding_window = 4096;
+        require(!windowed || c.model_type == "mistral",
+                "llama: sliding_window is a Mistral setting; set model_type to \"mistral\" to use it");
+        if (windowed)
+            c.sliding_window = config_value<std::int64_t>(j, "sliding_window", 0);
+        else if (c.model_type == "mistral" && window == j.end())
+            c.sliding_window = 4096;
         const auto act = config_value<std::string>(j, "hidden_act", "silu");
         require(act == "silu", "llama: hidden_act \"", act, "\" is not supported (only silu)");
         require(!config_value<bool>(j, "attention_bias", false) && !config_value<bool>(j, "mlp_bias", false),
                 "llama: attention_bias / mlp_bias are not supported");
 
-        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
-                                  {"num_hidden_layers", c.num_hidden_layers}, {"num_attention_heads", c.num_attention_heads},
-                                  {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.max_position_embeddings}})
+        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size},
+                                  {"intermediate_size", c.intermediate_size},
+                                  {"num_hidden_layers", c.num_hidden_layers},
+                                  {"num_attention_heads", c.num_attention_heads},
+                                  {"vocab_size", c.vocab_size},
+                                  {"max_position_embeddings", c.max_position_embeddings}})
             require_positive("llama", key, double(value));
         require_positive("llama", "rms_norm_eps", c.rms_norm_eps);
         require_positive("llama", "rope_theta", c.rope_theta);
         require(c.head_dim > 0 || c.hidden_size % c.num_attention_heads == 0, "llama: hidden_size (", c.hidden_size,
                 ") must be a multiple of num_attention_heads (", c.num_attention_heads, ") unless head_dim is given");
-        require(c.head_size() % 2 == 0, "llama: the head size (", c.head_size(), ") must be even for rotary embeddings");
+        require(c.head_size() % 2 == 0, "llama: the head size (", c.head_size(),
+                ") must be even for rotary embeddings");
         require(c.num_attention_heads % c.kv_heads() == 0, "llama: num_attention_heads (", c.num_attention_heads,
                 ") must be a multiple of num_key_value_heads (", c.kv_heads(), ")");
         require(!c.sliding_window || *c.sliding_window > 0, "llama: sliding_window must be positive or null");
@@ -158,17 +166,21 @@ private:
         if (it == j.end() || it->is_null()) return std::nullopt;
         require(it->is_object(), "llama: rope_scaling must be an object or null (", it->dump(), ")");
         // Older configs name the kind "type", newer ones "rope_type".
-        const auto type = config_value<std::string>(*it, "rope_type", config_value<std::string>(*it, "type", "default"));
+        const auto type =
+            config_value<std::string>(*it, "rope_type", config_value<std::string>(*it, "type", "default"));
         if (type == "default") return std::nullopt;
-        require(type == "llama3", "llama: rope_scaling type \"", type, "\" is not supported (only \"llama3\" and \"default\")");
+        require(type == "llama3", "llama: rope_scaling type \"", type,
+                "\" is not supported (only \"llama3\" and \"default\")");
         Llama3RopeScaling s;
         s.factor = config_value<double>(*it, "factor", s.factor);
         s.low_freq_factor = config_value<double>(*it, "low_freq_factor", s.low_freq_factor);
         s.high_freq_factor = config_value<double>(*it, "high_freq_factor", s.high_freq_factor);
         s.original_max_position_embeddings =
             config_value<std::int64_t>(*it, "original_max_position_embeddings", s.original_max_position_embeddings);
-        require(s.factor > 0 && s.high_freq_factor > s.low_freq_factor && s.low_freq_factor > 0 && s.original_max_position_embeddings > 0,
-                "llama: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor > 0 and original_max_position_embeddings > 0");
+        require(s.factor > 0 && s.high_freq_factor > s.low_freq_factor && s.low_freq_factor > 0 &&
+                    s.original_max_position_embeddings > 0,
+                "llama: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor > 0 and "
+                "original_max_position_embeddings > 0");
         return s;
     }
 };
@@ -194,7 +206,9 @@ public:
 
     // The seed's rates for its Llama runs (plain descent 0.02 → 0.002 on L1 sums); Adam and the
     // initial scale as for GPT-2, whose embeddings have the same N(0, 0.02) scale untrained.
-    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.02, 0.002}}; }
+    static InversionDefaults defaults() {
+        return {.steps = 500, .init_scale = 0.02, .adam = {0.01, 0.0}, .gradient_descent = {0.02, 0.002}};
+    }
 
     std::int64_t context_length() const { return config_.max_position_embeddings; }
     std::int64_t d_model() const { return config_.hidden_size; }
@@ -207,12 +221,17 @@ public:
         const auto inv = at::tensor(config_.rope_frequencies(), at::kDouble);
         auto angles = at::outer(at::arange(length, at::kDouble), inv);
         angles = at::cat({angles, angles}, -1);
-        Context c{length, {Rotary::half, angles.cos().to(placement_.options()), angles.sin().to(placement_.options())}, {}, variant};
+        Context c{length,
+                  {Rotary::half, angles.cos().to(placement_.options()), angles.sin().to(placement_.options())},
+                  {},
+                  variant};
         const auto q = at::arange(length, at::kLong).unsqueeze(1), k = at::arange(length, at::kLong).unsqueeze(0);
         auto hidden = causal ? k > q : at::zeros({length, length}, at::kBool);
         if (config_.sliding_window) hidden = hidden.logical_or(k <= q - *config_.sliding_window);
         if (hidden.any().item<bool>())
-            c.mask = at::zeros({length, length}, at::kFloat).masked_fill(hidden, -std::numeric_limits<double>::infinity()).to(placement_.options());
+            c.mask = at::zeros({length, length}, at::kFloat)
+                         .masked_fill(hidden, -std::numeric_limits<double>::infinity())
+                         .to(placement_.options());
         return c;
     }
 
@@ -224,7 +243,9 @@ public:
     };
 
     // The block, recording its tape; the same code path as block().
-    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const { return forward_block(i, x, ctx, BlockHooks{i}, &tape); }
+    at::Tensor block(int i, const at::Tensor& x, const Context& ctx, Tape& tape) const {
+        return forward_block(i, x, ctx, BlockHooks{i}, &tape);
+    }
 
     // ∂(Σ dy·block(x))/∂x from the tape: the chain rule written out, input gradients only.
     //   MLP:       out = mid + down(silu(gate) ⊙ up),   gate|up = W·RMSNorm(mid)
@@ -239,16 +260,20 @@ public:
     }
 
     at::Tensor final_norm(const at::Tensor& x) const { return rms_norm(x, need(norm_, "the final norm model.norm")); }
-    at::Tensor head(const at::Tensor& h) const { return at::linear(h, lm_head_.defined() ? lm_head_ : token_embedding()); }
+    at::Tensor head(const at::Tensor& h) const {
+        return at::linear(h, lm_head_.defined() ? lm_head_ : token_embedding());
+    }
 
     // Every tensor `needs` asks for, with its Hugging Face name, the shape the config implies and
     // Hugging Face's initialisation (Linear and Embedding weights N(0, 0.02), RMSNorm weights 1).
     template <class Self, class Visit>
     static void each_tensor(Self& m, const Needs& needs, Visit&& visit) {
         const Config& c = m.config_;
-        const auto d = c.hidden_size, ff = c.intermediate_size, q = c.num_attention_heads * c.head_size(), kv = c.kv_heads() * c.head_size();
+        const auto d = c.hidden_size, ff = c.intermediate_size, q = c.num_attention_heads * c.head_size(),
+                   kv = c.kv_heads() * c.head_size();
         const auto w = Init::gaussian(0.02), ones = Init{Init::ones};
-        if (needs.embedding || (needs.head && c.tie_word_embeddings)) visit("model.embed_tokens.weight", m.embedding_, Shape{c.vocab_size, d}, w);
+        if (needs.embedding || (needs.head && c.tie_word_embeddings))
+            visit("model.embed_tokens.weight", m.embedding_, Shape{c.vocab_size, d}, w);
         each_block(m, needs, [&](int i, auto& b) {
             const auto n = "model.layers." + std::to_string(i) + ".";
             visit(n + "input_layernorm.weight", b.input_layernorm, Shape{d}, ones);
@@ -278,7 +303,8 @@ public:
 
     // What finish() stacks in one block (q|k|v and gate|up), for the memory estimate.
     static std::int64_t stacked_per_block(const Config& c) {
-        return (c.num_attention_heads + 2 * c.kv_heads()) * c.head_size() * c.hidden_size + 2 * c.intermediate_size * c.hidden_size;
+        return (c.num_attention_heads + 2 * c.kv_heads()) * c.head_size() * c.hidden_size +
+               2 * c.intermediate_size * c.hidden_size;
     }
 
 private:
@@ -298,7 +324,8 @@ private:
 
     // The block as the context's variant asks (the seed's ablations drop the norms, the residual
     // around attention, or the MLP), recording what the input gradient needs.
-    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook, Tape* tape = nullptr) const {
+    at::Tensor forward_block(int i, const at::Tensor& x, const Context& ctx, const BlockHooks& hook,
+                             Tape* tape = nullptr) const {
         const Block& b = layer(i);
         const BlockVariant& v = ctx.variant;
         check_input(x, ctx, hook);
@@ -306,7 +333,8 @@ private:
         Tape& t = tape ? *tape : unused;
         t.x = x;
         auto h = v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x;
-        auto attn_out = at::linear(attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention, hook.prefix), b.o_proj);
+        auto attn_out = at::linear(
+            attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention, hook.prefix), b.o_proj);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.mid) || !v.mlp) return t.mid;
@@ -333,8 +361,8 @@ private:
         return rms_norm(x, w, r);
     }
     // y = w·x·r: residual + ∂/∂x applied to dy is residual + r·g − x·r³·mean(g·x), g = dy·w.
-    static at::Tensor rms_norm_input_grad(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& r, const at::Tensor& w,
-                                          const at::Tensor& residual) {
+    static at::Tensor rms_norm_input_grad(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& r,
+                                          const at::Tensor& w, const at::Tensor& residual) {
         if (cpu::applies(dy)) return cpu::rms_norm_input_grad(dy, x, r, w, residual);
         auto g = dy * w;  // r is f32: back to the compute dtype, or the next bf16 product refuses it
         return (residual + r * g - x * (r * r * r) * (g * x).mean(-1, true)).to(dy.scalar_type());

@@ -14,19 +14,25 @@ namespace inputrep {
 
 // The config.json a model path amounts to: a Hugging Face folder's, or a llama2.c checkpoint's header.
 inline Json model_config(const std::filesystem::path& path) {
-    if (path.extension() == ".bin" && std::filesystem::is_regular_file(path)) return Llama2cCheckpoint::open(path).config();
+    if (path.extension() == ".bin" && std::filesystem::is_regular_file(path))
+        return Llama2cCheckpoint::open(path).config();
     return read_config(path);
 }
 
 namespace detail {
 template <class M, class Build>
 M build(Build&& build) {
-    if constexpr (static_depth_of<M>() == dynamic_depth) return build(); else return M(build());
+    if constexpr (static_depth_of<M>() == dynamic_depth)
+        return build();
+    else
+        return M(build());
 }
 template <class M, Slice S>
 Needs needs_of(const S& slice) {
-    static_assert(static_depth_of<M>() == dynamic_depth || static_end_of<S>() == dynamic_depth || static_end_of<S>() <= static_depth_of<M>(),
-                  "the slice ends past the model's last block: Blocks<B, E> needs E <= the depth N of Layers<Family, N>");
+    static_assert(
+        static_depth_of<M>() == dynamic_depth || static_end_of<S>() == dynamic_depth ||
+            static_end_of<S>() <= static_depth_of<M>(),
+        "the slice ends past the model's last block: Blocks<B, E> needs E <= the depth N of Layers<Family, N>");
     return {slice.range(), true, false};
 }
 }  // namespace detail
@@ -58,12 +64,14 @@ M load(const std::filesystem::path& folder, const Placement& placement = {}) {
 }
 
 template <class M>
-M untrained(const typename family_of_t<M>::Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
+M untrained(const typename family_of_t<M>::Config& config, const Placement& placement, std::uint64_t seed,
+            const Needs& needs) {
     return detail::build<M>([&] { return family_of_t<M>::untrained(config, placement, seed, needs); });
 }
 
 template <class M, Slice S>
-M untrained(const typename family_of_t<M>::Config& config, const Placement& placement, std::uint64_t seed, const S& slice) {
+M untrained(const typename family_of_t<M>::Config& config, const Placement& placement, std::uint64_t seed,
+            const S& slice) {
     return untrained<M>(config, placement, seed, detail::needs_of<M>(slice));
 }
 

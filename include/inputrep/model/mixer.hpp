@@ -49,7 +49,9 @@ struct MixerConfig {
     bool tie_word_embeddings = false;
 
     // int(e·T), as the seed's ConvForward computes it.
-    std::int64_t expanded_length() const { return static_cast<std::int64_t>(expansion_factor * double(context_length)); }
+    std::int64_t expanded_length() const {
+        return static_cast<std::int64_t>(expansion_factor * double(context_length));
+    }
     int layers() const { return static_cast<int>(num_hidden_layers); }
 
     static MixerConfig from_json(const Json& j) {
@@ -61,17 +63,21 @@ struct MixerConfig {
         c.num_hidden_layers = config_value<std::int64_t>(j, "num_hidden_layers", c.num_hidden_layers);
         c.context_length = config_value<std::int64_t>(j, "context_length", c.context_length);
         auto mixing = config_value<std::string>(j, "token_mixing", "flat");
-        require(mixing == "flat" || mixing == "expanded", "mixer: token_mixing must be \"flat\" or \"expanded\", not \"", mixing, "\"");
+        require(mixing == "flat" || mixing == "expanded",
+                "mixer: token_mixing must be \"flat\" or \"expanded\", not \"", mixing, "\"");
         c.expanded = mixing == "expanded";
         c.expansion_factor = config_value<double>(j, "expansion_factor", c.expansion_factor);
         c.parallel_convolutions = config_value<std::int64_t>(j, "parallel_convolutions", c.parallel_convolutions);
         c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", false);
-        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size}, {"num_hidden_layers", c.num_hidden_layers},
-                                  {"context_length", c.context_length}, {"vocab_size", c.vocab_size}, {"parallel_convolutions", c.parallel_convolutions}})
+        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size},
+                                  {"num_hidden_layers", c.num_hidden_layers},
+                                  {"context_length", c.context_length},
+                                  {"vocab_size", c.vocab_size},
+                                  {"parallel_convolutions", c.parallel_convolutions}})
             require_positive("mixer", key, double(value));
         if (c.expanded) require_positive("mixer", "expansion_factor", c.expansion_factor);
-        require(!c.expanded || c.expanded_length() >= 1, "mixer: expansion_factor ", c.expansion_factor, " times context_length ",
-                c.context_length, " leaves no hidden positions");
+        require(!c.expanded || c.expanded_length() >= 1, "mixer: expansion_factor ", c.expansion_factor,
+                " times context_length ", c.context_length, " leaves no hidden positions");
         return c;
     }
 
@@ -113,7 +119,9 @@ public:
     // Measured on the default shape (untrained, 10-token prompts, through 1 and 8 blocks): from the
     // embeddings' own N(0, 1) scale, Adam 0.05 → 0 and the seed's plain descent 0.02 → 0.002 recover
     // every token and end below the shifted input's distance; GPT-2's 0.01 rates do not.
-    static InversionDefaults defaults() { return {.steps = 500, .init_scale = 1.0, .adam = {0.05, 0.0}, .gradient_descent = {0.02, 0.002}}; }
+    static InversionDefaults defaults() {
+        return {.steps = 500, .init_scale = 1.0, .adam = {0.05, 0.0}, .gradient_descent = {0.02, 0.002}};
+    }
 
     std::int64_t context_length() const { return config_.context_length; }
     std::int64_t d_model() const { return config_.hidden_size; }
@@ -121,9 +129,11 @@ public:
 
     // The triangular weights make every block causal; there is no bidirectional mixer to ask for.
     Context context(std::int64_t length, bool causal, BlockVariant variant = {}) const {
-        require(causal, "mixer: the token mixing is causal by construction (triangular weights); a bidirectional slice does not apply");
-        require(length <= config_.context_length, "mixer: ", length, " tokens exceed the context_length of ", config_.context_length,
-                " (the token-mixing weights are context_length × context_length)");
+        require(causal,
+                "mixer: the token mixing is causal by construction (triangular weights); a bidirectional slice does "
+                "not apply");
+        require(length <= config_.context_length, "mixer: ", length, " tokens exceed the context_length of ",
+                config_.context_length, " (the token-mixing weights are context_length × context_length)");
         return {length, variant};
     }
 
@@ -145,12 +155,14 @@ public:
             visit("wte.weight", m.embedding_, Shape{V, D}, c.tie_word_embeddings ? fan_in(D) : Init::gaussian(1.0));
         each_block(m, needs, [&](int i, auto& b) {
             const auto n = "mixerblocks." + std::to_string(i) + ".";
-            visit(n + "seq_layernorm.weight", b.seq_ln_w, Shape{D}, ones), visit(n + "seq_layernorm.bias", b.seq_ln_b, Shape{D}, zeros);
+            visit(n + "seq_layernorm.weight", b.seq_ln_w, Shape{D}, ones),
+                visit(n + "seq_layernorm.bias", b.seq_ln_b, Shape{D}, zeros);
             for (std::size_t k = 0; k < b.mixers.size(); ++k) {
                 const auto conv = n + (b.mixers.size() == 1 ? "conv" : "convs." + std::to_string(k));
                 // (out, in) of each conv of one token mixer: T×T, or T→eT→T with the GELU at index 1.
                 const std::vector<std::pair<std::int64_t, std::int64_t>> shapes =
-                    c.expanded ? std::vector<std::pair<std::int64_t, std::int64_t>>{{eT, T}, {T, eT}} : std::vector<std::pair<std::int64_t, std::int64_t>>{{T, T}};
+                    c.expanded ? std::vector<std::pair<std::int64_t, std::int64_t>>{{eT, T}, {T, eT}}
+                               : std::vector<std::pair<std::int64_t, std::int64_t>>{{T, T}};
                 for (std::size_t l = 0; l < shapes.size(); ++l) {
                     const auto [out, in] = shapes[l];
                     const auto name = c.expanded ? conv + "." + std::to_string(2 * l) : conv;
@@ -158,9 +170,12 @@ public:
                     visit(name + ".bias", b.mixers[k][l].b, Shape{out}, fan_in(in));
                 }
             }
-            visit(n + "patch_layernorm.weight", b.patch_ln_w, Shape{D}, ones), visit(n + "patch_layernorm.bias", b.patch_ln_b, Shape{D}, zeros);
-            visit(n + "patch_ff.0.weight", b.ff_in_w, Shape{4 * D, D}, fan_in(D)), visit(n + "patch_ff.0.bias", b.ff_in_b, Shape{4 * D}, fan_in(D));
-            visit(n + "patch_ff.2.weight", b.ff_out_w, Shape{D, 4 * D}, fan_in(4 * D)), visit(n + "patch_ff.2.bias", b.ff_out_b, Shape{D}, fan_in(4 * D));
+            visit(n + "patch_layernorm.weight", b.patch_ln_w, Shape{D}, ones),
+                visit(n + "patch_layernorm.bias", b.patch_ln_b, Shape{D}, zeros);
+            visit(n + "patch_ff.0.weight", b.ff_in_w, Shape{4 * D, D}, fan_in(D)),
+                visit(n + "patch_ff.0.bias", b.ff_in_b, Shape{4 * D}, fan_in(D));
+            visit(n + "patch_ff.2.weight", b.ff_out_w, Shape{D, 4 * D}, fan_in(4 * D)),
+                visit(n + "patch_ff.2.bias", b.ff_out_b, Shape{D}, fan_in(4 * D));
         });
         if (needs.head && !c.tie_word_embeddings) visit("lm_head.weight", m.lm_head_, Shape{V, D}, fan_in(D));
     }
@@ -177,10 +192,13 @@ private:
     // folds the batch and hands back an input gradient that GELU's backward then misreads, so the
     // expanded mixer's gradient was garbage for batches of more than one (the test
     // mixer_gradient_is_the_same_in_a_batch).
-    static at::Tensor causal_conv(const Conv& c, const at::Tensor& past, const at::Tensor& fresh, std::int64_t from, std::int64_t to) {
+    static at::Tensor causal_conv(const Conv& c, const at::Tensor& past, const at::Tensor& fresh, std::int64_t from,
+                                  std::int64_t to) {
         const auto P = past.defined() ? past.size(1) : 0, n = P + fresh.size(1);
         auto w = c.w.squeeze(-1).narrow(0, from, to - from).narrow(1, 0, n).tril(from);
-        auto batched = [](const at::Tensor& m, const at::Tensor& x) { return at::matmul(m.expand({x.size(0), m.size(0), m.size(1)}), x); };
+        auto batched = [](const at::Tensor& m, const at::Tensor& x) {
+            return at::matmul(m.expand({x.size(0), m.size(0), m.size(1)}), x);
+        };
         auto y = batched(w.narrow(1, P, n - P), fresh);
         if (P > 0) y = y + batched(w.narrow(1, 0, P), past);
         return y + c.b.narrow(0, from, to - from).unsqueeze(-1);
@@ -188,7 +206,8 @@ private:
 
     // One token mixer over positions P..P+n−1 of h [B, n, D]; each conv's output rows stop at its
     // width (an expanded mixer's e·T). With a prefix, `rows` holds each conv's earlier input rows.
-    static at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h, at::Tensor* rows, const BlockHooks& hook) {
+    static at::Tensor token_mix(const std::vector<Conv>& mixer, const at::Tensor& h, at::Tensor* rows,
+                                const BlockHooks& hook) {
         const auto P = hook.offset(), L = P + h.size(1);
         at::Tensor in = h;
         for (std::size_t l = 0; l < mixer.size(); ++l) {

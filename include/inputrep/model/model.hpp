@@ -50,13 +50,17 @@ struct Layers : Family {
     using base = Family;
     Layers() = default;
     Layers(Family f) : Family(std::move(f)) {
-        require(Family::depth() == N, Family::family, " model has ", Family::depth(), " blocks, but its type says Layers<", Family::family, ", ", N, ">");
+        require(Family::depth() == N, Family::family, " model has ", Family::depth(),
+                " blocks, but its type says Layers<", Family::family, ", ", N, ">");
     }
 };
 
 template <class M>
 constexpr int static_depth_of() {
-    if constexpr (requires { M::static_depth; }) return M::static_depth; else return dynamic_depth;
+    if constexpr (requires { M::static_depth; })
+        return M::static_depth;
+    else
+        return dynamic_depth;
 }
 
 // Named activations of one forward pass, in the order they were produced. Names follow
@@ -84,35 +88,44 @@ concept LanguageModel = requires(const M& m, const at::Tensor& t, int i, const t
     { m.depth() } -> std::convertible_to<int>;
     { m.context_length() } -> std::convertible_to<std::int64_t>;
     { m.context(std::int64_t{}, true, BlockVariant{}) } -> std::same_as<typename M::Context>;
-    { m.embed(t) } -> std::same_as<at::Tensor>;             // ids [B, T] -> block-0 input [B, T, d]
+    { m.embed(t) } -> std::same_as<at::Tensor>;                         // ids [B, T] -> block-0 input [B, T, d]
     { m.position_offset(std::int64_t{}) } -> std::same_as<at::Tensor>;  // what embed adds beyond W_E
-    { m.token_embedding() } -> std::convertible_to<at::Tensor>;       // W_E [V, d]
+    { m.token_embedding() } -> std::convertible_to<at::Tensor>;         // W_E [V, d]
     { m.block(i, t, ctx) } -> std::same_as<at::Tensor>;
-    { m.unembed(t) } -> std::same_as<at::Tensor>;           // final norm + head -> logits
+    { m.unembed(t) } -> std::same_as<at::Tensor>;  // final norm + head -> logits
     { m.placement() } -> std::same_as<Placement>;
     { M::defaults() } -> std::same_as<InversionDefaults>;
 };
 
 // The family a model type belongs to: GPT2 for both GPT2 and Layers<GPT2, 12>.
 template <class M>
-struct family_of { using type = M; };
+struct family_of {
+    using type = M;
+};
 template <class F, int N>
-struct family_of<Layers<F, N>> { using type = F; };
+struct family_of<Layers<F, N>> {
+    using type = F;
+};
 template <class M>
 using family_of_t = typename family_of<M>::type;
 
 // A family that can run a block recording a Tape, then return the gradient with respect to the
 // block's input from it — the chain rule written out, no autograd graph, no weight gradients.
 template <class M>
-concept InputGradientModel = requires(const M& m, const at::Tensor& t, const typename M::Context& ctx, typename M::Tape& tape) {
+concept InputGradientModel = requires(const M& m, const at::Tensor& t, const typename M::Context& ctx,
+                                      typename M::Tape& tape) {
     { m.block(0, t, ctx, tape) } -> std::same_as<at::Tensor>;
     { m.block_input_grad(0, t, ctx, tape) } -> std::same_as<at::Tensor>;
 };
 
 template <class M>
-struct tape_of { using type = std::monostate; };
+struct tape_of {
+    using type = std::monostate;
+};
 template <InputGradientModel M>
-struct tape_of<M> { using type = typename M::Tape; };
+struct tape_of<M> {
+    using type = typename M::Tape;
+};
 template <class M>
 using tape_of_t = typename tape_of<M>::type;
 
@@ -126,7 +139,8 @@ inline std::uint64_t tensor_seed(std::uint64_t seed, std::string_view name) {
 }
 
 // N(0, std) drawn in f32 on the CPU, then placed: the same seed gives the same model on every device.
-inline at::Tensor normal(at::IntArrayRef shape, double std, std::uint64_t seed, std::string_view name, const Placement& p) {
+inline at::Tensor normal(at::IntArrayRef shape, double std, std::uint64_t seed, std::string_view name,
+                         const Placement& p) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(tensor_seed(seed, name));
     auto t = at::empty(shape, at::kFloat);
     t.normal_(0.0, std, gen);
@@ -134,7 +148,8 @@ inline at::Tensor normal(at::IntArrayRef shape, double std, std::uint64_t seed, 
 }
 
 // U(-bound, bound), PyTorch's default for Linear/Conv weights and biases (bound = 1/sqrt(fan_in)).
-inline at::Tensor uniform(at::IntArrayRef shape, double bound, std::uint64_t seed, std::string_view name, const Placement& p) {
+inline at::Tensor uniform(at::IntArrayRef shape, double bound, std::uint64_t seed, std::string_view name,
+                          const Placement& p) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(tensor_seed(seed, name));
     auto t = at::empty(shape, at::kFloat);
     t.uniform_(-bound, bound, gen);

@@ -26,7 +26,9 @@ private:
 };
 
 template <class M>
-struct family_of<WithEmbedding<M>> { using type = family_of_t<M>; };
+struct family_of<WithEmbedding<M>> {
+    using type = family_of_t<M>;
+};
 
 // The model's blocks behind an untrained N(0, std) embedding of the same shape (HF's scheme).
 template <class M>

@@ -18,7 +18,9 @@ namespace inputrep {
 struct PseudoInverse {
     struct State {
         at::Tensor w, gram_inverse;
-        at::Tensor scores(const at::Tensor& e) const { return at::matmul(at::matmul(e.to(at::kFloat), gram_inverse), w.t()); }
+        at::Tensor scores(const at::Tensor& e) const {
+            return at::matmul(at::matmul(e.to(at::kFloat), gram_inverse), w.t());
+        }
         at::Tensor restrict(const at::Tensor& s) const { return s; }
     };
     State prepare(const at::Tensor& token_embedding) const {
@@ -103,9 +105,15 @@ struct Restricted {
 struct AnyDecoder {
     std::variant<PseudoInverse, Nearest, Restricted<PseudoInverse>, DirectPseudoInverse, Normed> decoder;
     struct State {
-        std::variant<PseudoInverse::State, Nearest::State, Restricted<PseudoInverse>::State, DirectPseudoInverse::State, Normed::State> state;
-        at::Tensor scores(const at::Tensor& e) const { return std::visit([&](const auto& s) { return s.scores(e); }, state); }
-        at::Tensor restrict(const at::Tensor& x) const { return std::visit([&](const auto& s) { return s.restrict(x); }, state); }
+        std::variant<PseudoInverse::State, Nearest::State, Restricted<PseudoInverse>::State, DirectPseudoInverse::State,
+                     Normed::State>
+            state;
+        at::Tensor scores(const at::Tensor& e) const {
+            return std::visit([&](const auto& s) { return s.scores(e); }, state);
+        }
+        at::Tensor restrict(const at::Tensor& x) const {
+            return std::visit([&](const auto& s) { return s.restrict(x); }, state);
+        }
     };
     State prepare(const at::Tensor& token_embedding) const {
         return std::visit([&](const auto& d) { return State{d.prepare(token_embedding)}; }, decoder);
@@ -124,15 +132,16 @@ concept Decoder = requires(const D& d, const at::Tensor& t) {
 // through (x·W)·W⁺) or "restricted:TEXT"
 // (only the tokens `encode(TEXT)` gives may be decoded).
 template <class Encode>
-    requires std::invocable<const Encode&, std::string_view>
-AnyDecoder parse_decoder(std::string_view s, const Encode& encode) {
+requires std::invocable<const Encode&, std::string_view> AnyDecoder parse_decoder(std::string_view s,
+                                                                                  const Encode& encode) {
     constexpr std::string_view restricted = "restricted:";
     if (s == "pinv") return {PseudoInverse{}};
     if (s == "nearest") return {Nearest{}};
     if (s == "normed") return {Normed{}};
     if (s == "direct-pinv") return {DirectPseudoInverse{}};
     if (s.starts_with(restricted)) {
-        require(s.size() > restricted.size(), "decoder \"", s, "\": restricted:TEXT needs the TEXT whose tokens may be decoded");
+        require(s.size() > restricted.size(), "decoder \"", s,
+                "\": restricted:TEXT needs the TEXT whose tokens may be decoded");
         return {Restricted<PseudoInverse>{encode(s.substr(restricted.size()))}};
     }
     fail("unknown decoder \"", s, "\" (expected pinv, nearest, normed, direct-pinv or restricted:TEXT)");

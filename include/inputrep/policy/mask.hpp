@@ -48,11 +48,14 @@ struct TokenRange {
     at::Tensor operator()(const at::Tensor& out) const {
         return out.narrow(1, begin, std::min<std::int64_t>(end, out.size(1)) - begin);
     }
-    at::Tensor backward(const at::Tensor& d_part, const at::Tensor& out) const { return detail::scatter_through_view(*this, d_part, out); }
+    at::Tensor backward(const at::Tensor& d_part, const at::Tensor& out) const {
+        return detail::scatter_through_view(*this, d_part, out);
+    }
     constexpr bool selects_tokens() const { return true; }
     void check(std::int64_t length) const {
         require(begin >= 0 && begin < end, "token mask [", begin, ", ", end, ") is empty");
-        require(begin < length, "token mask starts at position ", begin, " but the prompt has only ", length, " tokens");
+        require(begin < length, "token mask starts at position ", begin, " but the prompt has only ", length,
+                " tokens");
         require(end == End || end <= length, "token mask ends at position ", end, " but the prompt has only ", length,
                 " tokens (B:end compares through the last)");
     }
@@ -67,7 +70,9 @@ struct Tokens : TokenRange {
 
 struct LastToken {
     at::Tensor operator()(const at::Tensor& out) const { return out.narrow(1, out.size(1) - 1, 1); }
-    at::Tensor backward(const at::Tensor& d_part, const at::Tensor& out) const { return detail::scatter_through_view(*this, d_part, out); }
+    at::Tensor backward(const at::Tensor& d_part, const at::Tensor& out) const {
+        return detail::scatter_through_view(*this, d_part, out);
+    }
     constexpr bool selects_tokens() const { return true; }
     void check(std::int64_t) const {}
 };
@@ -83,7 +88,9 @@ struct Positions {
     constexpr bool selects_tokens() const { return true; }
     void check(std::int64_t length) const {
         require(!list.empty(), "position mask is empty");
-        for (auto p : list) require(p >= 0 && p < length, "position mask names position ", p, " but the prompt has ", length, " tokens");
+        for (auto p : list)
+            require(p >= 0 && p < length, "position mask names position ", p, " but the prompt has ", length,
+                    " tokens");
     }
 
 private:
@@ -94,12 +101,17 @@ private:
 struct NeuronRange {
     std::int64_t begin = 0, end = End;
     at::Tensor operator()(const at::Tensor& out) const {
-        require(begin < out.size(-1), "neuron mask starts at feature ", begin, " but the output has only ", out.size(-1));
+        require(begin < out.size(-1), "neuron mask starts at feature ", begin, " but the output has only ",
+                out.size(-1));
         return out.narrow(-1, begin, std::min<std::int64_t>(end, out.size(-1)) - begin);
     }
-    at::Tensor backward(const at::Tensor& d_part, const at::Tensor& out) const { return detail::scatter_through_view(*this, d_part, out); }
+    at::Tensor backward(const at::Tensor& d_part, const at::Tensor& out) const {
+        return detail::scatter_through_view(*this, d_part, out);
+    }
     constexpr bool selects_tokens() const { return false; }
-    void check(std::int64_t) const { require(begin >= 0 && begin < end, "neuron mask [", begin, ", ", end, ") is empty"); }
+    void check(std::int64_t) const {
+        require(begin >= 0 && begin < end, "neuron mask [", begin, ", ", end, ") is empty");
+    }
 };
 
 template <int B, int E = End>
@@ -136,8 +148,10 @@ struct Mask {
 // them), so the check can be a static_assert; a runtime mask (AnyMask) answers per value.
 template <class M>
 constexpr bool always_selects_tokens() {
-    if constexpr (requires { typename std::bool_constant<M{}.selects_tokens()>; }) return M{}.selects_tokens();
-    else return false;
+    if constexpr (requires { typename std::bool_constant<M{}.selects_tokens()>; })
+        return M{}.selects_tokens();
+    else
+        return false;
 }
 
 // Chosen at run time: "all", "last", "tokens:B:E", "neurons:B:E" (E may be "end"), or a token and a
@@ -169,7 +183,8 @@ struct AnyMask {
             if (part == "all" || part == "last" || part.starts_with("tokens:")) {
                 require(!have_tokens, "mask: more than one token mask");
                 have_tokens = true;
-                if (part == "last") mask.tokens = LastToken{};
+                if (part == "last")
+                    mask.tokens = LastToken{};
                 else if (part != "all") {
                     auto [b, e] = range(part.substr(7), part);
                     mask.tokens = TokenRange{b, e};
@@ -192,7 +207,8 @@ private:
         require(bounds.size() <= 2, "mask \"", whole, "\" is not B:E");
         const auto what = "mask \"" + std::string(whole) + "\"";
         const auto b = text::to_number<std::int64_t>(bounds.front(), what);
-        const auto e = bounds.size() < 2 || bounds[1] == "end" ? std::int64_t{End} : text::to_number<std::int64_t>(bounds[1], what);
+        const auto e = bounds.size() < 2 || bounds[1] == "end" ? std::int64_t{End}
+                                                               : text::to_number<std::int64_t>(bounds[1], what);
         require(b >= 0 && b < e, "mask \"", whole, "\": need 0 <= B < E");
         return {b, e};
     }

@@ -59,7 +59,9 @@ struct L2 {
 template <bool Absolute>
 struct CosineDistance {
     static constexpr std::string_view name = Absolute ? "cosine" : "signed-cosine";
-    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const { return value_and_grad(out, target).first; }
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        return value_and_grad(out, target).first;
+    }
 
     // ∂cos/∂o = t/(|o||t|) − cos·o/|o|²
     std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
@@ -80,7 +82,9 @@ using SignedCosine = CosineDistance<false>;
 struct WeightedCombination {
     static constexpr std::string_view name = "combined";
     double alpha = 1.0, beta = 1.0;
-    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const { return value_and_grad(out, target).first; }
+    at::Tensor operator()(const at::Tensor& out, const at::Tensor& target) const {
+        return value_and_grad(out, target).first;
+    }
     std::pair<at::Tensor, at::Tensor> value_and_grad(const at::Tensor& out, const at::Tensor& target) const {
         if (cpu::applies(out)) return cpu::metric(out, target, {.l1 = beta, .cosine = alpha});
         auto [c, gc] = Cosine{}.value_and_grad(out, target);
@@ -122,8 +126,10 @@ struct AnyMetric {
         if (s.starts_with("combined:")) {
             const auto weights = text::split(s.substr(9), ':');
             require(weights.size() == 2, "metric \"", s, "\" is not combined:ALPHA:BETA");
-            const double alpha = text::to_number<double>(weights[0], "metric ALPHA"), beta = text::to_number<double>(weights[1], "metric BETA");
-            require(std::isfinite(alpha) && std::isfinite(beta), "metric \"", s, "\": ALPHA and BETA must be finite numbers");
+            const double alpha = text::to_number<double>(weights[0], "metric ALPHA"),
+                         beta = text::to_number<double>(weights[1], "metric BETA");
+            require(std::isfinite(alpha) && std::isfinite(beta), "metric \"", s,
+                    "\": ALPHA and BETA must be finite numbers");
             return {WeightedCombination{alpha, beta}};
         }
         fail("unknown metric \"", s, "\" (expected l1, l2, cosine, signed-cosine or combined[:ALPHA:BETA])");

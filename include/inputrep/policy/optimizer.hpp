@@ -66,7 +66,10 @@ struct Adam {
 
 template <class O>
 inline OptimizerKind kind_of(const O& o) {
-    if constexpr (requires { o.chosen(); }) return o.chosen(); else return O::kind;
+    if constexpr (requires { o.chosen(); })
+        return o.chosen();
+    else
+        return O::kind;
 }
 
 // Which output position a step compares, and where the step is in its rate schedule. An optimizer
@@ -86,7 +89,8 @@ struct Sequential {
     OptimizerKind chosen() const { return kind_of(inner); }
     std::optional<Schedule> rates() const { return inner.rates(); }
     static Focus focus(int done, int steps, std::int64_t length) {
-        const int phase = static_cast<int>((steps + length - 1) / length), position = done / phase, first = position * phase;
+        const int phase = static_cast<int>((steps + length - 1) / length), position = done / phase,
+                  first = position * phase;
         return {position, done - first, std::min(phase, steps - first)};
     }
     struct State {
@@ -110,13 +114,16 @@ concept Focusing = requires(int n, std::int64_t length) {
 
 template <class O>
 Focus focus_of(int done, int steps, std::int64_t length) {
-    if constexpr (Focusing<O>) return O::focus(done, steps, length); else return {-1, done, steps};
+    if constexpr (Focusing<O>)
+        return O::focus(done, steps, length);
+    else
+        return {-1, done, steps};
 }
 
 template <class O>
 concept Optimizer = requires(const O& o, const at::Tensor& x) {
     { o.rates() } -> std::same_as<std::optional<Schedule>>;
-    { o.start(x) };
+    {o.start(x)};
 };
 
 // Chosen at run time: "gd" or "adam", with the family's default rates unless the options set them.

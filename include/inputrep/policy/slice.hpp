@@ -43,11 +43,19 @@ struct Bidirectional : S {
 // without the normalisations, or the attention sub-layers alone.
 template <class S>
 struct NoResidual : S {
-    constexpr BlockVariant variant() const { auto v = S::variant(); v.attention_residual = false; return v; }
+    constexpr BlockVariant variant() const {
+        auto v = S::variant();
+        v.attention_residual = false;
+        return v;
+    }
 };
 template <class S>
 struct NoNorm : S {
-    constexpr BlockVariant variant() const { auto v = S::variant(); v.norms = false; return v; }
+    constexpr BlockVariant variant() const {
+        auto v = S::variant();
+        v.norms = false;
+        return v;
+    }
 };
 template <class S>
 struct AttentionOnly : S {
@@ -67,8 +75,11 @@ struct Concat {
     static constexpr int static_end = std::max({Parts::static_end...});
     constexpr BlockRange range() const {
         BlockRange r{std::numeric_limits<int>::max(), 0};
-        std::apply([&](const auto&... p) { ((r.begin = std::min(r.begin, p.range().begin), r.end = std::max(r.end, p.range().end)), ...); },
-                   parts);
+        std::apply(
+            [&](const auto&... p) {
+                ((r.begin = std::min(r.begin, p.range().begin), r.end = std::max(r.end, p.range().end)), ...);
+            },
+            parts);
         return r;
     }
     constexpr bool causal() const { return std::get<0>(parts).causal(); }
@@ -99,17 +110,21 @@ template <HookString Name, int B = 0>
 struct UpTo {
     static constexpr HookParse parsed = parse_hook_point(Name.view());
     static_assert(parsed.error == nullptr,
-                  "UpTo<\"NAME\">: NAME must be blocks.N.hook_resid_pre (N > 0), blocks.N.hook_attn_out, blocks.N.hook_resid_mid, "
+                  "UpTo<\"NAME\">: NAME must be blocks.N.hook_resid_pre (N > 0), blocks.N.hook_attn_out, "
+                  "blocks.N.hook_resid_mid, "
                   "blocks.N.hook_mlp_out or blocks.N.hook_resid_post");
     static constexpr HookPoint end = parsed.point.slice_end();
-    static_assert(B >= 0 && B <= end.block, "UpTo<NAME, B>: the first block B must be >= 0 and not after the hook's block");
+    static_assert(B >= 0 && B <= end.block,
+                  "UpTo<NAME, B>: the first block B must be >= 0 and not after the hook's block");
     static constexpr int static_end = end.block + 1;
     constexpr BlockRange range() const { return {B, end.block + 1}; }
     constexpr bool causal() const { return true; }
     constexpr BlockVariant variant() const { return {}; }
 
     template <class M, class Context>
-    at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const { return run_to(model, x, ctx, B, end); }
+    at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const {
+        return run_to(model, x, ctx, B, end);
+    }
 };
 
 // Slices that are a plain run of whole blocks, so the model's own input gradient can replace autograd.
@@ -131,7 +146,10 @@ concept Slice = requires(const S& s) {
 
 template <class S>
 constexpr int static_end_of() {
-    if constexpr (requires { S::static_end; }) return S::static_end; else return dynamic_depth;
+    if constexpr (requires { S::static_end; })
+        return S::static_end;
+    else
+        return dynamic_depth;
 }
 
 template <Slice S, class M>
@@ -206,10 +224,14 @@ inline SliceSpec parse_slice(BlockRange blocks, std::string_view modifiers) {
     if (modifiers.empty()) return spec;
     for (auto item : text::split(modifiers, ',')) {
         const auto words = text::split(item, ':');
-        if (item == "bidirectional") spec.is_causal = false;
-        else if (item == "no-residual") spec.block_variant.attention_residual = false;
-        else if (item == "no-norm") spec.block_variant.norms = false;
-        else if (item == "attention") spec.block_variant = {false, false, false};
+        if (item == "bidirectional")
+            spec.is_causal = false;
+        else if (item == "no-residual")
+            spec.block_variant.attention_residual = false;
+        else if (item == "no-norm")
+            spec.block_variant.norms = false;
+        else if (item == "attention")
+            spec.block_variant = {false, false, false};
         else if (words[0] == "attention" && words.size() == 2) {
             const int i = text::to_number<int>(words[1], "slice attention:I");
             require(i >= 0, "slice attention:I needs a block index >= 0, got ", i);
@@ -218,11 +240,13 @@ inline SliceSpec parse_slice(BlockRange blocks, std::string_view modifiers) {
             spec.parts.clear();
             for (std::size_t k = 1; k < words.size(); ++k) {
                 const int end = text::to_number<int>(words[k], "slice concat:E1:E2:...");
-                require(end > blocks.begin, "slice concat:E1:E2:... needs block ends after ", blocks.begin, ", got ", end);
+                require(end > blocks.begin, "slice concat:E1:E2:... needs block ends after ", blocks.begin, ", got ",
+                        end);
                 spec.parts.push_back({blocks.begin, end});
             }
         } else {
-            fail("unknown slice modifier \"", item, "\" (expected bidirectional, no-residual, no-norm, attention, attention:I or concat:E1:E2:...)");
+            fail("unknown slice modifier \"", item,
+                 "\" (expected bidirectional, no-residual, no-norm, attention, attention:I or concat:E1:E2:...)");
         }
     }
     return spec;

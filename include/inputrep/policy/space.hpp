@@ -29,13 +29,19 @@ struct EmbeddingSpace {
     static constexpr std::string_view name = "embedding";
 
     template <class M>
-    at::Tensor target(const M& model, const at::Tensor& ids) const { return model.embed(ids); }
+    at::Tensor target(const M& model, const at::Tensor& ids) const {
+        return model.embed(ids);
+    }
 
     template <class M>
-    at::Tensor slice_input(const M&, const at::Tensor& x) const { return x; }
+    at::Tensor slice_input(const M&, const at::Tensor& x) const {
+        return x;
+    }
 
     template <class M>
-    at::Tensor input_grad(const M&, const at::Tensor& d_slice_input) const { return d_slice_input; }
+    at::Tensor input_grad(const M&, const at::Tensor& d_slice_input) const {
+        return d_slice_input;
+    }
 
     template <class M>
     at::Tensor initial(const M& model, const at::Tensor& target, double scale, at::Generator& gen) const {
@@ -62,8 +68,10 @@ struct VocabularySpace {
         const auto& w = model.token_embedding();
         if (one_hot_scale > 0) return at::one_hot(ids, w.size(0)).to(w.scalar_type()) * one_hot_scale;
         auto gram = at::matmul(w.t().to(at::kDouble), w.to(at::kDouble));
-        return at::matmul(at::linalg_solve(gram, at::embedding(w, ids).to(at::kDouble).transpose(-2, -1)).transpose(-2, -1),
-                          w.t().to(at::kDouble)).to(w.scalar_type());
+        return at::matmul(
+                   at::linalg_solve(gram, at::embedding(w, ids).to(at::kDouble).transpose(-2, -1)).transpose(-2, -1),
+                   w.t().to(at::kDouble))
+            .to(w.scalar_type());
     }
 
     template <class M>
@@ -84,11 +92,15 @@ struct VocabularySpace {
     }
 
     template <class M, class State>
-    at::Tensor scores(const M&, const at::Tensor& x, const State& decoder) const { return decoder.restrict(x.to(at::kFloat)); }
+    at::Tensor scores(const M&, const at::Tensor& x, const State& decoder) const {
+        return decoder.restrict(x.to(at::kFloat));
+    }
 };
 
 template <class S>
-concept InputSpace = requires { S::name; };
+concept InputSpace = requires {
+    S::name;
+};
 
 // ---- Parser: the CLI's --space, as text ----------------------------------------------------------
 

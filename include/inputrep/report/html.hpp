@@ -22,7 +22,8 @@ inline std::string number(double v) {
     return std::abs(v) >= 1e4 || (v != 0 && std::abs(v) < 1e-2) ? fmt::format("{:.2g}", v) : fmt::format("{:.4g}", v);
 }
 
-inline std::string inversion_report(std::string_view title, const std::vector<Result>& results, const Tokenizer* tokenizer) {
+inline std::string inversion_report(std::string_view title, const std::vector<Result>& results,
+                                    const Tokenizer* tokenizer) {
     Plot plot{.title = "distance per step", .x_label = "step", .y_label = "distance", .log_y = true};
     std::string rows;
     for (const auto& r : results) {
@@ -32,9 +33,11 @@ inline std::string inversion_report(std::string_view title, const std::vector<Re
         for (std::size_t i = 0; i < trace.size(); ++i) s.x.push_back(double(i)), s.y.push_back(trace(i));
         plot.series.push_back(std::move(s));
         fmt::format_to(std::back_inserter(rows),
-                       "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{} ({}/{})</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                       escaped{target}, escaped{tokenizer ? r.decoded() : ""}, r.exact() ? "yes" : "no", r.exact_tokens(),
-                       r.target().size(), number(r.distance()), number(r.shifted_distance()), number(r.steps_per_second()));
+                       "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{} "
+                       "({}/{})</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                       escaped{target}, escaped{tokenizer ? r.decoded() : ""}, r.exact() ? "yes" : "no",
+                       r.exact_tokens(), r.target().size(), number(r.distance()), number(r.shifted_distance()),
+                       number(r.steps_per_second()));
     }
     return page(title, fmt::format("{}\n<table>\n<tr><th>target</th><th>top-1</th><th>exact</th><th>distance</th>"
                                    "<th>shifted input</th><th>steps/s</th></tr>\n{}</table>",

@@ -31,12 +31,24 @@ struct fmt::formatter<inputrep::report::escaped> {
         for (const char c : e.text) {
             std::string_view entity;
             switch (c) {
-                case '&': entity = "&amp;"; break;
-                case '<': entity = "&lt;"; break;
-                case '>': entity = "&gt;"; break;
-                case '"': entity = "&quot;"; break;
-                case '\'': entity = "&#39;"; break;
-                default: *out++ = c; continue;
+                case '&':
+                    entity = "&amp;";
+                    break;
+                case '<':
+                    entity = "&lt;";
+                    break;
+                case '>':
+                    entity = "&gt;";
+                    break;
+                case '"':
+                    entity = "&quot;";
+                    break;
+                case '\'':
+                    entity = "&#39;";
+                    break;
+                default:
+                    *out++ = c;
+                    continue;
             }
             out = std::copy(entity.begin(), entity.end(), out);
         }
@@ -57,12 +69,12 @@ inline constexpr std::string_view base_style =
 
 // `body` is HTML already; `title` is text, shown as the page's title and heading.
 inline std::string page(std::string_view title, std::string_view body, std::string_view style = {}) {
-    return fmt::format("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{0}</title>\n"
-                       "<style>\n{1}{2}</style>\n</head>\n<body>\n<h1>{0}</h1>\n{3}\n</body>\n</html>\n",
-                       escaped{title}, base_style, style, body);
+    return fmt::format(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{0}</title>\n"
+        "<style>\n{1}{2}</style>\n</head>\n<body>\n<h1>{0}</h1>\n{3}\n</body>\n</html>\n",
+        escaped{title}, base_style, style, body);
 }
 
 inline void write(const std::filesystem::path& path, std::string_view html) { write_file(path, html); }
 
 }  // namespace inputrep::report
-

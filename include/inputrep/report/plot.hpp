@@ -61,10 +61,10 @@ inline std::string svg(const Plot& plot) {
     constexpr double W = 640, H = 320, left = 70, right = 170, top = 30, bottom = 45;
     constexpr double plot_w = W - left - right, plot_h = H - top - bottom;
     static constexpr std::array<std::string_view, 8> colours{"#d62728", "#1f77b4", "#2ca02c", "#9467bd",
-                                                              "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+                                                             "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
     for (const auto& s : plot.series)
-        require(s.x.size() == s.y.size(), "plot \"", plot.title, "\": series \"", s.name, "\" has ", s.x.size(), " x values but ",
-                s.y.size(), " y values");
+        require(s.x.size() == s.y.size(), "plot \"", plot.title, "\": series \"", s.name, "\" has ", s.x.size(),
+                " x values but ", s.y.size(), " y values");
     auto drawable = [&](double x, double y) { return std::isfinite(x) && std::isfinite(y) && (!plot.log_y || y > 0); };
     auto axis_y = [&](double y) { return plot.log_y ? std::log10(y) : y; };  // y in axis units
 
@@ -91,8 +91,9 @@ inline std::string svg(const Plot& plot) {
                    "<rect x=\"{4}\" y=\"{5}\" width=\"{6}\" height=\"{7}\" fill=\"none\" stroke=\"#888\"/>\n",
                    W, H, left + plot_w / 2, escaped{plot.title}, left, top, plot_w, plot_h);
     for (const double t : detail::nice_ticks(x0, x1, 5))
-        fmt::format_to(out, "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#888\"/>"
-                            "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:.4g}</text>\n",
+        fmt::format_to(out,
+                       "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#888\"/>"
+                       "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:.4g}</text>\n",
                        px(t), top + plot_h, top + plot_h + 4, top + plot_h + 17, t);
     // A log axis is labelled at its decades when two or more lie in range, else at 1, 2, 5 (or
     // every digit) times a power of ten, else, for a very short range, at nice values of y.
@@ -105,7 +106,9 @@ inline std::string svg(const Plot& plot) {
             y_ticks.clear();
             for (double d = std::floor(y0); d <= std::ceil(y1); ++d)
                 for (const double m : digits)
-                    if (const double v = m * std::pow(10.0, d); std::log10(v) >= y0 - 1e-9 && std::log10(v) <= y1 + 1e-9) y_ticks.push_back(v);
+                    if (const double v = m * std::pow(10.0, d);
+                        std::log10(v) >= y0 - 1e-9 && std::log10(v) <= y1 + 1e-9)
+                        y_ticks.push_back(v);
             if (y_ticks.size() >= 3) break;
         }
         if (y_ticks.size() < 2) y_ticks = detail::nice_ticks(std::pow(10.0, y0), std::pow(10.0, y1), 4);
@@ -113,8 +116,9 @@ inline std::string svg(const Plot& plot) {
         y_ticks = detail::nice_ticks(y0, y1, 4);
     }
     for (const double t : y_ticks)
-        fmt::format_to(out, "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#888\"/>"
-                            "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.3g}</text>\n",
+        fmt::format_to(out,
+                       "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#888\"/>"
+                       "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.3g}</text>\n",
                        left - 4, py(axis_y(t)), left, left - 6, py(axis_y(t)) + 4, t);
     fmt::format_to(out,
                    "<text x=\"{0}\" y=\"{1}\" text-anchor=\"middle\">{2}</text>\n"
@@ -134,18 +138,21 @@ inline std::string svg(const Plot& plot) {
                 continue;
             }
             const double x = px(s.x[i]), y = py(axis_y(s.y[i]));
-            fmt::format_to(std::back_inserter(path), "{}{:.1f},{:.1f}", pen_down ? " L" : (path.empty() ? "M" : " M"), x, y);
-            fmt::format_to(std::back_inserter(markers), "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"/>", x, y, colour);
+            fmt::format_to(std::back_inserter(path), "{}{:.1f},{:.1f}", pen_down ? " L" : (path.empty() ? "M" : " M"),
+                           x, y);
+            fmt::format_to(std::back_inserter(markers), "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"/>",
+                           x, y, colour);
             pen_down = true;
             ++points;
         }
-        fmt::format_to(out, "<path class=\"series\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" d=\"{}\"/>{}\n", colour, path,
-                       points <= 30 ? markers : std::string());
+        fmt::format_to(out, "<path class=\"series\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" d=\"{}\"/>{}\n",
+                       colour, path, points <= 30 ? markers : std::string());
         const double ly = top + 12 + 18 * double(k);
         fmt::format_to(out,
                        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>"
                        "<text class=\"legend\" x=\"{4}\" y=\"{5}\">{6}</text>\n",
-                       W - right + 12, ly - 4, W - right + 30, colour, W - right + 36, ly, escaped{detail::shortened(s.name, 22)});
+                       W - right + 12, ly - 4, W - right + 30, colour, W - right + 36, ly,
+                       escaped{detail::shortened(s.name, 22)});
     }
     svg += "</svg>";
     return svg;

@@ -45,8 +45,8 @@ inline constexpr std::string_view gpt2_pattern =
 // Bytes that are printable Latin-1 stand for themselves; the other 68 (controls, space, DEL,
 // NBSP, soft hyphen) are moved, in order, to U+0100... so every byte has a visible character.
 struct ByteAlphabet {
-    std::array<std::string, 256> symbol;   // byte -> its character, UTF-8 encoded
-    std::array<int, 0x144> byte_of;        // code point -> byte, -1 for characters outside the alphabet
+    std::array<std::string, 256> symbol;  // byte -> its character, UTF-8 encoded
+    std::array<int, 0x144> byte_of;       // code point -> byte, -1 for characters outside the alphabet
 };
 
 inline const ByteAlphabet& byte_alphabet() {
@@ -59,8 +59,8 @@ inline const ByteAlphabet& byte_alphabet() {
             const char32_t c = printable ? char32_t(b) : moved++;
             t.byte_of[c] = b;
             // Every code point here is below U+0800: one or two UTF-8 bytes.
-            t.symbol[b] = c < 0x80 ? std::string(1, char(c))
-                                   : std::string{char(0xC0 | (c >> 6)), char(0x80 | (c & 0x3F))};
+            t.symbol[b] =
+                c < 0x80 ? std::string(1, char(c)) : std::string{char(0xC0 | (c >> 6)), char(0x80 | (c & 0x3F))};
         }
         return t;
     }();
@@ -149,10 +149,10 @@ inline std::string pcre2_message(int code) {
 inline std::shared_ptr<const pcre2_code> compile_regex(std::string_view pattern) {
     int error = 0;
     PCRE2_SIZE offset = 0;
-    std::unique_ptr<pcre2_code, Pcre2CodeFree> code(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
-                                                                  pattern.size(), PCRE2_UTF | PCRE2_UCP, &error,
-                                                                  &offset, nullptr));
-    if (!code) fail("pre-tokeniser regex /", pattern, "/ does not compile at offset ", offset, ": ", pcre2_message(error));
+    std::unique_ptr<pcre2_code, Pcre2CodeFree> code(pcre2_compile(
+        reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr));
+    if (!code)
+        fail("pre-tokeniser regex /", pattern, "/ does not compile at offset ", offset, ": ", pcre2_message(error));
     return code;
 }
 
@@ -203,7 +203,8 @@ public:
             spec.merges.push_back(std::move(*merge));
         }
         // The only special token GPT-2's files carry; Hugging Face's GPT2Tokenizer treats it so too.
-        if (spec.vocab.is_object() && spec.vocab.contains("<|endoftext|>") && spec.vocab["<|endoftext|>"].is_number_integer())
+        if (spec.vocab.is_object() && spec.vocab.contains("<|endoftext|>") &&
+            spec.vocab["<|endoftext|>"].is_number_integer())
             spec.specials.emplace_back("<|endoftext|>", spec.vocab["<|endoftext|>"].get<std::int64_t>());
         return Gpt2Bpe(std::move(spec));
     }
@@ -222,7 +223,8 @@ public:
                         "; byte-level BPE has none");
             }
             const auto normalizer = file.value("normalizer", nlohmann::json());
-            require(normalizer.is_null(), origin, ": normalizer ", normalizer.dump(), " is set; byte-level BPE has none");
+            require(normalizer.is_null(), origin, ": normalizer ", normalizer.dump(),
+                    " is set; byte-level BPE has none");
             Spec spec{.origin = origin,
                       .vocab = model.at("vocab"),
                       .ignore_merges = model.value("ignore_merges", false),
@@ -251,7 +253,8 @@ public:
 
     static Gpt2Bpe from_folder(const std::filesystem::path& dir) {
         namespace fs = std::filesystem;
-        for (const auto& [vocab, merges] : {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}})
+        for (const auto& [vocab, merges] :
+             {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}})
             if (fs::exists(dir / vocab) && fs::exists(dir / merges)) return from_files(dir / vocab, dir / merges);
         if (fs::exists(dir / "tokenizer.json")) return from_tokenizer_json(dir / "tokenizer.json");
         fail("no GPT-2 BPE tokenizer in ", dir.string(), fs::is_directory(dir) ? "" : " (no such folder)",
@@ -354,8 +357,8 @@ private:
             const std::string &left = spec.merges[rank].first, &right = spec.merges[rank].second;
             auto id = [&](const std::string& symbol) {
                 const auto it = vocab_.find(symbol);
-                require(it != vocab_.end(), origin_, ": merges[", rank, "] (\"", left, "\" \"", right, "\"): \"", symbol,
-                        "\" is not in the vocabulary");
+                require(it != vocab_.end(), origin_, ": merges[", rank, "] (\"", left, "\" \"", right, "\"): \"",
+                        symbol, "\" is not in the vocabulary");
                 return it->second;
             };
             const auto left_id = id(left), right_id = id(right), merged_id = id(left + right);
@@ -391,7 +394,8 @@ private:
                 return steps[0]["pattern"]["Regex"].get<std::string>();
         }
         fail(origin, ": unsupported pre_tokenizer ", pre.dump(),
-             "; supported: ByteLevel without add_prefix_space, or Split(Regex, Isolated) then ByteLevel(use_regex=false)");
+             "; supported: ByteLevel without add_prefix_space, or Split(Regex, Isolated) then "
+             "ByteLevel(use_regex=false)");
     }
 
     static std::uint64_t pair_key(std::int64_t left, std::int64_t right) {
@@ -415,7 +419,8 @@ private:
     void encode_ordinary(std::string_view text, pcre2_match_data* match, std::vector<std::int64_t>& ids) const {
         const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
         for (std::size_t at = 0; at < text.size();) {
-            const int found = pcre2_match(pretokenizer_.get(), subject, text.size(), at, PCRE2_NO_UTF_CHECK, match, nullptr);
+            const int found =
+                pcre2_match(pretokenizer_.get(), subject, text.size(), at, PCRE2_NO_UTF_CHECK, match, nullptr);
             // Text the regex does not cover is a piece of its own (a Split "Isolated" keeps it too);
             // GPT-2's regex covers every character, so there it never happens.
             if (found == PCRE2_ERROR_NOMATCH) return bpe(text.substr(at), ids);
@@ -439,10 +444,9 @@ private:
             for (const char c : piece) whole += detail::byte_alphabet().symbol[static_cast<unsigned char>(c)];
             if (const auto it = vocab_.find(whole); it != vocab_.end()) return ids.push_back(it->second);
         }
-        auto symbols = piece | ::ranges::views::transform([this](char c) {
-                           return byte_token_[static_cast<unsigned char>(c)];
-                       }) |
-                       ::ranges::to<std::vector<std::int64_t>>();
+        auto symbols =
+            piece | ::ranges::views::transform([this](char c) { return byte_token_[static_cast<unsigned char>(c)]; }) |
+            ::ranges::to<std::vector<std::int64_t>>();
         for (;;) {
             const Merge* best = nullptr;
             std::uint64_t best_pair = 0;
@@ -469,12 +473,12 @@ private:
 
     std::string origin_;  // the file it came from, for messages
     std::unordered_map<std::string, std::int64_t, detail::StringHash, std::equal_to<>> vocab_;  // byte alphabet -> id
-    std::unordered_map<std::uint64_t, Merge> merges_;     // (left id, right id) -> merge
-    std::vector<std::optional<std::string>> bytes_;       // id -> the bytes it decodes to
-    std::array<std::int64_t, 256> byte_token_{};          // byte -> id of its one-byte token
-    std::vector<Special> specials_;                       // longest first
+    std::unordered_map<std::uint64_t, Merge> merges_;  // (left id, right id) -> merge
+    std::vector<std::optional<std::string>> bytes_;    // id -> the bytes it decodes to
+    std::array<std::int64_t, 256> byte_token_{};       // byte -> id of its one-byte token
+    std::vector<Special> specials_;                    // longest first
     bool ignore_merges_ = false;
-    std::shared_ptr<const pcre2_code> pretokenizer_;      // compiled once, shared by copies
+    std::shared_ptr<const pcre2_code> pretokenizer_;  // compiled once, shared by copies
 };
 
 }  // namespace inputrep

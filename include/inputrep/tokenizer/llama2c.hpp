@@ -32,7 +32,8 @@ public:
 
     // vocab_size comes from the model (its llama2.c header or config.json) and is checked against
     // the file; without one, the file's tokens are counted (it holds exactly its tokens).
-    static Llama2cTokenizer from_file(const std::filesystem::path& path, std::optional<std::int64_t> expected_vocab_size = {}) {
+    static Llama2cTokenizer from_file(const std::filesystem::path& path,
+                                      std::optional<std::int64_t> expected_vocab_size = {}) {
         std::ifstream in(path, std::ios::binary);
         require(in.good(), path.string(), ": cannot open the llama2.c tokenizer");
         const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -46,7 +47,8 @@ public:
         auto read = [&](void* out, std::size_t n, std::int64_t token) {
             require(at + n <= bytes.size(), path.string(), ": ends inside token ", token,
                     counted ? std::string(" (truncated)")
-                            : " of " + std::to_string(vocab_size) + " (truncated, or vocab_size is larger than the file's vocabulary)");
+                            : " of " + std::to_string(vocab_size) +
+                                  " (truncated, or vocab_size is larger than the file's vocabulary)");
             std::memcpy(out, bytes.data() + at, n);
             at += n;
         };
@@ -108,11 +110,15 @@ public:
         std::string text;
         std::int64_t previous = -1;
         for (auto id : ids) {
-            require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ", vocab_size());
+            require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ",
+                    vocab_size());
             std::string_view piece = pieces_[id];
             if (id == bos_id || id == eos_id) piece = {};
             if (previous == bos_id && piece.starts_with(' ')) piece.remove_prefix(1);
-            if (auto byte = byte_of(piece); byte >= 0) text += static_cast<char>(byte); else text += piece;
+            if (auto byte = byte_of(piece); byte >= 0)
+                text += static_cast<char>(byte);
+            else
+                text += piece;
             previous = id;
         }
         return text;
@@ -120,7 +126,8 @@ public:
 
     std::int64_t vocab_size() const { return static_cast<std::int64_t>(pieces_.size()); }
     const std::string& piece(std::int64_t id) const {
-        require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ", vocab_size());
+        require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ",
+                vocab_size());
         return pieces_[id];
     }
 
@@ -136,7 +143,12 @@ private:
     // "<0xHH>" -> HH, anything else -> -1.
     static int byte_of(std::string_view piece) {
         if (piece.size() != 6 || !piece.starts_with("<0x") || piece[5] != '>') return -1;
-        auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+        auto hex = [](char c) {
+            return c >= '0' && c <= '9'   ? c - '0'
+                   : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                   : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : -1;
+        };
         const int hi = hex(piece[3]), lo = hex(piece[4]);
         return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
     }

@@ -68,7 +68,8 @@ public:
         std::string text, bytes;
         bool expect_prefix = true, prefix_seen = false;
         for (auto id : ids) {
-            require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ", vocab_size());
+            require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ",
+                    vocab_size());
             const Piece& p = pieces_[id];
             if (p.type == Type::byte) {
                 bytes += static_cast<char>(byte_value(p.text));
@@ -87,7 +88,8 @@ public:
                 piece.remove_prefix(space_symbol.size());
                 prefix_seen = !remove_extra_whitespaces_;
             }
-            for (std::size_t at; (at = piece.find(space_symbol)) != std::string_view::npos; piece.remove_prefix(at + space_symbol.size()))
+            for (std::size_t at; (at = piece.find(space_symbol)) != std::string_view::npos;
+                 piece.remove_prefix(at + space_symbol.size()))
                 text.append(piece.substr(0, at)).push_back(' ');
             text += piece;
         }
@@ -99,7 +101,8 @@ public:
     std::int64_t bos_id() const { return bos_; }  // -1 when the model has none
     std::int64_t eos_id() const { return eos_; }
     const std::string& piece(std::int64_t id) const {
-        require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ", vocab_size());
+        require(id >= 0 && id < vocab_size(), origin_, ": token id ", id, " is outside the vocabulary of ",
+                vocab_size());
         return pieces_[id].text;
     }
 
@@ -157,11 +160,20 @@ private:
         }
         void skip(int wire) {
             switch (wire) {
-                case 0: varint(); return;
-                case 1: need(8), data_.remove_prefix(8); return;
-                case 2: bytes(); return;
-                case 5: need(4), data_.remove_prefix(4); return;
-                default: broken();
+                case 0:
+                    varint();
+                    return;
+                case 1:
+                    need(8), data_.remove_prefix(8);
+                    return;
+                case 2:
+                    bytes();
+                    return;
+                case 5:
+                    need(4), data_.remove_prefix(4);
+                    return;
+                default:
+                    broken();
             }
         }
 
@@ -170,7 +182,9 @@ private:
             if (n > data_.size()) broken();
         }
         [[noreturn]] void broken() const {
-            fail(origin_, ": not a SentencePiece model (malformed protobuf; Llama-3's tokenizer.model is a tiktoken file: use its tokenizer.json)");
+            fail(origin_,
+                 ": not a SentencePiece model (malformed protobuf; Llama-3's tokenizer.model is a tiktoken file: use "
+                 "its tokenizer.json)");
         }
         std::string_view data_;
         const std::string& origin_;
@@ -181,10 +195,14 @@ private:
         std::string_view trainer, normalizer;
         while (!model.done()) {
             const auto [field, wire] = model.key();
-            if (field == 1 && wire == 2) pieces_.push_back(read_piece(model.bytes()));
-            else if (field == 2 && wire == 2) trainer = model.bytes();
-            else if (field == 3 && wire == 2) normalizer = model.bytes();
-            else model.skip(wire);
+            if (field == 1 && wire == 2)
+                pieces_.push_back(read_piece(model.bytes()));
+            else if (field == 2 && wire == 2)
+                trainer = model.bytes();
+            else if (field == 3 && wire == 2)
+                normalizer = model.bytes();
+            else
+                model.skip(wire);
         }
         require(!pieces_.empty(), origin_, ": not a SentencePiece model (no pieces)");
         read_trainer(trainer);
@@ -195,7 +213,8 @@ private:
             const Piece& p = pieces_[id];
             const bool normal = p.type == Type::normal || p.type == Type::user_defined || p.type == Type::unused;
             require(!p.text.empty(), origin_, ": piece ", id, " is empty");
-            require((normal ? normal_ : reserved_).emplace(p.text, id).second, origin_, ": piece \"", p.text, "\" is defined twice");
+            require((normal ? normal_ : reserved_).emplace(p.text, id).second, origin_, ": piece \"", p.text,
+                    "\" is defined twice");
             if (p.type == Type::user_defined) user_defined_.push_back(p.text);
             if (p.type == Type::unknown) unk_ = id;
             if (p.type == Type::byte) {
@@ -206,7 +225,8 @@ private:
         }
         require(unk_ >= 0, origin_, ": the model defines no <unk> piece");
         if (byte_fallback_)
-            for (int b = 0; b < 256; ++b) require(byte_ids_[b] >= 0, origin_, ": byte_fallback is set but byte piece ", b, " is missing");
+            for (int b = 0; b < 256; ++b)
+                require(byte_ids_[b] >= 0, origin_, ": byte_fallback is set but byte piece ", b, " is missing");
         bos_ = control_id(bos_piece_);
         eos_ = control_id(eos_piece_);
     }
@@ -216,12 +236,17 @@ private:
         Piece p;
         while (!w.done()) {
             const auto [field, wire] = w.key();
-            if (field == 1 && wire == 2) p.text = w.bytes();
-            else if (field == 2 && wire == 5) p.score = w.fixed32();
-            else if (field == 3 && wire == 0) p.type = static_cast<Type>(w.varint());
-            else w.skip(wire);
+            if (field == 1 && wire == 2)
+                p.text = w.bytes();
+            else if (field == 2 && wire == 5)
+                p.score = w.fixed32();
+            else if (field == 3 && wire == 0)
+                p.type = static_cast<Type>(w.varint());
+            else
+                w.skip(wire);
         }
-        require(p.type >= Type::normal && p.type <= Type::byte, origin_, ": piece \"", p.text, "\" has an unknown type");
+        require(p.type >= Type::normal && p.type <= Type::byte, origin_, ": piece \"", p.text,
+                "\" has an unknown type");
         require(!std::isnan(p.score), origin_, ": piece \"", p.text, "\" has no score (NaN)");
         return p;
     }
@@ -234,13 +259,20 @@ private:
         bool suffix = false;
         while (!w.done()) {
             const auto [field, wire] = w.key();
-            if (field == 3 && wire == 0) model_type = w.varint();
-            else if (field == 24 && wire == 0) suffix = w.varint() != 0;
-            else if (field == 35 && wire == 0) byte_fallback_ = w.varint() != 0;
-            else if (field == 44 && wire == 2) unk_surface_ = w.bytes();
-            else if (field == 46 && wire == 2) bos_piece_ = w.bytes();
-            else if (field == 47 && wire == 2) eos_piece_ = w.bytes();
-            else w.skip(wire);
+            if (field == 3 && wire == 0)
+                model_type = w.varint();
+            else if (field == 24 && wire == 0)
+                suffix = w.varint() != 0;
+            else if (field == 35 && wire == 0)
+                byte_fallback_ = w.varint() != 0;
+            else if (field == 44 && wire == 2)
+                unk_surface_ = w.bytes();
+            else if (field == 46 && wire == 2)
+                bos_piece_ = w.bytes();
+            else if (field == 47 && wire == 2)
+                eos_piece_ = w.bytes();
+            else
+                w.skip(wire);
         }
         static constexpr const char* kinds[] = {"?", "unigram", "bpe", "word", "char"};
         require(model_type == 2, origin_, ": a ", model_type <= 4 ? kinds[model_type] : "?",
@@ -256,14 +288,21 @@ private:
         bool rules = false;
         while (!w.done()) {
             const auto [field, wire] = w.key();
-            if (field == 1 && wire == 2) name = w.bytes();
-            else if (field == 2 && wire == 2) rules = !w.bytes().empty();
-            else if (field == 3 && wire == 0) add_dummy_prefix_ = w.varint() != 0;
-            else if (field == 4 && wire == 0) remove_extra_whitespaces_ = w.varint() != 0;
-            else if (field == 5 && wire == 0) escape_whitespaces_ = w.varint() != 0;
-            else w.skip(wire);
+            if (field == 1 && wire == 2)
+                name = w.bytes();
+            else if (field == 2 && wire == 2)
+                rules = !w.bytes().empty();
+            else if (field == 3 && wire == 0)
+                add_dummy_prefix_ = w.varint() != 0;
+            else if (field == 4 && wire == 0)
+                remove_extra_whitespaces_ = w.varint() != 0;
+            else if (field == 5 && wire == 0)
+                escape_whitespaces_ = w.varint() != 0;
+            else
+                w.skip(wire);
         }
-        require(!rules, origin_, ": normalization rule \"", name, "\" is not supported (only identity, as Llama and Mistral use)");
+        require(!rules, origin_, ": normalization rule \"", name,
+                "\" is not supported (only identity, as Llama and Mistral use)");
     }
 
     std::int64_t control_id(const std::string& piece) const {
@@ -295,10 +334,14 @@ private:
         std::size_t n;
         unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
         if (lead < 0x80) return 1;
-        if (lead >= 0xC2 && lead <= 0xDF) n = 2;
-        else if (lead >= 0xE0 && lead <= 0xEF) n = 3, lo = lead == 0xE0 ? 0xA0 : 0x80, hi = lead == 0xED ? 0x9F : 0xBF;
-        else if (lead >= 0xF0 && lead <= 0xF4) n = 4, lo = lead == 0xF0 ? 0x90 : 0x80, hi = lead == 0xF4 ? 0x8F : 0xBF;
-        else return 0;
+        if (lead >= 0xC2 && lead <= 0xDF)
+            n = 2;
+        else if (lead >= 0xE0 && lead <= 0xEF)
+            n = 3, lo = lead == 0xE0 ? 0xA0 : 0x80, hi = lead == 0xED ? 0x9F : 0xBF;
+        else if (lead >= 0xF0 && lead <= 0xF4)
+            n = 4, lo = lead == 0xF0 ? 0x90 : 0x80, hi = lead == 0xF4 ? 0x8F : 0xBF;
+        else
+            return 0;
         if (s.size() < n || b(1) < lo || b(1) > hi) return 0;
         for (std::size_t i = 2; i < n; ++i)
             if ((b(i) & 0xC0) != 0x80) return 0;
@@ -338,7 +381,10 @@ private:
             while (after_space && unit.starts_with(' ')) unit.remove_prefix(1);
             if (!unit.empty()) {
                 for (char c : unit)
-                    if (c == ' ') out += space; else out += c;
+                    if (c == ' ')
+                        out += space;
+                    else
+                        out += c;
                 after_space = unit.ends_with(' ');
             }
             text.remove_prefix(taken);
@@ -372,16 +418,20 @@ private:
         symbols.back().next = -1;
 
         auto view = [&](const Symbol& s) { return std::string_view(normalized).substr(s.begin, s.size); };
-        auto worse = [](const Pair& a, const Pair& b) { return a.score < b.score || (a.score == b.score && a.left > b.left); };
+        auto worse = [](const Pair& a, const Pair& b) {
+            return a.score < b.score || (a.score == b.score && a.left > b.left);
+        };
         std::priority_queue<Pair, std::vector<Pair>, decltype(worse)> agenda(worse);
         std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>> unused_parts;
         auto consider = [&](int left, int right) {
             if (left < 0 || right < 0 || symbols[left].frozen || symbols[right].frozen) return;
-            const auto merged = std::string_view(normalized).substr(symbols[left].begin, symbols[left].size + symbols[right].size);
+            const auto merged =
+                std::string_view(normalized).substr(symbols[left].begin, symbols[left].size + symbols[right].size);
             const auto it = normal_.find(merged);
             if (it == normal_.end()) return;
             agenda.push({pieces_[it->second].score, left, right, merged.size()});
-            if (pieces_[it->second].type == Type::unused) unused_parts[merged] = {view(symbols[left]), view(symbols[right])};
+            if (pieces_[it->second].type == Type::unused)
+                unused_parts[merged] = {view(symbols[left]), view(symbols[right])};
         };
         for (int i = 1; i < static_cast<int>(symbols.size()); ++i) consider(i - 1, i);
         while (!agenda.empty()) {

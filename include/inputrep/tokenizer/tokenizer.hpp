@@ -21,11 +21,11 @@ namespace inputrep {
 class Tokenizer {
 public:
     template <class T>
-        requires requires(const T& t, std::string_view s, std::span<const std::int64_t> ids) {
-            { t.encode(s) } -> std::same_as<std::vector<std::int64_t>>;
-            { t.decode(ids) } -> std::same_as<std::string>;
-            { t.vocab_size() } -> std::convertible_to<std::int64_t>;
-        }
+    requires requires(const T& t, std::string_view s, std::span<const std::int64_t> ids) {
+        { t.encode(s) } -> std::same_as<std::vector<std::int64_t>>;
+        { t.decode(ids) } -> std::same_as<std::string>;
+        { t.vocab_size() } -> std::convertible_to<std::int64_t>;
+    }
     Tokenizer(T tokenizer) : self_(std::make_shared<Impl<T>>(std::move(tokenizer))) {}
 
     // A model folder's own tokenizer files, or a vocabulary folder: tokenizer.model (SentencePiece,
@@ -34,7 +34,8 @@ public:
     // file), else byte-level BPE (vocab.json + merges.txt, encoder.json + vocab.bpe, tokenizer.json).
     static Tokenizer from_folder(const std::filesystem::path& dir) {
         require(std::filesystem::is_directory(dir), dir.string(), ": no such tokenizer folder");
-        require(exists_in(dir), "no tokenizer in ", dir.string(), ": looked for tokenizer.model (SentencePiece), tokenizer.bin (llama2.c), "
+        require(exists_in(dir), "no tokenizer in ", dir.string(),
+                ": looked for tokenizer.model (SentencePiece), tokenizer.bin (llama2.c), "
                 "tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe");
         if (std::filesystem::exists(dir / "tokenizer.model")) {
             try {
@@ -58,8 +59,9 @@ public:
         namespace fs = std::filesystem;
         std::error_code unreadable;  // a path the file system refuses holds no tokenizer
         auto has = [&](const char* name) { return fs::is_regular_file(dir / name, unreadable); };
-        return fs::is_directory(dir, unreadable) && (has("tokenizer.model") || has("tokenizer.bin") || has("tokenizer.json") ||
-                                         (has("vocab.json") && has("merges.txt")) || (has("encoder.json") && has("vocab.bpe")));
+        return fs::is_directory(dir, unreadable) &&
+               (has("tokenizer.model") || has("tokenizer.bin") || has("tokenizer.json") ||
+                (has("vocab.json") && has("merges.txt")) || (has("encoder.json") && has("vocab.bpe")));
     }
 
     std::vector<std::int64_t> encode(std::string_view text) const { return self_->encode(text); }

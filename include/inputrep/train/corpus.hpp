@@ -51,10 +51,12 @@ struct Corpus {
 // ascii-art is pictures, not text.
 inline std::vector<std::filesystem::path> fortunes_corpus() {
     const std::filesystem::path dir = "/usr/share/games/fortunes";
-    require(std::filesystem::is_directory(dir), dir.string(), ": no fortunes; install Debian's fortunes package (scripts/setup)");
+    require(std::filesystem::is_directory(dir), dir.string(),
+            ": no fortunes; install Debian's fortunes package (scripts/setup)");
     std::vector<std::filesystem::path> files;
     for (const auto& e : std::filesystem::directory_iterator(dir))
-        if (e.is_regular_file() && !e.path().has_extension() && e.path().filename() != "ascii-art") files.push_back(e.path());
+        if (e.is_regular_file() && !e.path().has_extension() && e.path().filename() != "ascii-art")
+            files.push_back(e.path());
     std::sort(files.begin(), files.end());
     return files;
 }
@@ -68,11 +70,12 @@ inline std::vector<std::filesystem::path> brown_corpus(const std::filesystem::pa
     if (std::filesystem::is_directory(folder, ec))
         for (const auto& e : std::filesystem::directory_iterator(folder)) {
             const auto name = e.path().filename().string();
-            if (name.size() == 4 && name[0] == 'c' && name[1] >= 'a' && name[1] <= 'r' && std::isdigit(static_cast<unsigned char>(name[2])) &&
-                std::isdigit(static_cast<unsigned char>(name[3])))
+            if (name.size() == 4 && name[0] == 'c' && name[1] >= 'a' && name[1] <= 'r' &&
+                std::isdigit(static_cast<unsigned char>(name[2])) && std::isdigit(static_cast<unsigned char>(name[3])))
                 files.push_back(e.path());
         }
-    require(files.size() == 500, folder.string(), ": ", files.size(), " of the Brown corpus's 500 texts; run scripts/setup to unpack them");
+    require(files.size() == 500, folder.string(), ": ", files.size(),
+            " of the Brown corpus's 500 texts; run scripts/setup to unpack them");
     std::sort(files.begin(), files.end());
     return files;
 }
@@ -104,7 +107,10 @@ std::vector<Document> split_lines(const std::string& text, Separator&& is_separa
     std::istringstream in(text);
     for (std::string line; std::getline(in, line);) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (is_separator(line)) flush(); else current += line + '\n';
+        if (is_separator(line))
+            flush();
+        else
+            current += line + '\n';
     }
     flush();
     return docs;
@@ -118,19 +124,31 @@ inline std::string not_text(std::string_view bytes) {
     for (std::size_t i = 0; i < bytes.size();) {
         const auto c = static_cast<unsigned char>(bytes[i]);
         if (c == 0) return at(i, "is NUL: a binary file, not text");
-        if (c < 0x80) { ++i; continue; }
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
         // The lead byte gives the length and the range the second byte must lie in (RFC 3629's table).
         std::size_t n = 0;
         unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c == 0xE0) n = 3, lo = 0xA0;
-        else if (c >= 0xE1 && c <= 0xEC) n = 3;
-        else if (c == 0xED) n = 3, hi = 0x9F;
-        else if (c >= 0xEE && c <= 0xEF) n = 3;
-        else if (c == 0xF0) n = 4, lo = 0x90;
-        else if (c >= 0xF1 && c <= 0xF3) n = 4;
-        else if (c == 0xF4) n = 4, hi = 0x8F;
-        else return at(i, fmt::format("is not UTF-8 (no character starts with 0x{:02X})", c));
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 2;
+        else if (c == 0xE0)
+            n = 3, lo = 0xA0;
+        else if (c >= 0xE1 && c <= 0xEC)
+            n = 3;
+        else if (c == 0xED)
+            n = 3, hi = 0x9F;
+        else if (c >= 0xEE && c <= 0xEF)
+            n = 3;
+        else if (c == 0xF0)
+            n = 4, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3)
+            n = 4;
+        else if (c == 0xF4)
+            n = 4, hi = 0x8F;
+        else
+            return at(i, fmt::format("is not UTF-8 (no character starts with 0x{:02X})", c));
         for (std::size_t k = 1; k < n; ++k) {
             if (i + k >= bytes.size()) return at(i, "starts a UTF-8 character the file cuts off");
             const auto d = static_cast<unsigned char>(bytes[i + k]);
@@ -144,7 +162,9 @@ inline std::string not_text(std::string_view bytes) {
 
 // Brown's tags: lower-case letters and $ ' ( ) * + , - . : ` ("np$", "pps+bez", "nn-tl", ",").
 inline bool is_brown_tag(std::string_view tag) {
-    return !tag.empty() && std::ranges::all_of(tag, [](char c) { return (c >= 'a' && c <= 'z') || std::string_view("$'()*+,-.:`").find(c) != std::string_view::npos; });
+    return !tag.empty() && std::ranges::all_of(tag, [](char c) {
+        return (c >= 'a' && c <= 'z') || std::string_view("$'()*+,-.:`").find(c) != std::string_view::npos;
+    });
 }
 
 // Whether `text` is a Brown text: its first 20 tokens (at least 5) are all WORD/TAG.
@@ -153,7 +173,8 @@ inline bool brown_tagged(std::string_view text) {
     int seen = 0;
     for (std::string token; seen < 20 && in >> token; ++seen) {
         const auto slash = token.rfind('/');
-        if (slash == std::string::npos || slash == 0 || !is_brown_tag(std::string_view(token).substr(slash + 1))) return false;
+        if (slash == std::string::npos || slash == 0 || !is_brown_tag(std::string_view(token).substr(slash + 1)))
+            return false;
     }
     return seen >= 5;
 }
@@ -170,8 +191,8 @@ inline std::string brown_text(std::string_view tagged) {
         bool glue = true;  // no space before the next word: the sentence's start, after ( or ``
         for (std::string token; tokens >> token;) {
             const auto word = token.substr(0, token.rfind('/'));
-            const bool closing = word == "," || word == "." || word == ";" || word == ":" || word == "?" || word == "!" || word == ")" ||
-                                 word == "''" || word == "'";
+            const bool closing = word == "," || word == "." || word == ";" || word == ":" || word == "?" ||
+                                 word == "!" || word == ")" || word == "''" || word == "'";
             if (!glue && !closing) sentence += ' ';
             sentence += word == "``" || word == "''" ? "\"" : word;
             glue = word == "(" || word == "``";
@@ -188,7 +209,8 @@ inline std::string brown_text(std::string_view tagged) {
 inline std::vector<Document> documents_of(const std::filesystem::path& path, const std::string& text) {
     if (auto where = detail::not_text(text); !where.empty()) fail("corpus: ", path.string(), ": ", where);
     if (path.extension() != ".ids" && detail::brown_tagged(text))
-        if (auto prose = detail::brown_text(text); !detail::trim(prose).empty()) return {{std::string(detail::trim(prose)), {}}};
+        if (auto prose = detail::brown_text(text); !detail::trim(prose).empty())
+            return {{std::string(detail::trim(prose)), {}}};
     if (path.extension() == ".ids") {
         std::vector<Document> docs;
         std::istringstream in(text);
@@ -203,7 +225,8 @@ inline std::vector<Document> documents_of(const std::filesystem::path& path, con
                 try {
                     id = std::stoll(field, &used);
                 } catch (const std::logic_error&) {}
-                require(used == field.size() && id >= 0, path.string(), ":", line_number, ": \"", field, "\" is not a token id");
+                require(used == field.size() && id >= 0, path.string(), ":", line_number, ": \"", field,
+                        "\" is not a token id");
                 d.ids.push_back(id);
                 d.text += field + ' ';
             }
@@ -215,7 +238,8 @@ inline std::vector<Document> documents_of(const std::filesystem::path& path, con
         std::vector<Document> docs;
         for (std::size_t start = 0; start <= text.size();) {
             auto end = std::min(text.find(eot, start), text.size());
-            if (auto t = detail::trim(std::string_view(text).substr(start, end - start)); !t.empty()) docs.push_back({std::string(t), {}});
+            if (auto t = detail::trim(std::string_view(text).substr(start, end - start)); !t.empty())
+                docs.push_back({std::string(t), {}});
             start = end + eot.size();
         }
         return docs;
@@ -225,7 +249,9 @@ inline std::vector<Document> documents_of(const std::filesystem::path& path, con
     return detail::split_lines(text, [](const std::string& l) { return detail::trim(l).empty(); });
 }
 
-inline std::vector<Document> read_documents(const std::filesystem::path& path) { return documents_of(path, read_file(path, "corpus file")); }
+inline std::vector<Document> read_documents(const std::filesystem::path& path) {
+    return documents_of(path, read_file(path, "corpus file"));
+}
 
 // The split's hash starts from a basis one digit short of FNV's (a slip kept on purpose: every
 // committed model's held-out documents are chosen by it).
@@ -237,7 +263,8 @@ inline bool is_held_out(const Document& d, double fraction) {
 
 inline Corpus read_corpus(const std::vector<std::filesystem::path>& files, double held_out_fraction) {
     require(!files.empty(), "corpus: no files given");
-    require(held_out_fraction > 0 && held_out_fraction < 1, "corpus: the held-out fraction must be in (0, 1), not ", held_out_fraction);
+    require(held_out_fraction > 0 && held_out_fraction < 1, "corpus: the held-out fraction must be in (0, 1), not ",
+            held_out_fraction);
     Corpus c;
     int kinds[2] = {0, 0};
     std::uint64_t h = fnv1a_basis;
@@ -251,12 +278,14 @@ inline Corpus read_corpus(const std::vector<std::filesystem::path>& files, doubl
         }
     }
     c.hash = fmt::format("{:016x}", h);
-    require(kinds[0] + kinds[1] > 0, "corpus: no documents in ", files.size() == 1 ? files.front().string() : std::to_string(files.size()) + " files",
+    require(kinds[0] + kinds[1] > 0, "corpus: no documents in ",
+            files.size() == 1 ? files.front().string() : std::to_string(files.size()) + " files",
             " (the corpus is empty)");
     require(kinds[0] == 0 || kinds[1] == 0, "corpus: pre-tokenised .ids files and text files cannot be mixed");
     c.pretokenised = kinds[1] > 0;
-    require(!c.train.empty() && !c.held_out.empty(), "corpus: ", kinds[0] + kinds[1], " documents give ", c.train.size(), " for training and ",
-            c.held_out.size(), " held out at fraction ", held_out_fraction, "; both need at least one (add documents)");
+    require(!c.train.empty() && !c.held_out.empty(), "corpus: ", kinds[0] + kinds[1], " documents give ",
+            c.train.size(), " for training and ", c.held_out.size(), " held out at fraction ", held_out_fraction,
+            "; both need at least one (add documents)");
     return c;
 }
 
@@ -272,7 +301,8 @@ inline int run_program(const std::vector<std::string>& argv, const std::filesyst
     pid_t pid = 0;
     const int spawned = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
-    require(spawned == 0, argv[0], " could not be started (", std::strerror(spawned), "); it comes with Debian's sentencepiece package (scripts/setup)");
+    require(spawned == 0, argv[0], " could not be started (", std::strerror(spawned),
+            "); it comes with Debian's sentencepiece package (scripts/setup)");
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
@@ -281,17 +311,18 @@ inline int run_program(const std::vector<std::string>& argv, const std::filesyst
 // A SentencePiece BPE model of `vocab_size` pieces trained on the documents by Debian's spm_train,
 // written to dir/tokenizer.model. Identity normalisation (the library's reader supports no other)
 // and byte fallback, so every byte, newlines included, has a token. One thread: reproducible.
-inline std::filesystem::path train_sentencepiece(const std::vector<Document>& docs, std::int64_t vocab_size, const std::filesystem::path& dir) {
+inline std::filesystem::path train_sentencepiece(const std::vector<Document>& docs, std::int64_t vocab_size,
+                                                 const std::filesystem::path& dir) {
     require(vocab_size > 0, "tokenizer: the vocabulary size must be positive");
     const auto input = dir / "spm_input.txt", log = dir / "spm_train.log";
     write_file(input, [&](std::ostream& out) {
         for (const auto& d : docs) out << d.text << '\n';
     });
-    const int status = run_program({"spm_train", "--input=" + input.string(), "--model_prefix=" + (dir / "tokenizer").string(),
-                                    "--model_type=bpe", "--vocab_size=" + std::to_string(vocab_size), "--character_coverage=1.0",
-                                    "--byte_fallback=true", "--normalization_rule_name=identity", "--num_threads=1",
-                                    "--max_sentence_length=100000", "--minloglevel=1"},
-                                   log);
+    const int status = run_program(
+        {"spm_train", "--input=" + input.string(), "--model_prefix=" + (dir / "tokenizer").string(), "--model_type=bpe",
+         "--vocab_size=" + std::to_string(vocab_size), "--character_coverage=1.0", "--byte_fallback=true",
+         "--normalization_rule_name=identity", "--num_threads=1", "--max_sentence_length=100000", "--minloglevel=1"},
+        log);
     std::string message = read_file(log, "spm_train log");
     std::filesystem::remove(input);
     if (status != 0) {
@@ -301,9 +332,11 @@ inline std::filesystem::path train_sentencepiece(const std::vector<Document>& do
         std::string reason;
         std::istringstream lines(message);
         for (std::string line; std::getline(lines, line);)
-            if (auto t = detail::trim(line); !t.empty() && !t.starts_with("Program terminated")) reason = std::string(t);
+            if (auto t = detail::trim(line); !t.empty() && !t.starts_with("Program terminated"))
+                reason = std::string(t);
         if (const auto bracket = reason.rfind("] "); bracket != std::string::npos) reason = reason.substr(bracket + 2);
-        fail("tokenizer: spm_train cannot make a vocabulary of ", vocab_size, " from this corpus: ", reason.empty() ? "it gave no reason" : reason);
+        fail("tokenizer: spm_train cannot make a vocabulary of ", vocab_size,
+             " from this corpus: ", reason.empty() ? "it gave no reason" : reason);
     }
     std::filesystem::remove(log);
     std::filesystem::remove(dir / "tokenizer.vocab");
@@ -311,12 +344,15 @@ inline std::filesystem::path train_sentencepiece(const std::vector<Document>& do
 }
 
 // Each document's ids: BOS then the text's pieces (pre-tokenised documents as they are).
-inline std::vector<std::vector<std::int64_t>> tokenize(const std::vector<Document>& docs, const Tokenizer& tok, std::int64_t bos) {
+inline std::vector<std::vector<std::int64_t>> tokenize(const std::vector<Document>& docs, const Tokenizer& tok,
+                                                       std::int64_t bos) {
     std::vector<std::vector<std::int64_t>> out;
     out.reserve(docs.size());
     for (const auto& d : docs) {
         if (!d.ids.empty()) {
-            for (auto id : d.ids) require(id < tok.vocab_size(), "corpus: token id ", id, " is outside the tokenizer's vocabulary of ", tok.vocab_size());
+            for (auto id : d.ids)
+                require(id < tok.vocab_size(), "corpus: token id ", id, " is outside the tokenizer's vocabulary of ",
+                        tok.vocab_size());
             out.push_back(d.ids);
             continue;
         }
@@ -334,7 +370,8 @@ inline constexpr std::int64_t ignore_id = -1;
 // Rows of T + 1 tokens: inputs are [:, :T], targets [:, 1:]. Packed: the documents' ids end to end,
 // cut every T tokens (each row shares its last token with the next row's first). Padded, as the
 // seed's trainers did: one document per row, truncated, the rest `ignore_id`.
-inline at::Tensor pack(const std::vector<std::vector<std::int64_t>>& docs, std::int64_t T, bool padded, std::string_view what) {
+inline at::Tensor pack(const std::vector<std::vector<std::int64_t>>& docs, std::int64_t T, bool padded,
+                       std::string_view what) {
     require(T >= 1, "corpus: the context must be at least one token");
     std::vector<std::int64_t> flat;
     std::int64_t rows = 0, tokens = 0;
@@ -352,9 +389,11 @@ inline at::Tensor pack(const std::vector<std::vector<std::int64_t>>& docs, std::
         stream.reserve(tokens);
         for (auto& d : docs) stream.insert(stream.end(), d.begin(), d.end());
         rows = tokens > 0 ? (tokens - 1) / T : 0;
-        for (std::int64_t r = 0; r < rows; ++r) flat.insert(flat.end(), stream.begin() + r * T, stream.begin() + r * T + T + 1);
+        for (std::int64_t r = 0; r < rows; ++r)
+            flat.insert(flat.end(), stream.begin() + r * T, stream.begin() + r * T + T + 1);
     }
-    require(rows > 0, "corpus: the ", what, " text has ", tokens, " tokens, shorter than one context of ", T, " (+1 for the last target)");
+    require(rows > 0, "corpus: the ", what, " text has ", tokens, " tokens, shorter than one context of ", T,
+            " (+1 for the last target)");
     return at::tensor(flat, at::kLong).view({rows, T + 1});
 }
 

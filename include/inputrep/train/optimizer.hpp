@@ -25,7 +25,9 @@ inline Decay parse_decay(std::string_view name) {
     if (name == "constant") return Decay::constant;
     fail("unknown learning-rate decay \"", name, "\" (expected cosine, linear or constant)");
 }
-inline const char* decay_name(Decay d) { return d == Decay::cosine ? "cosine" : d == Decay::linear ? "linear" : "constant"; }
+inline const char* decay_name(Decay d) {
+    return d == Decay::cosine ? "cosine" : d == Decay::linear ? "linear" : "constant";
+}
 
 struct Schedule {
     double lr = 1e-3;
@@ -49,7 +51,8 @@ struct AdamWOptions {
 
 class AdamW {
 public:
-    AdamW(std::vector<at::Tensor> parameters, AdamWOptions options) : params_(std::move(parameters)), options_(options) {
+    AdamW(std::vector<at::Tensor> parameters, AdamWOptions options)
+        : params_(std::move(parameters)), options_(options) {
         for (auto& p : params_) {
             require(p.is_leaf() && p.requires_grad(), "AdamW: every parameter must be a leaf that requires grad");
             m_.push_back(at::zeros_like(p));
@@ -94,7 +97,8 @@ public:
     std::vector<std::pair<std::string, at::Tensor>> state() const {
         std::vector<std::pair<std::string, at::Tensor>> out;
         for (std::size_t i = 0; i < params_.size(); ++i)
-            out.emplace_back("exp_avg." + std::to_string(i), m_[i]), out.emplace_back("exp_avg_sq." + std::to_string(i), v_[i]);
+            out.emplace_back("exp_avg." + std::to_string(i), m_[i]),
+                out.emplace_back("exp_avg_sq." + std::to_string(i), v_[i]);
         return out;
     }
     template <class Load>  // load(name, shape) -> at::Tensor

@@ -28,10 +28,12 @@ inline TrainerState parse_trainer_state(std::string_view text, const std::string
     s.run = json_field<Json>(j, "run", where);
     const auto steps = json_field<std::int64_t>(s.run, "steps", where + ": \"run\"");
     require(steps > 0, where, ": the run's \"steps\" is ", steps, ", not a positive number");
-    require(s.step >= 0 && s.step <= steps, where, ": \"step\" is ", s.step, ", outside the run's 0 to ", steps, " steps");
-    require(s.adam_steps == s.step, where, ": AdamW took ", s.adam_steps, " steps (\"adam_steps\") where the run took ", s.step,
-            " (\"step\"): not one run's state");
-    require(s.tokenizer_vocab_size > 0, where, ": \"tokenizer_vocab_size\" is ", s.tokenizer_vocab_size, ", not a positive number");
+    require(s.step >= 0 && s.step <= steps, where, ": \"step\" is ", s.step, ", outside the run's 0 to ", steps,
+            " steps");
+    require(s.adam_steps == s.step, where, ": AdamW took ", s.adam_steps, " steps (\"adam_steps\") where the run took ",
+            s.step, " (\"step\"): not one run's state");
+    require(s.tokenizer_vocab_size > 0, where, ": \"tokenizer_vocab_size\" is ", s.tokenizer_vocab_size,
+            ", not a positive number");
     return s;
 }
 

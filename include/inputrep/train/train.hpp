@@ -47,22 +47,23 @@ namespace inputrep::train {
 namespace fs = std::filesystem;
 
 struct LogEntry {
-    std::int64_t step = 0;                     // steps done
-    double loss = 0, lr = 0, grad_norm = 0;    // the step's mean training loss (nats per token)
+    std::int64_t step = 0;                   // steps done
+    double loss = 0, lr = 0, grad_norm = 0;  // the step's mean training loss (nats per token)
     double tokens_per_second = 0, eta_seconds = 0;
-    std::optional<double> held_out;            // held-out cross-entropy, on eval steps
+    std::optional<double> held_out;  // held-out cross-entropy, on eval steps
 };
 
 struct TrainOptions {
-    std::optional<fs::path> tokenizer;  // reuse this folder's tokenizer; else train a SentencePiece BPE of config's vocab_size
+    std::optional<fs::path>
+        tokenizer;  // reuse this folder's tokenizer; else train a SentencePiece BPE of config's vocab_size
     std::int64_t steps = 1000, batch = 16, context = 64, accumulation = 1;
     double lr = 1e-3, min_lr_ratio = 0.1, clip = 1.0;
     std::int64_t warmup = 100;
     Decay decay = Decay::cosine;
     AdamWOptions adamw;
     std::uint64_t seed = 0;
-    double held_out = 0.05;  // fraction of documents held out (by content hash)
-    bool padded = false;     // one document per context, padded, instead of packed
+    double held_out = 0.05;             // fraction of documents held out (by content hash)
+    bool padded = false;                // one document per context, padded, instead of packed
     std::int64_t checkpoint_every = 0;  // 0: only at the end
     std::int64_t eval_every = 100, eval_contexts = 64;
     std::int64_t until = 0;  // stop after this step with a checkpoint (0: run to `steps`); resume later
@@ -83,14 +84,29 @@ struct TrainResult {
 
 // What a training run is, as compared on --resume: everything that shapes the loss curve, the
 // corpus's and the tokenizer's bytes included (as hashes).
-inline Json run_json(std::string_view family, const Json& config, const TrainOptions& o, std::int64_t bos, const std::string& corpus,
-                     const std::string& tokenizer) {
-    return {{"family", family},       {"config", config},         {"steps", o.steps},           {"batch", o.batch},
-            {"context", o.context},   {"accumulation", o.accumulation}, {"lr", o.lr},           {"min_lr_ratio", o.min_lr_ratio},
-            {"clip", o.clip},         {"warmup", o.warmup},       {"decay", decay_name(o.decay)}, {"beta1", o.adamw.beta1},
-            {"beta2", o.adamw.beta2}, {"eps", o.adamw.eps},       {"weight_decay", o.adamw.weight_decay},
-            {"seed", o.seed},         {"held_out", o.held_out},   {"padded", o.padded},         {"bos", bos},
-            {"corpus", corpus},       {"tokenizer", tokenizer}};
+inline Json run_json(std::string_view family, const Json& config, const TrainOptions& o, std::int64_t bos,
+                     const std::string& corpus, const std::string& tokenizer) {
+    return {{"family", family},
+            {"config", config},
+            {"steps", o.steps},
+            {"batch", o.batch},
+            {"context", o.context},
+            {"accumulation", o.accumulation},
+            {"lr", o.lr},
+            {"min_lr_ratio", o.min_lr_ratio},
+            {"clip", o.clip},
+            {"warmup", o.warmup},
+            {"decay", decay_name(o.decay)},
+            {"beta1", o.adamw.beta1},
+            {"beta2", o.adamw.beta2},
+            {"eps", o.adamw.eps},
+            {"weight_decay", o.adamw.weight_decay},
+            {"seed", o.seed},
+            {"held_out", o.held_out},
+            {"padded", o.padded},
+            {"bos", bos},
+            {"corpus", corpus},
+            {"tokenizer", tokenizer}};
 }
 
 // The tensors a model's forward pass computes with, each once: the family's parameters() when it
@@ -106,7 +122,10 @@ std::vector<at::Tensor> parameters_of(const M& m) {
     };
     if constexpr (requires { m.parameters(); }) {
         for (auto&& e : m.parameters())
-            if constexpr (requires { e.second; }) add(e.second); else add(e);
+            if constexpr (requires { e.second; })
+                add(e.second);
+            else
+                add(e);
     } else {
         for (auto& [name, t] : m.named_tensors()) add(t);
     }
@@ -128,7 +147,8 @@ std::pair<at::Tensor, std::int64_t> summed_loss(const M& m, const at::Tensor& ro
     const auto T = rows.size(1) - 1;
     auto inputs = rows.narrow(1, 0, T).clamp_min(0), targets = rows.narrow(1, 1, T);
     auto logits = logits_of(m, inputs);
-    if (logits.scalar_type() != at::kDouble) logits = logits.to(at::kFloat);  // bf16 logits under autocast: the loss in f32
+    if (logits.scalar_type() != at::kDouble)
+        logits = logits.to(at::kFloat);  // bf16 logits under autocast: the loss in f32
     auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1), {},
                                        at::Reduction::Sum, ignore_id);
     return {loss, (targets != ignore_id).sum().item<std::int64_t>()};
@@ -163,7 +183,8 @@ inline double bigram_cross_entropy(const at::Tensor& train_rows, const at::Tenso
             for (std::int64_t t = 0; t + 1 < T1; ++t)
                 if (p[i * T1 + t] >= 0 && p[i * T1 + t + 1] >= 0) f(p[i * T1 + t], p[i * T1 + t + 1]);
     };
-    each_pair(train_rows, [&](std::int64_t a, std::int64_t b) { pair[a * V + b] += 1, first[a] += 1, unigram[b] += 1, N += 1; });
+    each_pair(train_rows,
+              [&](std::int64_t a, std::int64_t b) { pair[a * V + b] += 1, first[a] += 1, unigram[b] += 1, N += 1; });
     double best = std::numeric_limits<double>::infinity();
     for (double lambda : {0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99}) {
         double total = 0, count = 0;
@@ -183,18 +204,23 @@ namespace detail {
 template <class F>
 void fit_config(typename F::Config& c, std::int64_t vocab, std::int64_t context) {
     c.vocab_size = vocab;
-    if constexpr (requires { c.n_positions; }) c.n_positions = std::max(c.n_positions, context);
-    else if constexpr (requires { c.max_position_embeddings; }) c.max_position_embeddings = std::max(c.max_position_embeddings, context);
-    else c.context_length = context;  // the mixer's token-mixing matrices are context × context
+    if constexpr (requires { c.n_positions; })
+        c.n_positions = std::max(c.n_positions, context);
+    else if constexpr (requires { c.max_position_embeddings; })
+        c.max_position_embeddings = std::max(c.max_position_embeddings, context);
+    else
+        c.context_length = context;  // the mixer's token-mixing matrices are context × context
 }
 
 // The files of a tokenizer folder that make up the tokenizer, kept in memory and written into each checkpoint.
 inline std::map<std::string, std::string> tokenizer_files(const fs::path& dir) {
     std::map<std::string, std::string> files;
-    for (auto name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                      "encoder.json", "vocab.bpe"})
+    for (auto name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                      "vocab.json", "merges.txt", "encoder.json", "vocab.bpe"})
         if (fs::is_regular_file(dir / name)) files[name] = read_file(dir / name, "tokenizer file");
-    require(!files.empty(), dir.string(), ": no tokenizer files (tokenizer.model, tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe)");
+    require(
+        !files.empty(), dir.string(),
+        ": no tokenizer files (tokenizer.model, tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe)");
     return files;
 }
 
@@ -207,10 +233,12 @@ inline std::string tokenizer_hash(const std::map<std::string, std::string>& file
 
 // The log lines of a checkpoint up to its step. A line that does not read is left out and said:
 // the log only draws the loss curve, and must not keep a run from resuming.
-inline std::vector<LogEntry> read_log(const fs::path& path, std::int64_t step, const std::function<void(std::string_view)>& warn) {
+inline std::vector<LogEntry> read_log(const fs::path& path, std::int64_t step,
+                                      const std::function<void(std::string_view)>& warn) {
     std::vector<LogEntry> log;
     std::error_code ec;
-    if (!fs::exists(path, ec)) return warn(path.string() + ": missing; the loss curve restarts at step " + std::to_string(step)), log;
+    if (!fs::exists(path, ec))
+        return warn(path.string() + ": missing; the loss curve restarts at step " + std::to_string(step)), log;
     std::istringstream in(read_file(path, "training log"));
     std::size_t number = 0, skipped = 0;
     for (std::string line; std::getline(in, line);) {
@@ -219,15 +247,24 @@ inline std::vector<LogEntry> read_log(const fs::path& path, std::int64_t step, c
         try {
             const auto where = path.string() + ":" + std::to_string(number);
             const Json j = parse_json(line, where);
-            LogEntry e{json_field<std::int64_t>(j, "step", where), json_field<double>(j, "loss", where), json_field<double>(j, "lr", where),
-                       json_field<double>(j, "grad_norm", where), json_field<double>(j, "tokens_per_second", where), 0, std::nullopt};
+            LogEntry e{json_field<std::int64_t>(j, "step", where),
+                       json_field<double>(j, "loss", where),
+                       json_field<double>(j, "lr", where),
+                       json_field<double>(j, "grad_norm", where),
+                       json_field<double>(j, "tokens_per_second", where),
+                       0,
+                       std::nullopt};
             if (j.contains("held_out")) e.held_out = json_field<double>(j, "held_out", where);
-            if (e.step >= 1 && e.step <= step) log.push_back(e); else ++skipped;
+            if (e.step >= 1 && e.step <= step)
+                log.push_back(e);
+            else
+                ++skipped;
         } catch (const Error& e) {
             if (skipped++ == 0) warn(std::string(e.what()) + "; such lines are left out of the loss curve");
         }
     }
-    if (skipped > 0) warn(path.string() + ": " + std::to_string(skipped) + " of " + std::to_string(number) + " lines left out");
+    if (skipped > 0)
+        warn(path.string() + ": " + std::to_string(skipped) + " of " + std::to_string(number) + " lines left out");
     return log;
 }
 
@@ -239,7 +276,8 @@ public:
         std::error_code ec;
         fs::create_directories(out_.parent_path(), ec);
         if (!ec) fs::remove_all(path_, ec), fs::create_directory(path_, ec);
-        require(!ec && fs::is_directory(path_), out_.string(), ": cannot write the output folder here (", ec ? ec.message() : "not a folder", ")");
+        require(!ec && fs::is_directory(path_), out_.string(), ": cannot write the output folder here (",
+                ec ? ec.message() : "not a folder", ")");
     }
     ~Staging() { discard(); }
     Staging(const Staging&) = delete;
@@ -258,7 +296,8 @@ public:
         if (fs::exists(out_)) fs::rename(out_, old, ec);
         require(!ec, out_.string(), ": cannot move the previous checkpoint aside (", ec.message(), ")");
         fs::rename(path_, out_, ec);
-        require(!ec, out_.string(), ": cannot move the checkpoint into place (", ec.message(), "); the previous one is in ", old.string());
+        require(!ec, out_.string(), ": cannot move the checkpoint into place (", ec.message(),
+                "); the previous one is in ", old.string());
         fs::remove_all(old, ec);
         fs::create_directory(path_, ec);
         require(!ec, path_.string(), ": cannot stage the next checkpoint (", ec.message(), ")");
@@ -269,7 +308,11 @@ private:
 };
 
 inline Json log_json(const LogEntry& e) {
-    Json j{{"step", e.step}, {"loss", e.loss}, {"lr", e.lr}, {"grad_norm", e.grad_norm}, {"tokens_per_second", e.tokens_per_second}};
+    Json j{{"step", e.step},
+           {"loss", e.loss},
+           {"lr", e.lr},
+           {"grad_norm", e.grad_norm},
+           {"tokens_per_second", e.tokens_per_second}};
     if (e.held_out) j["held_out"] = *e.held_out;
     return j;
 }
@@ -290,14 +333,16 @@ inline std::string report_html(std::string_view family, const Json& run, const s
 // Trains family F of shape `config` (its vocab_size is the tokenizer's; its context at least
 // options.context) on the corpus files, writing checkpoints to options.out.
 template <class F>
-    requires LanguageModel<F>
-TrainResult train(typename F::Config config, const std::vector<fs::path>& files, const TrainOptions& o) {
-    require(o.steps > 0 && o.batch > 0 && o.context > 0 && o.accumulation > 0, "train: steps, batch, context and accumulation must be positive");
+requires LanguageModel<F> TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
+                                            const TrainOptions& o) {
+    require(o.steps > 0 && o.batch > 0 && o.context > 0 && o.accumulation > 0,
+            "train: steps, batch, context and accumulation must be positive");
     require(o.lr > 0 && std::isfinite(o.lr), "train: the learning rate must be positive");
     require(!o.out.empty(), "train: no output folder");
     const fs::path out = fs::absolute(o.out);
     if (const auto kind = not_a_file(out); kind != "a folder" && fs::exists(out))
-        fail("train: --out ", out.string(), " is ", kind.empty() ? "a file" : kind, ", not a model folder; choose a folder's name");
+        fail("train: --out ", out.string(), " is ", kind.empty() ? "a file" : kind,
+             ", not a model folder; choose a folder's name");
     const bool resuming = o.resume && fs::exists(out / "trainer_state.json");
     require(!o.resume || resuming, "train: --resume: ", out.string(), " holds no checkpoint (no trainer_state.json)");
     require(o.resume || !fs::exists(out) || fs::is_empty(out), "train: ", out.string(),
@@ -321,32 +366,40 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
     const Corpus corpus = read_corpus(files, o.held_out);
     // The tokenizer: the checkpoint's, a reused folder's, or SentencePiece BPE trained on the training documents.
     std::map<std::string, std::string> tokenizer_files;
-    if (o.tokenizer) tokenizer_files = detail::tokenizer_files(*o.tokenizer);  // on resume too: compared with the checkpoint's
-    else if (resuming) tokenizer_files = detail::tokenizer_files(out);
+    if (o.tokenizer)
+        tokenizer_files = detail::tokenizer_files(*o.tokenizer);  // on resume too: compared with the checkpoint's
+    else if (resuming)
+        tokenizer_files = detail::tokenizer_files(out);
     else {
-        require(!corpus.pretokenised, "train: a pre-tokenised corpus needs the tokenizer its ids came from (--tokenizer DIR)");
+        require(!corpus.pretokenised,
+                "train: a pre-tokenised corpus needs the tokenizer its ids came from (--tokenizer DIR)");
         train_sentencepiece(corpus.train, config.vocab_size, staging.path());
         tokenizer_files = detail::tokenizer_files(staging.path());
     }
     for (auto& [name, bytes] : tokenizer_files) write_file(staging.path() / name, bytes);
     const Tokenizer tokenizer = Tokenizer::from_folder(staging.path());
-    const std::int64_t bos = tokenizer_files.contains("tokenizer.model") ? SentencePiece::from_file(staging.path() / "tokenizer.model").bos_id() : -1;
-    require(config.vocab_size >= tokenizer.vocab_size(), "train: the model's vocab_size ", config.vocab_size, " is smaller than the tokenizer's ",
-            tokenizer.vocab_size());
+    const std::int64_t bos = tokenizer_files.contains("tokenizer.model")
+                                 ? SentencePiece::from_file(staging.path() / "tokenizer.model").bos_id()
+                                 : -1;
+    require(config.vocab_size >= tokenizer.vocab_size(), "train: the model's vocab_size ", config.vocab_size,
+            " is smaller than the tokenizer's ", tokenizer.vocab_size());
     detail::fit_config<F>(config, config.vocab_size, o.context);
     config = F::Config::from_json(config.to_json());  // the checks a loader makes
 
     const auto train_rows = pack(tokenize(corpus.train, tokenizer, bos), o.context, o.padded, "training");
     const auto held_rows = pack(tokenize(corpus.held_out, tokenizer, bos), o.context, o.padded, "held-out");
-    const Json run = run_json(F::family, config.to_json(), o, bos, corpus.hash, detail::tokenizer_hash(tokenizer_files));
+    const Json run =
+        run_json(F::family, config.to_json(), o, bos, corpus.hash, detail::tokenizer_hash(tokenizer_files));
 
     const auto state = resuming ? read_trainer_state(out / "trainer_state.json") : TrainerState{};
     if (resuming) {
         for (auto& [key, value] : run.items())
-            require(state.run.contains(key) && state.run.at(key) == value, "train: --resume: ", out.string(), " was trained with a different ",
-                    key, " (", state.run.contains(key) ? state.run.at(key).dump() : "none", " there, ", value.dump(), " here)");
-        require(state.tokenizer_vocab_size == tokenizer.vocab_size(), "train: --resume: ", (out / "trainer_state.json").string(),
-                " says the tokenizer has ", state.tokenizer_vocab_size, " tokens, but its files there have ", tokenizer.vocab_size());
+            require(state.run.contains(key) && state.run.at(key) == value, "train: --resume: ", out.string(),
+                    " was trained with a different ", key, " (",
+                    state.run.contains(key) ? state.run.at(key).dump() : "none", " there, ", value.dump(), " here)");
+        require(state.tokenizer_vocab_size == tokenizer.vocab_size(),
+                "train: --resume: ", (out / "trainer_state.json").string(), " says the tokenizer has ",
+                state.tokenizer_vocab_size, " tokens, but its files there have ", tokenizer.vocab_size());
     }
 
     const Placement placement{o.device, at::kFloat};
@@ -360,7 +413,9 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
     if (resuming) {
         start = state.step;
         auto moments = Checkpoint::open(out / "optimizer.safetensors");
-        optimizer.restore(state.adam_steps, [&](const std::string& name, at::IntArrayRef shape) { return moments.load(name, placement, shape); });
+        optimizer.restore(state.adam_steps, [&](const std::string& name, at::IntArrayRef shape) {
+            return moments.load(name, placement, shape);
+        });
         log = detail::read_log(out / "log.jsonl", start, warn);
     }
 
@@ -375,7 +430,8 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
             const auto k = micro * o.batch + b, e = k / N;
             auto& perm = epochs[e];
             if (!perm.defined()) {
-                auto gen = at::make_generator<at::CPUGeneratorImpl>(init::tensor_seed(o.seed, "epoch " + std::to_string(e)));
+                auto gen =
+                    at::make_generator<at::CPUGeneratorImpl>(init::tensor_seed(o.seed, "epoch " + std::to_string(e)));
                 perm = at::randperm(N, gen, at::kLong);
             }
             index[b] = perm[k % N].item<std::int64_t>();
@@ -391,7 +447,10 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
         for (auto& e : log) lines += detail::log_json(e).dump() + "\n";
         write_file(staging.path() / "log.jsonl", lines);
         write_file(staging.path() / "report.html", detail::report_html(F::family, run, log));
-        const Json state{{"step", step}, {"adam_steps", optimizer.steps_taken()}, {"run", run}, {"tokenizer_vocab_size", tokenizer.vocab_size()}};
+        const Json state{{"step", step},
+                         {"adam_steps", optimizer.steps_taken()},
+                         {"run", run},
+                         {"tokenizer_vocab_size", tokenizer.vocab_size()}};
         write_file(staging.path() / "trainer_state.json", state.dump(2) + "\n");
         staging.commit();
     };
@@ -423,7 +482,8 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
         const double norm = optimizer.clip(o.clip);
         if (!std::isfinite(loss_sum) || !std::isfinite(norm))
             fail("train: the loss is ", loss_sum, " (gradient norm ", norm, ") at step ", step + 1, "; stopped there. ",
-                 last_checkpoint >= 0 ? "The last good checkpoint (step " + std::to_string(last_checkpoint) + ") is kept in " + out.string()
+                 last_checkpoint >= 0 ? "The last good checkpoint (step " + std::to_string(last_checkpoint) +
+                                            ") is kept in " + out.string()
                                       : "No checkpoint had been written yet, so nothing was");
         optimizer.step(lr);
         busy += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -432,13 +492,16 @@ TrainResult train(typename F::Config config, const std::vector<fs::path>& files,
         e.tokens_per_second = done * double(per_step * o.context) / busy;
         e.eta_seconds = busy / done * double(stop - step - 1);
         const bool last = step + 1 == stop;
-        if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last) e.held_out = cross_entropy(model, held_rows, o.batch, o.eval_contexts);
+        if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)
+            e.held_out = cross_entropy(model, held_rows, o.batch, o.eval_contexts);
         log.push_back(e);
         if (o.progress) o.progress(e);
-        if (last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) save(step + 1), last_checkpoint = step + 1;
+        if (last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0))
+            save(step + 1), last_checkpoint = step + 1;
     }
     result.log = log;
-    result.held_out = log.empty() || !log.back().held_out ? cross_entropy(model, held_rows, o.batch, o.eval_contexts) : *log.back().held_out;
+    result.held_out = log.empty() || !log.back().held_out ? cross_entropy(model, held_rows, o.batch, o.eval_contexts)
+                                                          : *log.back().held_out;
     result.tokens_per_second = log.empty() ? 0 : log.back().tokens_per_second;
     return result;
 }
@@ -453,7 +516,8 @@ struct Evaluation {
 // its trainer_state.json names), next to the bigram baseline estimated on their training documents.
 template <class F>
 Evaluation evaluate(const fs::path& folder, const std::vector<fs::path>& files, const Placement& placement = {}) {
-    require(fs::exists(folder / "trainer_state.json"), folder.string(), ": no trainer_state.json (evaluate a folder `inputrep train` wrote)");
+    require(fs::exists(folder / "trainer_state.json"), folder.string(),
+            ": no trainer_state.json (evaluate a folder `inputrep train` wrote)");
     const auto state_file = (folder / "trainer_state.json").string();
     const Json run = read_trainer_state(state_file).run;
     const auto where = state_file + ": \"run\"";
