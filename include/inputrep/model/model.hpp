@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <inputrep/core/device.hpp>
+#include <inputrep/core/hash.hpp>
 #include <inputrep/core/schedule.hpp>
 
 namespace inputrep {
@@ -133,9 +134,7 @@ namespace init {
 
 // Seeds are per tensor name, so block 7 gets the same weights whether blocks 0-6 are built or not.
 inline std::uint64_t tensor_seed(std::uint64_t seed, std::string_view name) {
-    std::uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
-    for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-    return h;
+    return fnv1a(name, fnv1a_short_basis ^ (seed * 0x9E3779B97F4A7C15ull));
 }
 
 // N(0, std) drawn in f32 on the CPU, then placed: the same seed gives the same model on every device.

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <ranges>
 #include <cctype>
 #include <cstring>
 #include <cstdint>
@@ -25,6 +24,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/file.hpp>
@@ -253,12 +254,8 @@ inline std::vector<Document> read_documents(const std::filesystem::path& path) {
     return documents_of(path, read_file(path, "corpus file"));
 }
 
-// The split's hash starts from a basis one digit short of FNV's (a slip kept on purpose: every
-// committed model's held-out documents are chosen by it).
-inline constexpr std::uint64_t held_out_basis = 1469598103934665603ull;
-
 inline bool is_held_out(const Document& d, double fraction) {
-    return double(fnv1a(d.text, held_out_basis) % 1'000'000) < fraction * 1e6;
+    return double(fnv1a(d.text, fnv1a_short_basis) % 1'000'000) < fraction * 1e6;
 }
 
 inline Corpus read_corpus(const std::vector<std::filesystem::path>& files, double held_out_fraction) {
@@ -277,7 +274,7 @@ inline Corpus read_corpus(const std::vector<std::filesystem::path>& files, doubl
             (is_held_out(d, held_out_fraction) ? c.held_out : c.train).push_back(std::move(d));
         }
     }
-    c.hash = fmt::format("{:016x}", h);
+    c.hash = hex16(h);
     require(kinds[0] + kinds[1] > 0, "corpus: no documents in ",
             files.size() == 1 ? files.front().string() : std::to_string(files.size()) + " files",
             " (the corpus is empty)");

@@ -228,7 +228,7 @@ inline std::map<std::string, std::string> tokenizer_files(const fs::path& dir) {
 inline std::string tokenizer_hash(const std::map<std::string, std::string>& files) {
     std::uint64_t h = fnv1a_basis;
     for (const auto& [name, bytes] : files) h = fnv1a(bytes, fnv1a(name + ":" + std::to_string(bytes.size()) + ":", h));
-    return fmt::format("{:016x}", h);
+    return hex16(h);
 }
 
 // The log lines of a checkpoint up to its step. A line that does not read is left out and said:
