@@ -84,8 +84,7 @@ inline std::filesystem::path output_file(std::string_view flag, std::string_view
 inline std::filesystem::path output_folder(std::string_view flag, std::string_view text) {
     std::filesystem::path path(text);
     inputrep::require(!text.empty(), flag, ": give a folder name");
-    if (const auto kind = inputrep::not_a_file(path); kind != "a folder" && std::filesystem::exists(path))
-        inputrep::fail(flag, ": ", path.string(), " is ", kind.empty() ? "a file" : kind, ", not a folder");
+    inputrep::check_output_folder(path, flag);
     return path;
 }
 

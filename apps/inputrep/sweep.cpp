@@ -279,8 +279,11 @@ void sweep(const SweepOptions& o) {
         return;
     }
     auto [rows, record] = plan(o);
-    if (const auto kind = not_a_file(o.out); kind != "a folder" && fs::exists(o.out))
-        throw UsageError(fmt::format("--out {} is {}, not a sweep folder", o.out, kind.empty() ? "a file" : kind));
+    try {
+        check_output_folder(o.out, "--out");
+    } catch (const Error& e) {
+        throw UsageError(e.what());
+    }
     fs::create_directories(o.out);
 #ifdef INPUTREP_MPI
     if (processes > 1) {

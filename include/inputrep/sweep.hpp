@@ -401,6 +401,11 @@ private:
     std::vector<Json> lines_;
 };
 
+// results.jsonl, or a shard's results.I-of-N.jsonl.
+inline bool is_results_file(const std::string& name) {
+    return name.starts_with("results.") && name.ends_with(".jsonl");
+}
+
 // Every results file of `dirs` (results.jsonl and the shards' results.I-of-N.jsonl), read only:
 // torn last lines are left out, a row found twice counts once, in the order of the spec's rows.
 inline std::vector<Json> read_results(const std::vector<std::filesystem::path>& dirs) {
@@ -411,7 +416,7 @@ inline std::vector<Json> read_results(const std::vector<std::filesystem::path>& 
         std::vector<std::filesystem::path> files;
         for (const auto& entry : std::filesystem::directory_iterator(dir)) {
             const auto name = entry.path().filename().string();
-            if (name.starts_with("results.") && name.ends_with(".jsonl")) files.push_back(entry.path());
+            if (is_results_file(name)) files.push_back(entry.path());
         }
         std::ranges::sort(files);
         for (const auto& file : files)
@@ -441,7 +446,7 @@ inline void claim_folder(const std::filesystem::path& dir, const Json& record) {
     }
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         const auto name = entry.path().filename().string();
-        require(!(name.starts_with("results.") && name.ends_with(".jsonl") && entry.file_size() > 0), dir.string(),
+        require(!(is_results_file(name) && entry.file_size() > 0), dir.string(),
                 " holds results but no spec.json (written by an older inputrep?), so they may be another spec's: give "
                 "another --out");
     }

@@ -68,6 +68,12 @@ inline void check_output(const std::filesystem::path& path, std::string_view wha
         fail(what, ": cannot write ", path.string(), ": ", problem);
 }
 
+// Refuses `path` as an output folder: something there that is not a folder.
+inline void check_output_folder(const std::filesystem::path& path, std::string_view what) {
+    if (const auto kind = not_a_file(path); kind != "a folder" && std::filesystem::exists(path))
+        fail(what, ": ", path.string(), " is ", kind.empty() ? "a file" : kind, ", not a folder");
+}
+
 // `fill(stream)` into a temporary sibling of `path`, flushed to the disk, then renamed over `path`:
 // `path` holds the old bytes or all of the new ones, never a part, and nothing that is not a
 // regular file is ever replaced.

@@ -402,12 +402,14 @@ public:
             x = x + pos;
         }
         const auto ctx = self().context(ids.size(-1), true);
-        for (int i = 0; i < depth(); ++i) {
+        // Through the last block loaded: a model built for a slice caches that slice's hook points.
+        const int end = std::min(depth(), needs_.blocks.end);
+        for (int i = 0; i < end; ++i) {
             cache.add(hook_name(i, Hook::resid_pre), x);
             x = self().forward_block(i, x, ctx, BlockHooks{i, &cache});
             cache.add(hook_name(i, Hook::resid_post), x);
         }
-        if (!needs_.head) return {};
+        if (!needs_.head || end < depth()) return {};
         auto h = normalized(x);
         if (has_final_norm()) cache.add("ln_final.hook_normalized", h);
         return self().head(h);

@@ -340,9 +340,7 @@ requires LanguageModel<F> TrainResult train(typename F::Config config, const std
     require(o.lr > 0 && std::isfinite(o.lr), "train: the learning rate must be positive");
     require(!o.out.empty(), "train: no output folder");
     const fs::path out = fs::absolute(o.out);
-    if (const auto kind = not_a_file(out); kind != "a folder" && fs::exists(out))
-        fail("train: --out ", out.string(), " is ", kind.empty() ? "a file" : kind,
-             ", not a model folder; choose a folder's name");
+    check_output_folder(out, "train: --out");
     const bool resuming = o.resume && fs::exists(out / "trainer_state.json");
     require(!o.resume || resuming, "train: --resume: ", out.string(), " holds no checkpoint (no trainer_state.json)");
     require(o.resume || !fs::exists(out) || fs::is_empty(out), "train: ", out.string(),
