@@ -13,9 +13,25 @@
 #include <tuple>
 #include <vector>
 
+#include <inputrep/attribution/attribution.hpp>
+#include <inputrep/attribution/html.hpp>
 #include <inputrep/bandwidth.hpp>
+#include <inputrep/core/device.hpp>
+#include <inputrep/core/error.hpp>
 #include <inputrep/core/text.hpp>
-#include <inputrep/inputrep.hpp>
+#include <inputrep/experiment.hpp>
+#include <inputrep/io/hf_config.hpp>
+#include <inputrep/io/safetensors.hpp>
+#include <inputrep/io/save_safetensors.hpp>
+#include <inputrep/model/generate.hpp>
+#include <inputrep/model/gpt2.hpp>
+#include <inputrep/model/gptj.hpp>
+#include <inputrep/model/llama.hpp>
+#include <inputrep/model/load.hpp>
+#include <inputrep/model/mixer.hpp>
+#include <inputrep/model/swap.hpp>
+#include <inputrep/results.hpp>
+#include <inputrep/tokenizer/tokenizer.hpp>
 
 #include "cli.hpp"
 
@@ -329,6 +345,11 @@ struct InvertRun {
 InvertRun parse_invert(const std::vector<std::string>& args);
 // Builds the model and runs the request in this process. invert.cpp.
 std::vector<Result> run_inversion(const InvertRun& run);
+
+// Exact search (--optimizer exact...) for one family: search.cpp, the one file of the program that
+// includes the search (search/exact.hpp), instantiates it for every family.
+template <class M>
+std::vector<Result> search_results(const M& model, const InvertRequest& q);
 
 // Defined in family.hpp, instantiated for each family in family_*.cpp.
 template <class M>

@@ -106,31 +106,25 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
              " positions; pad to at most ", model.context_length());
     for (auto& ids : q.prompts) check_ids(model, ids);
     std::vector<Result> results;
-    auto go = [&](auto space, auto slice, auto optimizer) {
-        using Op = decltype(optimizer);
-        if constexpr (is_exact<Op> && !std::same_as<decltype(space), EmbeddingSpace>) {
-            fail("exact search checks tokens through their embeddings: use --space embedding");
-        } else {
-            Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
-            exp.with_tokenizer(*q.tokenizer);
-            if constexpr (is_exact<Op>) {
-                if (q.target) {
-                    const SafetensorsFile file(*q.target);
-                    results = exp.run_from_target(load_captured(file, q.target_hook, model.placement()), q.options);
-                    return;
+    if (std::visit([](const auto& o) { return is_exact<std::decay_t<decltype(o)>>; }, q.optimizer)) {
+        results = search_results(model, q);
+    } else {
+        std::visit(
+            [&](auto space, auto optimizer) {
+                if constexpr (!is_exact<decltype(optimizer)>) {  // search_results ran those
+                    auto go = [&](auto slice) {
+                        Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
+                        exp.with_tokenizer(*q.tokenizer);
+                        results = exp.run(q.prompts, q.options);
+                    };
+                    if (q.plain_blocks)
+                        go(BlockSlice{q.slice.parts.front()});
+                    else
+                        go(q.slice);
                 }
-            }
-            results = exp.run(q.prompts, q.options);
-        }
-    };
-    std::visit(
-        [&](auto space, auto optimizer) {
-            if (q.plain_blocks)
-                go(space, BlockSlice{q.slice.parts.front()}, optimizer);
-            else
-                go(space, q.slice, optimizer);
-        },
-        q.space, q.optimizer);
+            },
+            q.space, q.optimizer);
+    }
     require_finite_results(model, results);
     return results;
 }

@@ -20,7 +20,6 @@
 
 #include "cli.hpp"
 
-#include <inputrep/inputrep.hpp>
 #include <inputrep/train/train.hpp>
 
 using namespace inputrep;

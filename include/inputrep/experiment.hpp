@@ -35,7 +35,6 @@
 #include <xtensor/xtensor.hpp>
 #include <xtensor/xview.hpp>
 
-#include <inputrep/exact.hpp>
 #include <inputrep/gradient.hpp>
 #include <inputrep/model/model.hpp>
 #include <inputrep/policy/decode.hpp>
@@ -44,6 +43,8 @@
 #include <inputrep/policy/optimizer.hpp>
 #include <inputrep/policy/slice.hpp>
 #include <inputrep/policy/space.hpp>
+#include <inputrep/search/policy.hpp>
+#include <inputrep/search/verdict.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
 
 namespace inputrep {
@@ -468,7 +469,12 @@ private:
                                       const std::vector<std::vector<std::int64_t>>& prompts) const {
         require(slice_.causal(),
                 "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
-        ExactSearch search(optimizer_, family(), slice_, mask_, space_, decoder_state(), *exact_cache_);
+        using Search = ExactSearch<typename Op::rank_type, Family, S, Mk, Sp, typename De::State>;
+        static_assert(
+            requires { sizeof(Search); },
+            "Experiment<..., Exact<R>> runs exact search, which is search/exact.hpp: include it (or "
+            "<inputrep/inputrep.hpp>) where the experiment runs");
+        Search search(optimizer_, family(), slice_, mask_, space_, decoder_state(), *exact_cache_);
         auto outcomes = search.run(target);
         const auto P = target.size(0), T = target.size(1);
         // The recovered ids' distance to the target, with the experiment's metric on the compared outputs.

@@ -16,4 +16,5 @@
 #include <inputrep/model/mixer.hpp>
 #include <inputrep/model/swap.hpp>
 #include <inputrep/results.hpp>
+#include <inputrep/search/exact.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>

@@ -25,11 +25,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <ostream>
 #include <span>
-#include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include <inputrep/core/error.hpp>
@@ -37,146 +34,10 @@
 #include <inputrep/model/incremental.hpp>
 #include <inputrep/policy/slice.hpp>
 #include <inputrep/policy/space.hpp>
+#include <inputrep/search/policy.hpp>
+#include <inputrep/search/verdict.hpp>
 
 namespace inputrep {
-
-// Every allowed token, in id order.
-struct Exhaustive {
-    static constexpr std::string_view name = "exhaustive";
-};
-
-// Candidates by two estimates of their error, the cheap one first.
-//  - Nearest, no model call (one batch). Where the slice outputs the residual stream, the token's
-//    embedding is a term of the target: through 1 block of GPT-2 the nearest embedding is the true
-//    token. Where the allowed vocabulary is small (at most `calibration_limit` / `calibration`
-//    tokens), each token's typical output, its mean over `calibration` occurrences in random
-//    contexts (token_centroids, once per experiment), is nearer still on a trained model: on
-//    stories260K through 5 blocks the true token's mean rank is 99 (79 from 16 occurrences) against
-//    the embeddings' 99, but first 24% of the time against 15%, and merged with them it checks a
-//    quarter fewer candidates; on the committed Llama (models/llama-fortunes, 4 blocks) 4 against 177.
-//    Both merge, the typical outputs taking three places in four.
-//  - Gradient, one backward pass. With the prefix fixed, the error of token v at t is about
-//    L(ē) + ∇L(ē)·(E_v − ē), L(e) = ½‖O(prefix ⊕ e)_t − Ô_t‖² and ē the mean embedding, so one
-//    backward pass of one position through the incremental state orders the whole vocabulary by
-//    −∇L(ē)·E_v (HotFlip's linearisation; SipIt's gradient step from a token ranks much the same).
-//    On untrained GPT-2 small through 12 blocks this puts the true token first at every position
-//    checked (40 of 40), where the nearest embeddings rank it about 2,500th; on stories260K it is
-//    worse than the nearest (223rd).
-// Past the first batch the two are merged, the one that placed this search's accepted tokens better
-// taking three places in four (docs/exact.md).
-struct GradientRank {
-    static constexpr std::string_view name = "gradient";
-    std::int64_t calibration = 8;            // occurrences of each allowed token in the calibration contexts (0: none)
-    std::int64_t calibration_limit = 16384;  // calibration tokens at most: larger vocabularies go uncalibrated
-};
-
-// The relative error below which a candidate reproduces the target, per compute dtype, from the
-// noise measured between the incremental check of a candidate and the full forward pass that made
-// the target (stories260K, all 512 tokens checked at 80 positions; docs/exact.md): in f32 the true
-// token's error is at most 5.9e-6 through 5 blocks while every other token's is 2.0e-4 or more, so
-// 3e-5 separates them. In bf16 the true token's error reaches 1.0e-2 through 1 block and 0.10
-// through 5, beyond the nearest other tokens (1.9e-3 and 2.1e-2): the default accepts the true token,
-// and bf16 verdicts on trained models are often ambiguous, and say so.
-inline double default_tolerance(at::ScalarType dtype) {
-    switch (dtype) {
-        case at::kDouble:
-            return 1e-9;
-        case at::kFloat:
-            return 3e-5;
-        case at::kBFloat16:
-            return 0.15;
-        case at::kHalf:
-            return 2e-2;
-        default:
-            fail("exact inversion: no default tolerance for dtype ", c10::toString(dtype), " (set Exact::tolerance)");
-    }
-}
-
-template <class Rank = GradientRank>
-struct Exact {
-    Rank rank{};
-    std::optional<double> tolerance;  // relative error; unset: default_tolerance(the model's dtype)
-    bool verify_all = false;          // check every allowed token at every position: uniqueness proven, not assumed
-    std::int64_t batch = 8;           // candidates per prompt in the first batched check
-    double growth =
-        1.25;  // each further batch this many times as many (prompts share a call, so small steps cost little)
-    std::int64_t max_batch = 512;  // up to this many
-    std::int64_t budget = 0;       // candidates checked per position before it is unmatched (0: all allowed)
-    std::int64_t joint_budget =
-        0;  // candidates tried at a position with no compared output (0: all allowed up to 4,096 of them, else 64)
-};
-
-// Chosen at run time (the CLI's --optimizer exact[:gradient|:exhaustive]).
-using AnyExact = std::variant<Exact<GradientRank>, Exact<Exhaustive>>;
-
-inline AnyExact parse_exact(std::string_view s) {
-    if (s == "exact" || s == "exact:gradient") return Exact<GradientRank>{};
-    if (s == "exact:exhaustive") return Exact<Exhaustive>{};
-    fail("unknown exact search \"", s, "\" (expected exact, exact:gradient or exact:exhaustive)");
-}
-
-template <class O>
-inline constexpr bool is_exact = false;
-template <class R>
-inline constexpr bool is_exact<Exact<R>> = true;
-
-// What the search found at one position.
-enum class Verdict { verified, ambiguous, unmatched, undetermined };
-
-inline std::string_view to_string(Verdict v) {
-    switch (v) {
-        case Verdict::verified:
-            return "verified";
-        case Verdict::ambiguous:
-            return "ambiguous";
-        case Verdict::unmatched:
-            return "unmatched";
-        case Verdict::undetermined:
-            return "undetermined";
-    }
-    return "?";
-}
-
-inline std::ostream& operator<<(std::ostream& out, Verdict v) { return out << to_string(v); }
-
-struct Candidate {
-    std::int64_t id = 0;
-    double error =
-        0;  // relative error of its output at the position (at the next compared one for an uncompared position)
-};
-
-struct PositionCheck {
-    Verdict verdict = Verdict::verified;
-    bool compared = true;  // the mask compares this position's output
-    double error = std::numeric_limits<double>::quiet_NaN();
-    double margin = std::numeric_limits<double>::infinity();  // the best other checked candidate's error
-    std::int64_t checked = 0;                                 // candidates verified
-    std::vector<Candidate>
-        candidates;  // the best checked ones (up to 5), by error; all within tolerance when ambiguous
-};
-
-struct Verification {
-    double tolerance = 0;
-    std::vector<PositionCheck> positions;
-    double seconds = 0;
-    // Every compared position reproduced within tolerance by exactly one checked candidate, and every
-    // uncompared one determined through the position after it.
-    bool verified() const {
-        return std::all_of(positions.begin(), positions.end(),
-                           [](const PositionCheck& p) { return p.verdict == Verdict::verified; });
-    }
-    std::int64_t candidates_checked() const {
-        std::int64_t n = 0;
-        for (auto& p : positions) n += p.checked;
-        return n;
-    }
-    std::vector<std::int64_t> where(Verdict v) const {
-        std::vector<std::int64_t> out;
-        for (std::size_t t = 0; t < positions.size(); ++t)
-            if (positions[t].verdict == v) out.push_back(static_cast<std::int64_t>(t));
-        return out;
-    }
-};
 
 // Each allowed token's mean slice output [allowed, F] over `occurrences` random contexts: sequences
 // of 64 tokens cut from that many seeded permutations of the allowed tokens, so every token occurs
@@ -198,12 +59,6 @@ at::Tensor token_centroids(const Model& model, const S& slice, const at::Tensor&
     const at::Tensor counts = at::bincount(order.view({-1}), {}, A).to(at::kFloat).clamp_min(1);
     return sums / counts.unsqueeze(1);
 }
-
-// What an experiment keeps of exact search between runs: the calibration, computed once.
-struct ExactCache {
-    std::once_flag once;
-    at::Tensor centroids;  // token_centroids over the allowed tokens; undefined when not calibrated
-};
 
 namespace detail {
 
