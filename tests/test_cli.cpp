@@ -164,6 +164,30 @@ BOOST_AUTO_TEST_CASE(invert_takes_the_author_s_conventions) {
     BOOST_TEST(r.out.find("--legacy-positions is GPT-2's") != std::string::npos, r.out);
 }
 
+// hidden --hooks: the keys a KV cache holds, [tokens, key/value heads, d_head] per block, and nothing
+// else; the default output has no point inside attention; a pattern that matches nothing is an error.
+BOOST_AUTO_TEST_CASE(hidden_outputs_the_points_inside_attention_when_asked) {
+    const std::string llama =
+        "hidden --untrained llama:hidden_size=32,num_attention_heads=4,num_key_value_heads=2,num_hidden_layers=2 "
+        "--ids 1,2,3";
+    auto out = cli_json(llama + " --hooks 'blocks.*.attn.hook_k'");
+    BOOST_TEST(out.size() == 3u, out.dump().substr(0, 200));  // tokens and two blocks' keys
+    BOOST_TEST(out["blocks.1.attn.hook_k"].size() == 3u);
+    BOOST_TEST(out["blocks.1.attn.hook_k"][2].size() == 2u);
+    BOOST_TEST(out["blocks.1.attn.hook_k"][2][1].size() == 8u);
+    out = cli_json(llama + " --hooks 'blocks.0.attn.hook_pattern,blocks.0.hook_attn_out'");
+    BOOST_TEST(out["blocks.0.attn.hook_pattern"].size() == 4u);  // heads, then query × key
+    BOOST_TEST(out["blocks.0.attn.hook_pattern"][3][2].size() == 3u);
+    BOOST_TEST(out.contains("blocks.0.hook_attn_out"));
+    out = cli_json(llama);
+    for (const auto& [name, value] : out.items()) BOOST_TEST(name.find(".attn.") == std::string::npos, name);
+    auto r = run_cli(llama + " --hooks 'blocks.9.*'");
+    BOOST_TEST(r.status == 1, r.out);
+    BOOST_TEST(r.out.find("matches no hook point") != std::string::npos, r.out);
+    r = run_cli(llama + " --hooks ','");
+    BOOST_TEST(one_line_error(r), r.out);
+}
+
 BOOST_AUTO_TEST_CASE(attribute_and_bandwidth) {
     const std::string tiny = " --untrained gpt2:n_layer=1,n_embd=64,n_head=4,n_positions=32 " + vocab();
     auto out = cli_json("attribute" + tiny + " --prompt 'The wipers on the bus go swish swish' --method occlusion");

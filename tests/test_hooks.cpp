@@ -131,6 +131,55 @@ std::uint64_t tensor_bytes(const std::vector<std::pair<std::string, at::Tensor>>
     return n;
 }
 
+// The points inside attention against each other and the block: the pattern is a causal softmax
+// of q·kᵀ/√d_head plus the model's mask (rows sum to 1); z is the pattern times v, each query head
+// reading its key/value head (grouped-query heads: h / group); z through the output projection
+// `project` is attn_out. Asked for with "*", every other point is as the default cache has it, which
+// holds nothing inside attention.
+template <class M, class Project>
+void check_attention_hooks(const M& m, const at::Tensor& ids, Project project) {
+    at::NoGradGuard no_grad;
+    ActivationCache plain, all(hook_patterns("*"));
+    m.run_with_cache(ids, plain);
+    m.run_with_cache(ids, all);
+    for (const auto& [name, value] : plain.entries()) {
+        BOOST_TEST(name.find(".attn.") == std::string::npos, name);
+        BOOST_TEST(close(all[name], value), name);
+    }
+    const auto B = ids.size(0), T = ids.size(1);
+    const auto mask = m.context(T, true, {}).mask;
+    for (int i = 0; i < m.depth(); ++i) {
+        BOOST_TEST_CONTEXT("block " << i) {
+            auto at_ = [&](std::string_view n) {
+                return all["blocks." + std::to_string(i) + ".attn." + std::string(n)];
+            };
+            const auto q = at_("hook_q"), k = at_("hook_k"), v = at_("hook_v"), pattern = at_("hook_pattern"),
+                       z = at_("hook_z");
+            const auto H = q.size(2), KV = k.size(2), hd = q.size(3), group = H / KV;
+            BOOST_TEST((q.sizes() == at::IntArrayRef{B, T, H, hd} && k.sizes() == at::IntArrayRef{B, T, KV, hd} &&
+                        v.sizes() == k.sizes() && pattern.sizes() == at::IntArrayRef{B, H, T, T} &&
+                        z.sizes() == q.sizes()));
+            const auto kq = k.repeat_interleave(group, 2), vq = v.repeat_interleave(group, 2);  // per query head
+            auto scores = at::einsum("bthd,bshd->bhts", {q, kq}) / std::sqrt(double(hd));
+            if (mask.defined()) scores = scores + mask;
+            BOOST_TEST(close(at::softmax(scores, -1), pattern));
+            BOOST_TEST(close(pattern.sum(-1), at::ones({B, H, T})));
+            BOOST_TEST(pattern.triu(1).abs().max().template item<double>() == 0.0);
+            BOOST_TEST(close(at::einsum("bhts,bshd->bthd", {pattern, vq}), z));
+            BOOST_TEST(close(project(z.flatten(2), i), all[hook_name(i, Hook::attn_out)]));
+        }
+    }
+}
+
+// A weight by the end of its Hugging Face name.
+template <class M>
+at::Tensor weight(const M& m, const std::string& suffix) {
+    for (const auto& [name, t] : m.named_tensors())
+        if (name.ends_with(suffix)) return t;
+    BOOST_FAIL("no tensor named ..." + suffix);
+    return {};
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(hooks)
@@ -146,6 +195,28 @@ BOOST_AUTO_TEST_CASE(every_hook_point_of_every_family_matches_its_forward_pass) 
     BOOST_TEST_CONTEXT("attn-only example")
     check_hooks(everything<example::AttnOnly>("n_layers=3,d_model=32"), ids,
                 {.resid_mid = false, .mlp_out = false, .pos_embed = true});
+}
+
+BOOST_AUTO_TEST_CASE(the_points_inside_attention_are_what_attention_computes) {
+    const auto ids = random_ids(100, 9, 3);
+    auto linear = [](auto& m, std::string proj) {
+        return
+            [&m, proj](const at::Tensor& z, int i) { return at::linear(z, weight(m, "." + std::to_string(i) + proj)); };
+    };
+    const auto gpt2 = everything<GPT2>(gpt2_small);
+    BOOST_TEST_CONTEXT("gpt2")
+    check_attention_hooks(gpt2, ids, [&](const at::Tensor& z, int i) {
+        const auto n = "." + std::to_string(i) + ".attn.c_proj.";
+        return at::addmm(weight(gpt2, n + "bias"), z.flatten(0, 1), weight(gpt2, n + "weight"))
+            .view({z.size(0), z.size(1), -1});
+    });
+    const auto llama = everything<Llama>(llama_gqa), window = everything<Llama>(mistral);
+    BOOST_TEST_CONTEXT("llama gqa") check_attention_hooks(llama, ids, linear(llama, ".self_attn.o_proj.weight"));
+    BOOST_TEST_CONTEXT("mistral window 3")
+    check_attention_hooks(window, ids, linear(window, ".self_attn.o_proj.weight"));
+    const auto gptj = everything<GPTJ>(gptj_small);
+    BOOST_TEST_CONTEXT("gptj") check_attention_hooks(gptj, ids, linear(gptj, ".attn.out_proj.weight"));
+    BOOST_CHECK_EXCEPTION(hook_patterns("blocks.0.attn.hook_k,"), Error, says("an empty pattern"));
 }
 
 // UpTo<"..."> parses its name at compile time; its output is the cache entry, and at resid_post

@@ -7,11 +7,14 @@ namespace cli {
 
 namespace {
 
+// A tensor as nested arrays: [tokens, d] as rows, the per-head hooks one level deeper.
 Json rows_of(const at::Tensor& t) {
-    auto c = t.to(at::kCPU, at::kFloat).contiguous();
+    if (t.dim() == 1) {
+        auto c = t.to(at::kCPU, at::kFloat).contiguous();
+        return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    }
     Json rows = Json::array();
-    for (std::int64_t i = 0; i < c.size(0); ++i)
-        rows.push_back(std::vector<float>(c[i].data_ptr<float>(), c[i].data_ptr<float>() + c.size(1)));
+    for (std::int64_t i = 0; i < t.size(0); ++i) rows.push_back(rows_of(t[i]));
     return rows;
 }
 
@@ -22,17 +25,19 @@ void tokenize(const ModelOptions& o, const std::string& text, bool json) {
     for (auto id : ids) std::cout << id << "\t" << Json(tok.decode(std::vector<std::int64_t>{id})).dump() << "\n";
 }
 
-void hidden(const ModelOptions& o, const PromptOptions& p, bool logits, bool json,
-            const std::optional<fs::path>& save) {
+void hidden(const ModelOptions& o, const PromptOptions& p, bool logits, bool json, const std::optional<fs::path>& save,
+            const std::string& hooks) {
     const auto tok = tokenizer_if_asked(o, p);
     auto ids = one_prompt(p, tok);
     with_model(
         o, Needs{{0, -1}, true, logits}, tok ? std::optional(tok->vocab_size()) : std::nullopt, [&](const auto& model) {
             check_ids(model, ids);
             at::NoGradGuard no_grad;
-            ActivationCache cache;
+            ActivationCache cache = hooks.empty() ? ActivationCache{} : ActivationCache{hook_patterns(hooks)};
             const at::Tensor out =
                 model.run_with_cache(at::tensor(ids, at::kLong).unsqueeze(0).to(model.placement().device), cache);
+            require(!cache.entries().empty(), "--hooks ", hooks, " matches no hook point of this model (`inputrep ",
+                    "hidden --hooks '*'` lists them all)");
             require_finite(cache, "hidden");
             require(!out.defined() || at::isfinite(out).all().item<bool>(),
                     "hidden: the logits hold non-finite values (NaN or inf)");
@@ -110,9 +115,23 @@ void register_inspect(CLI::App& app) {
         auto save = std::make_shared<std::optional<fs::path>>();
         add_parsed(
             *sub, "--save", *save, [](std::string_view s) { return output_file("--save", s); },
-            "write every hook point [tokens, d] under its name to this .safetensors file (what invert --target reads)")
+            "write every hook point output under its name to this .safetensors file: [tokens, d] (what invert --target "
+            "reads), [tokens, heads, d_head] or [heads, query, key] inside attention")
             ->type_name("FILE");
-        sub->callback([=] { hidden(*o, *p, flags->first, flags->second, *save); });
+        auto hooks = std::make_shared<std::string>();
+        sub->add_option("--hooks", *hooks,
+                        "the hook points to output, by name or shell pattern, comma-separated (default: all but those "
+                        "inside attention; blocks.*.attn.hook_k for the keys a KV cache holds)")
+            ->type_name("PATTERNS")
+            ->check([](const std::string& s) {
+                try {
+                    hook_patterns(s);
+                    return std::string();
+                } catch (const Error& e) {
+                    return std::string(e.what());
+                }
+            });
+        sub->callback([=] { hidden(*o, *p, flags->first, flags->second, *save, *hooks); });
     }
     {
         auto sub = app.add_subcommand(

@@ -43,6 +43,10 @@ enum class Hook { resid_pre, attn_out, resid_mid, mlp_out, resid_post };
 inline constexpr std::array<std::string_view, 5> hook_names{"hook_resid_pre", "hook_attn_out", "hook_resid_mid",
                                                             "hook_mlp_out", "hook_resid_post"};
 
+// Inside attention (BlockHooks::record), in the order TransformerLens records them.
+inline constexpr std::array<std::string_view, 5> attention_hook_names{"hook_q", "hook_k", "hook_v", "hook_pattern",
+                                                                      "hook_z"};
+
 inline std::string hook_name(int block, Hook hook) {
     return "blocks." + std::to_string(block) + "." + std::string(hook_names[int(hook)]);
 }
@@ -149,6 +153,17 @@ struct BlockHooks {
     bool operator()(Hook hook, const at::Tensor& value) const {
         if (cache) cache->add(hook_name(block, hook), value);
         return reached = hook == stop;
+    }
+    // Inside attention: blocks.N.attn.NAME, computed only when the cache wants one of them.
+    std::string attention_name(std::string_view name) const {
+        return "blocks." + std::to_string(block) + ".attn." + std::string(name);
+    }
+    bool records_attention() const {
+        return cache && std::ranges::any_of(attention_hook_names,
+                                            [&](std::string_view n) { return cache->wants(attention_name(n)); });
+    }
+    void record(std::string_view name, const at::Tensor& value) const {
+        if (cache) cache->add(attention_name(name), value);
     }
 };
 
@@ -268,9 +283,10 @@ struct Rotary {
 inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
                                   PrefixCache& prefix);
 inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
-                            AttentionTape& t, PrefixCache* prefix = nullptr) {
-    if (prefix) return attention_after(qkv, s, rotary, mask, *prefix);
-    if (rotary.style != Rotary::pairs && cpu::attention_applies(qkv, s))
+                            AttentionTape& t, const BlockHooks& hook = {}) {
+    if (hook.prefix) return attention_after(qkv, s, rotary, mask, *hook.prefix);
+    const bool record = hook.records_attention();
+    if (!record && rotary.style != Rotary::pairs && cpu::attention_applies(qkv, s))
         return cpu::attention(qkv, rotary.cos, rotary.sin, mask, s, t);
     const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
     auto heads = [&](std::int64_t offset, std::int64_t group) {
@@ -280,7 +296,16 @@ inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary&
     auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
     if (mask.defined()) scores.add_(mask);
     t.p = at::softmax(scores, -1, at_least_f32(scores)).to(t.v.scalar_type());
-    return at::matmul(t.p, t.v).permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads * hd});
+    auto z = at::matmul(t.p, t.v).permute({0, 3, 1, 2, 4});  // [B, T, KV, group, hd]
+    if (record) {
+        auto per_kv_head = [&](const at::Tensor& h) { return h.squeeze(2).permute({0, 2, 1, 3}); };
+        hook.record("hook_q", t.q.permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads, hd}));
+        hook.record("hook_k", per_kv_head(t.k));
+        hook.record("hook_v", per_kv_head(t.v));
+        hook.record("hook_pattern", t.p.reshape({B, s.heads, T, T}));
+        hook.record("hook_z", z.reshape({B, T, s.heads, hd}));
+    }
+    return z.reshape({B, T, s.heads * hd});
 }
 
 // Positions P..P+n−1 against the prefix's keys and values (one prefix broadcast over the batch of

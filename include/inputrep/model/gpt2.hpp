@@ -221,7 +221,7 @@ private:
                 at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
         t.x = x;
         auto attn_out =
-            conv1d(attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook.prefix),
+            conv1d(attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook),
                    b.attn_proj_w, b.attn_proj_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.x_mid = v.attention_residual ? x + attn_out : attn_out;

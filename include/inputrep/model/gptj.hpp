@@ -190,7 +190,7 @@ private:
         auto h = v.norms ? at::layer_norm(x, {config_.n_embd}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon) : x;
         AttentionTape unused;
         auto y = at::linear(attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()},
-                                      ctx.rotary, ctx.mask, unused, hook.prefix),
+                                      ctx.rotary, ctx.mask, unused, hook),
                             b.out_w);
         if (hook(Hook::attn_out, y)) return y;
         if (v.mlp) {

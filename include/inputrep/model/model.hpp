@@ -1,8 +1,12 @@
 #pragma once
 // What every model family provides, and the pieces families share: which blocks to materialise,
 // a static depth for compile-time slice checks, seeded initialisation and the activation cache.
+#include <fnmatch.h>
+
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,6 +16,7 @@
 #include <inputrep/core/device.hpp>
 #include <inputrep/core/hash.hpp>
 #include <inputrep/core/schedule.hpp>
+#include <inputrep/core/text.hpp>
 
 namespace inputrep {
 
@@ -66,9 +71,23 @@ constexpr int static_depth_of() {
 
 // Named activations of one forward pass, in the order they were produced. Names follow
 // TransformerLens: hook_embed, hook_pos_embed, blocks.N.hook_resid_pre, blocks.N.hook_resid_post, ...
+// and inside attention blocks.N.attn.hook_q, hook_k, hook_v ([B, T, heads, d_head], q and k after
+// rotary, as a KV cache holds them; k and v have the key/value heads), hook_pattern ([B, heads,
+// query, key]) and hook_z ([B, T, heads, d_head], before the output projection). A cache records
+// the names it wants: by default every point but those inside attention, which it records only
+// when asked (they are per head and take the unfused path).
 class ActivationCache {
 public:
-    void add(std::string name, at::Tensor value) { entries_.emplace_back(std::move(name), std::move(value)); }
+    using Filter = std::function<bool(std::string_view)>;
+    ActivationCache() = default;
+    explicit ActivationCache(Filter wants) : wants_(std::move(wants)) {}
+
+    bool wants(std::string_view name) const {
+        return wants_ ? wants_(name) : name.find(".attn.") == std::string_view::npos;
+    }
+    void add(std::string name, at::Tensor value) {
+        if (wants(name)) entries_.emplace_back(std::move(name), std::move(value));
+    }
     const at::Tensor& operator[](std::string_view name) const {
         for (auto& [n, t] : entries_)
             if (n == name) return t;
@@ -77,8 +96,24 @@ public:
     const std::vector<std::pair<std::string, at::Tensor>>& entries() const { return entries_; }
 
 private:
+    Filter wants_;
     std::vector<std::pair<std::string, at::Tensor>> entries_;
 };
+
+// A cache filter from shell-style patterns, comma-separated: "blocks.*.attn.hook_k,blocks.3.hook_resid_post".
+inline ActivationCache::Filter hook_patterns(std::string_view patterns) {
+    std::vector<std::string> globs;
+    for (auto p : text::split(patterns, ',')) {
+        require(!p.empty(), "hook patterns \"", patterns,
+                "\": an empty pattern (expected NAME or glob, comma-separated)");
+        globs.emplace_back(p);
+    }
+    return [globs](std::string_view name) {
+        const std::string n(name);
+        return std::ranges::any_of(globs,
+                                   [&](const std::string& g) { return ::fnmatch(g.c_str(), n.c_str(), 0) == 0; });
+    };
+}
 
 // The contract between model families and the experiment machinery. Context carries what every
 // block call of one sequence length shares (masks, rotary tables), built once per run.
