@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -38,8 +39,12 @@ struct Run {
 };
 
 // The program's main in a forked child, stdout and stderr folded into one pipe; nullopt when `args`
-// needs a shell (wordexp refuses |, &, ;, <, >, parentheses and braces unquoted; $(...) is not run).
+// needs a shell (wordexp refuses |, &, ;, <, >, parentheses and braces unquoted; $(...) is not run),
+// or when this process runs other threads (an OpenMP pool of libtorch's when the tests run outside
+// CTest without OMP_NUM_THREADS=1), which a forked child would not have and could wait for.
 inline std::optional<Run> run_cli_forked(const std::string& args) {
+    const auto threads = std::distance(std::filesystem::directory_iterator("/proc/self/task"), {});
+    if (threads != 1) return std::nullopt;
     wordexp_t words{};
     if (::wordexp(args.c_str(), &words, WRDE_NOCMD | WRDE_UNDEF) != 0) return std::nullopt;
     std::vector<std::string> argv_text{"inputrep"};
