@@ -268,12 +268,12 @@ inline void require_finite(const ActivationCache& cache, std::string_view what,
     }
 }
 
-// --optimizer: a continuous method, or exact search.
-using InvertOptimizer = std::variant<AnyOptimizer, Sequential<AnyOptimizer>, Exact<GradientRank>, Exact<Exhaustive>>;
+// --optimizer: a continuous method (family.hpp runs it), or exact search (search_results).
+using InvertOptimizer = std::variant<AnyOrSequentialOptimizer, AnyExact>;
 
 inline InvertOptimizer parse_invert_optimizer(std::string_view s) {
-    auto widen = [](auto o) -> InvertOptimizer { return o; };
-    return s.starts_with("exact") ? std::visit(widen, parse_exact(s)) : std::visit(widen, parse_optimizer(s));
+    if (s.starts_with("exact")) return parse_exact(s);
+    return parse_optimizer(s);
 }
 
 struct InvertRequest {
@@ -281,7 +281,7 @@ struct InvertRequest {
     SliceSpec slice;
     bool plain_blocks = true;  // one range, causal, whole blocks: the written-out gradient applies
     AnyMetric metric{L1{}};
-    InvertOptimizer optimizer = AnyOptimizer{Adam<>{}};
+    InvertOptimizer optimizer = AnyOrSequentialOptimizer{AnyOptimizer{Adam<>{}}};
     std::optional<fs::path> target;         // exact search from captured outputs: a .safetensors of hook points
     std::string target_hook;                // the tensor in it (default: the slice's last hook point)
     std::optional<std::int64_t> padded_to;  // --pad-to: every prompt right-padded to this length

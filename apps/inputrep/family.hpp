@@ -106,24 +106,22 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
              " positions; pad to at most ", model.context_length());
     for (auto& ids : q.prompts) check_ids(model, ids);
     std::vector<Result> results;
-    if (std::visit([](const auto& o) { return is_exact<std::decay_t<decltype(o)>>; }, q.optimizer)) {
+    if (std::holds_alternative<AnyExact>(q.optimizer)) {
         results = search_results(model, q);
     } else {
         std::visit(
             [&](auto space, auto optimizer) {
-                if constexpr (!is_exact<decltype(optimizer)>) {  // search_results ran those
-                    auto go = [&](auto slice) {
-                        Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
-                        exp.with_tokenizer(*q.tokenizer);
-                        results = exp.run(q.prompts, q.options);
-                    };
-                    if (q.plain_blocks)
-                        go(BlockSlice{q.slice.parts.front()});
-                    else
-                        go(q.slice);
-                }
+                auto go = [&](auto slice) {
+                    Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
+                    exp.with_tokenizer(*q.tokenizer);
+                    results = exp.run(q.prompts, q.options);
+                };
+                if (q.plain_blocks)
+                    go(BlockSlice{q.slice.parts.front()});
+                else
+                    go(q.slice);
             },
-            q.space, q.optimizer);
+            q.space, std::get<AnyOrSequentialOptimizer>(q.optimizer));
     }
     require_finite_results(model, results);
     return results;

@@ -126,8 +126,7 @@ struct ExactOptions {
 InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p,
                          const std::vector<std::string>& batches, const std::string& decode, const std::string& hook,
                          const ExactOptions& exact, const std::optional<Padding>& padding, InvertRequest q) {
-    const bool searching = std::holds_alternative<Exact<GradientRank>>(q.optimizer) ||
-                           std::holds_alternative<Exact<Exhaustive>>(q.optimizer);
+    const bool searching = std::holds_alternative<AnyExact>(q.optimizer);
     if (q.target && !searching)
         throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
     if (!q.target && !q.target_hook.empty())
@@ -139,14 +138,13 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
     if (!q.target && p.prompts.empty() && p.ids.empty() && batches.empty())
         throw UsageError(
             "give --prompt TEXT (or --ids I,J,... or --batch FILE, or --target FILE with --optimizer exact)");
-    std::visit(
-        [&](auto& op) {
-            if constexpr (is_exact<std::decay_t<decltype(op)>>) {
+    if (auto* search = std::get_if<AnyExact>(&q.optimizer))
+        std::visit(
+            [&](auto& op) {
                 op.tolerance = exact.tolerance, op.verify_all = exact.verify_all;
                 op.joint_budget = exact.joint_budget.value_or(op.joint_budget);
-            }
-        },
-        q.optimizer);
+            },
+            *search);
     if (decode == "direct-pinv" && !std::holds_alternative<VocabularySpace>(q.space))
         throw UsageError(
             "--decode direct-pinv decodes a vocabulary vector x through (x·W)·W⁺: use it with --space vocabulary");

@@ -11,19 +11,17 @@ std::vector<Result> search_results(const M& model, const InvertRequest& q) {
     std::vector<Result> results;
     std::visit(
         [&](const auto& optimizer) {
-            if constexpr (is_exact<std::decay_t<decltype(optimizer)>>) {  // family.hpp runs the others
-                // One slice type: the search runs every slice as chains of blocks (model/incremental.hpp).
-                Experiment exp(model, q.slice, q.metric, optimizer, q.mask, EmbeddingSpace{}, q.decoder);
-                exp.with_tokenizer(*q.tokenizer);
-                if (q.target) {
-                    const SafetensorsFile file(*q.target);
-                    results = exp.run_from_target(load_captured(file, q.target_hook, model.placement()), q.options);
-                } else {
-                    results = exp.run(q.prompts, q.options);
-                }
+            // One slice type: the search runs every slice as chains of blocks (model/incremental.hpp).
+            Experiment exp(model, q.slice, q.metric, optimizer, q.mask, EmbeddingSpace{}, q.decoder);
+            exp.with_tokenizer(*q.tokenizer);
+            if (q.target) {
+                const SafetensorsFile file(*q.target);
+                results = exp.run_from_target(load_captured(file, q.target_hook, model.placement()), q.options);
+            } else {
+                results = exp.run(q.prompts, q.options);
             }
         },
-        q.optimizer);
+        std::get<AnyExact>(q.optimizer));
     return results;
 }
 
