@@ -97,8 +97,9 @@ private:
         auto h = ctx.variant.norms ? at::layer_norm(x, {config_.d_model}, b.ln_w, b.ln_b) : x;
         AttentionTape unused;
         const Heads heads{x.size(0), x.size(1), H, H, config_.d_model / H};
-        auto attn_out =
-            at::linear(attention(at::linear(h, b.qkv, b.qkv_b), heads, {}, ctx.mask, unused, hook), b.out, b.out_b);
+        auto z = attention(at::linear(h, b.qkv, b.qkv_b), heads, {}, ctx.mask, unused, hook);
+        if (hook.reached) return z;  // a point inside attention
+        auto attn_out = at::linear(z, b.out, b.out_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         return ctx.variant.attention_residual ? x + attn_out : attn_out;
     }

@@ -131,6 +131,25 @@ std::uint64_t tensor_bytes(const std::vector<std::pair<std::string, at::Tensor>>
     return n;
 }
 
+// A slice ending inside attention outputs the cache entry with its heads side by side, both from
+// the full forward and position by position (the incremental forward a KV-cache inversion runs):
+// a prefix appended in two pieces, then candidates after each prompt's prefix.
+template <class M>
+void check_slice_inside_attention(const M& m, const at::Tensor& ids, HookPoint point, const at::Tensor& entry) {
+    const auto B = ids.size(0), T = ids.size(1);
+    const auto slice = SliceSpec::up_to(point);
+    const auto full = apply_slice(slice, m, m.embed(ids), m.context(T, true, slice.variant()));
+    BOOST_TEST(close(full, entry.flatten(2)));
+    Incremental<M> inc(m, slice);
+    const auto head = inc.append(ids.narrow(1, 0, T - 3));
+    const auto tail = inc.append(ids.narrow(1, T - 3, 2));
+    BOOST_TEST(close(at::cat({head, tail}, 1), full.narrow(1, 0, T - 1)));
+    const auto owners = at::arange(B, at::kLong).repeat_interleave(2);
+    const auto candidates = at::stack({ids.select(1, T - 1), ids.select(1, 0)}, 1).reshape({-1});
+    const auto next = inc.extend(candidates, owners);
+    BOOST_TEST(close(next.view({B, 2, -1}).select(1, 0), full.select(1, T - 1)));
+}
+
 // The points inside attention against each other and the block: the pattern is a causal softmax
 // of q·kᵀ/√d_head plus the model's mask (rows sum to 1); z is the pattern times v, each query head
 // reading its key/value head (grouped-query heads: h / group); z through the output projection
@@ -167,6 +186,8 @@ void check_attention_hooks(const M& m, const at::Tensor& ids, Project project) {
             BOOST_TEST(pattern.triu(1).abs().max().template item<double>() == 0.0);
             BOOST_TEST(close(at::einsum("bhts,bshd->bthd", {pattern, vq}), z));
             BOOST_TEST(close(project(z.flatten(2), i), all[hook_name(i, Hook::attn_out)]));
+            for (auto h : {Hook::attn_q, Hook::attn_k, Hook::attn_v, Hook::attn_z})
+                BOOST_TEST_CONTEXT(hook_name(i, h)) check_slice_inside_attention(m, ids, {i, h}, all[hook_name(i, h)]);
         }
     }
 }
@@ -217,6 +238,19 @@ BOOST_AUTO_TEST_CASE(the_points_inside_attention_are_what_attention_computes) {
     const auto gptj = everything<GPTJ>(gptj_small);
     BOOST_TEST_CONTEXT("gptj") check_attention_hooks(gptj, ids, linear(gptj, ".attn.out_proj.weight"));
     BOOST_CHECK_EXCEPTION(hook_patterns("blocks.0.attn.hook_k,"), Error, says("an empty pattern"));
+    // Two points side by side, as invert --hook K,V compares them; a family without attention says so.
+    ActivationCache kv(hook_patterns("blocks.1.attn.hook_[kv]"));
+    llama.run_with_cache(ids, kv);
+    const auto both = SliceSpec::up_to(parse_hooks("blocks.1.attn.hook_k,blocks.1.attn.hook_v"));
+    BOOST_TEST((both.range() == BlockRange{0, 2}));
+    BOOST_TEST(close(apply_slice(both, llama, llama.embed(ids), llama.context(9, true)),
+                     at::cat({kv["blocks.1.attn.hook_k"].flatten(2), kv["blocks.1.attn.hook_v"].flatten(2)}, -1)));
+    const auto mixer = everything<Mixer>(mixer_flat);
+    BOOST_CHECK_EXCEPTION(apply_slice(SliceSpec::up_to(parse_hook("blocks.0.attn.hook_k")), mixer, mixer.embed(ids),
+                                      mixer.context(9, true)),
+                          Error, says("mixer has no blocks.0.attn.hook_k"));
+    static_assert(UpTo<"blocks.2.attn.hook_v">::end == HookPoint{2, Hook::attn_v});
+    BOOST_CHECK_EXCEPTION(parse_hook("blocks.0.attn.hook_pattern"), Error, says("not one output per position"));
 }
 
 // UpTo<"..."> parses its name at compile time; its output is the cache entry, and at resid_post

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <inputrep/core/device.hpp>
+#include <inputrep/core/text.hpp>
 #include <inputrep/io/mapped_file.hpp>
 #include <inputrep/io/safetensors_format.hpp>
 
@@ -105,6 +106,30 @@ inline at::Tensor load_captured(const SafetensorsFile& file, const std::string& 
              "]); exact search needs finite outputs to compare with");
     }
     return t;
+}
+
+// The captured outputs `names` (comma-separated) as one [prompts, tokens, features]: [tokens,
+// features] is one prompt; a point inside attention (blocks.N.attn.hook_k), saved per head
+// [(prompts,) tokens, heads, hd], has its heads side by side; several points are joined along
+// features in the order named (what a slice up to those hook points outputs).
+inline at::Tensor load_captured_outputs(const SafetensorsFile& file, std::string_view names,
+                                        const Placement& placement) {
+    std::vector<at::Tensor> parts;
+    for (auto name : text::split(names, ',')) {
+        at::Tensor t = load_captured(file, std::string(name), placement);
+        const bool per_head = name.find(".attn.hook_") != std::string_view::npos;
+        require(t.dim() == (per_head ? 3 : 2) || t.dim() == (per_head ? 4 : 3), file.path().string(), ": tensor \"",
+                name, "\" is ", t.sizes(), "; a captured output is [(prompts,) tokens, ",
+                per_head ? "heads, d_head]" : "features]");
+        if (per_head) t = t.flatten(-2);
+        if (t.dim() == 2) t = t.unsqueeze(0);
+        require(parts.empty() || (t.size(0) == parts[0].size(0) && t.size(1) == parts[0].size(1)), file.path().string(),
+                ": tensor \"", name, "\" holds ", t.size(0), " prompts of ", t.size(1),
+                " tokens, unlike the first one named (", parts.empty() ? 0 : parts[0].size(0), " of ",
+                parts.empty() ? 0 : parts[0].size(1), ")");
+        parts.push_back(t);
+    }
+    return parts.size() == 1 ? parts.front() : at::cat(parts, -1);
 }
 
 // A Hugging Face folder's weights (model.safetensors, or an index and its shards) or one

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include <inputrep/core/text.hpp>
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/kernels/cpu.hpp>
@@ -38,10 +39,15 @@ namespace inputrep {
 
 // The points inside block N, in the order a pre-LN block produces them (TransformerLens names).
 // A parallel block (GPT-J) has no resid_mid; the masked mixer's token mixing stands where
-// attention stands (attn_out) and its patch_ff where the MLP stands (mlp_out).
-enum class Hook { resid_pre, attn_out, resid_mid, mlp_out, resid_post };
-inline constexpr std::array<std::string_view, 5> hook_names{"hook_resid_pre", "hook_attn_out", "hook_resid_mid",
-                                                            "hook_mlp_out", "hook_resid_post"};
+// attention stands (attn_out) and its patch_ff where the MLP stands (mlp_out), and it has no
+// points inside attention. A slice ending inside attention outputs that point's heads side by
+// side, [tokens, heads·d_head]: keys and values per key/value head, after rotary, as a KV cache
+// holds them.
+enum class Hook { resid_pre, attn_q, attn_k, attn_v, attn_z, attn_out, resid_mid, mlp_out, resid_post };
+inline constexpr std::array<std::string_view, 9> hook_names{"hook_resid_pre", "attn.hook_q",  "attn.hook_k",
+                                                            "attn.hook_v",    "attn.hook_z",  "hook_attn_out",
+                                                            "hook_resid_mid", "hook_mlp_out", "hook_resid_post"};
+constexpr bool inside_attention(Hook h) { return h >= Hook::attn_q && h <= Hook::attn_z; }
 
 // Inside attention (BlockHooks::record), in the order TransformerLens records them.
 inline constexpr std::array<std::string_view, 5> attention_hook_names{"hook_q", "hook_k", "hook_v", "hook_pattern",
@@ -72,8 +78,8 @@ constexpr HookParse parse_hook_point(std::string_view s) {
     constexpr std::string_view prefix = "blocks.";
     if (!s.starts_with(prefix))
         return {{},
-                "a slice ends at a block's hook point: blocks.N.hook_resid_pre, hook_attn_out, hook_resid_mid, "
-                "hook_mlp_out or hook_resid_post"};
+                "a slice ends at a block's hook point: blocks.N.hook_resid_pre, attn.hook_q, attn.hook_k, "
+                "attn.hook_v, attn.hook_z, hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post"};
     s.remove_prefix(prefix.size());
     int block = 0;
     std::size_t digits = 0;
@@ -91,9 +97,13 @@ constexpr HookParse parse_hook_point(std::string_view s) {
                 return {p, "blocks.0.hook_resid_pre is the embedding itself: the slice would hold no block"};
             return {p, nullptr};
         }
-    return {
-        {},
-        "unknown hook point (expected hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post)"};
+    if (s == "attn.hook_pattern")
+        return {{},
+                "attn.hook_pattern is [heads, tokens, tokens], not one output per position: a slice cannot end "
+                "there (hidden --hooks saves it)"};
+    return {{},
+            "unknown hook point (expected hook_resid_pre, attn.hook_q, attn.hook_k, attn.hook_v, attn.hook_z, "
+            "hook_attn_out, hook_resid_mid, hook_mlp_out or hook_resid_post)"};
 }
 
 // The run-time parse (the CLI's --hook NAME).
@@ -101,6 +111,13 @@ inline HookPoint parse_hook(std::string_view name) {
     const auto r = parse_hook_point(name);
     if (r.error) fail("hook \"", name, "\": ", r.error);
     return r.point;
+}
+
+// Several, comma-separated (the CLI's --hook blocks.3.attn.hook_k,blocks.3.attn.hook_v).
+inline std::vector<HookPoint> parse_hooks(std::string_view names) {
+    std::vector<HookPoint> out;
+    for (auto name : text::split(names, ',')) out.push_back(parse_hook(name));
+    return out;
 }
 
 // What a causal block keeps of the positions before the ones it is given (the incremental
@@ -164,6 +181,11 @@ struct BlockHooks {
     }
     void record(std::string_view name, const at::Tensor& value) const {
         if (cache) cache->add(attention_name(name), value);
+    }
+    // The block stops inside attention, at `heads` [B, T, heads, hd]: its output per position.
+    at::Tensor stop_at(const at::Tensor& heads) const {
+        reached = true;
+        return heads.flatten(2);
     }
 };
 
@@ -280,12 +302,13 @@ struct Rotary {
 // multi-head attention. The softmax is taken in at least f32 whatever the compute dtype. The fused loop of
 // kernels/cpu.hpp serves f32 on the CPU outside a graph where it applies (no GPT-J rotation).
 // With a prefix, qkv holds positions P.. and the keys and values of 0..P−1 come from it.
+// A block stopping inside attention (hook.stop) gets that point instead, hook.reached set.
 inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
-                                  PrefixCache& prefix);
+                                  const BlockHooks& hook);
 inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
                             AttentionTape& t, const BlockHooks& hook = {}) {
-    if (hook.prefix) return attention_after(qkv, s, rotary, mask, *hook.prefix);
-    const bool record = hook.records_attention();
+    if (hook.prefix) return attention_after(qkv, s, rotary, mask, hook);
+    const bool record = hook.records_attention() || inside_attention(hook.stop);
     if (!record && rotary.style != Rotary::pairs && cpu::attention_applies(qkv, s))
         return cpu::attention(qkv, rotary.cos, rotary.sin, mask, s, t);
     const auto B = s.batch, T = s.tokens, KV = s.kv_heads, hd = s.head_size;
@@ -293,18 +316,22 @@ inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary&
         return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
     };
     t.q = rotary(heads(0, s.group())), t.k = rotary(heads(s.heads, 1)), t.v = heads(s.heads + KV, 1);
+    // [B, KV, group, T, hd] as TransformerLens lays heads out: [B, T, heads, hd].
+    auto by_position = [](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).flatten(2, 3); };
+    if (hook.stop == Hook::attn_q || hook.stop == Hook::attn_k || hook.stop == Hook::attn_v)
+        return hook.stop_at(by_position(hook.stop == Hook::attn_q ? t.q : hook.stop == Hook::attn_k ? t.k : t.v));
     auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
     if (mask.defined()) scores.add_(mask);
     t.p = at::softmax(scores, -1, at_least_f32(scores)).to(t.v.scalar_type());
     auto z = at::matmul(t.p, t.v).permute({0, 3, 1, 2, 4});  // [B, T, KV, group, hd]
-    if (record) {
-        auto per_kv_head = [&](const at::Tensor& h) { return h.squeeze(2).permute({0, 2, 1, 3}); };
-        hook.record("hook_q", t.q.permute({0, 3, 1, 2, 4}).reshape({B, T, s.heads, hd}));
-        hook.record("hook_k", per_kv_head(t.k));
-        hook.record("hook_v", per_kv_head(t.v));
+    if (hook.records_attention()) {
+        hook.record("hook_q", by_position(t.q));
+        hook.record("hook_k", by_position(t.k));
+        hook.record("hook_v", by_position(t.v));
         hook.record("hook_pattern", t.p.reshape({B, s.heads, T, T}));
         hook.record("hook_z", z.reshape({B, T, s.heads, hd}));
     }
+    if (hook.stop == Hook::attn_z) return hook.stop_at(z.reshape({B, T, s.heads, hd}));
     return z.reshape({B, T, s.heads * hd});
 }
 
@@ -312,13 +339,19 @@ inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary&
 // candidates without copies, or each row's own) and their own: scores = [q·K_prefixᵀ, q·kᵀ] + mask
 // rows P.., one softmax, y = P_prefix·V_prefix + P_own·v.
 inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
-                                  PrefixCache& prefix) {
+                                  const BlockHooks& hook) {
+    PrefixCache& prefix = *hook.prefix;
     const auto B = s.batch, n = s.tokens, KV = s.kv_heads, hd = s.head_size, P = prefix.length;
     auto heads = [&](std::int64_t offset, std::int64_t group) {
         return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, n, KV, group, hd}).permute({0, 2, 3, 1, 4});
     };
     const auto q = rotary(heads(0, s.group()), false, P), k = rotary(heads(s.heads, 1), false, P),
                v = heads(s.heads + KV, 1);
+    if (hook.stop == Hook::attn_q || hook.stop == Hook::attn_k || hook.stop == Hook::attn_v) {
+        if (prefix.append) prefix.k = prefix.joined(prefix.k, k, -2), prefix.v = prefix.joined(prefix.v, v, -2);
+        const auto& h = hook.stop == Hook::attn_q ? q : hook.stop == Hook::attn_k ? k : v;
+        return hook.stop_at(h.permute({0, 3, 1, 2, 4}).flatten(2, 3));
+    }
     const double scale = 1.0 / std::sqrt(double(hd));
     auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
     if (P > 0) scores = at::cat({prefix.times(q, prefix.k, true).mul_(scale), scores}, -1);
@@ -327,7 +360,9 @@ inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const R
     auto y = at::matmul(p.narrow(-1, P, n), v);
     if (P > 0) y = y + prefix.times(p.narrow(-1, 0, P), prefix.v, false);
     if (prefix.append) prefix.k = prefix.joined(prefix.k, k, -2), prefix.v = prefix.joined(prefix.v, v, -2);
-    return y.permute({0, 3, 1, 2, 4}).reshape({B, n, s.heads * hd});
+    y = y.permute({0, 3, 1, 2, 4});
+    if (hook.stop == Hook::attn_z) return hook.stop_at(y.reshape({B, n, s.heads, hd}));
+    return y.reshape({B, n, s.heads * hd});
 }
 
 // ∂(Σ dy·attention)/∂(q|k|v), packed like attention's input: softmax's backward, then the

@@ -220,9 +220,9 @@ private:
             std::tie(h, t.mean_1, t.rstd_1) =
                 at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
         t.x = x;
-        auto attn_out =
-            conv1d(attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook),
-                   b.attn_proj_w, b.attn_proj_b);
+        auto z = attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook);
+        if (hook.reached) return z;  // a point inside attention
+        auto attn_out = conv1d(z, b.attn_proj_w, b.attn_proj_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.x_mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.x_mid) || !v.mlp) return t.x_mid;

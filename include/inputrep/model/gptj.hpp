@@ -189,9 +189,10 @@ private:
         const auto H = config_.n_head;
         auto h = v.norms ? at::layer_norm(x, {config_.n_embd}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon) : x;
         AttentionTape unused;
-        auto y = at::linear(attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()},
-                                      ctx.rotary, ctx.mask, unused, hook),
-                            b.out_w);
+        auto z = attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()}, ctx.rotary, ctx.mask,
+                           unused, hook);
+        if (hook.reached) return z;  // a point inside attention
+        auto y = at::linear(z, b.out_w);
         if (hook(Hook::attn_out, y)) return y;
         if (v.mlp) {
             auto m = at::linear(at::gelu(at::linear(h, b.fc_in_w, b.fc_in_b), config_.gelu_tanh ? "tanh" : "none"),

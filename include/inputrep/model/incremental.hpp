@@ -48,8 +48,9 @@ std::vector<Chain> chains_of(const Concat<Parts...>& c) {
     return out;
 }
 inline std::vector<Chain> chains_of(const SliceSpec& s) {
-    if (s.end_hook) return {{s.parts.front().begin, *s.end_hook}};
     std::vector<Chain> out;
+    for (auto& end : s.end_hooks) out.push_back({s.parts.front().begin, end});
+    if (!out.empty()) return out;
     for (auto& p : s.parts) out.push_back({p.begin, {p.end - 1, Hook::resid_post}});
     return out;
 }

@@ -333,8 +333,9 @@ private:
         Tape& t = tape ? *tape : unused;
         t.x = x;
         auto h = v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x;
-        auto attn_out =
-            at::linear(attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention, hook), b.o_proj);
+        auto z = attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention, hook);
+        if (hook.reached) return z;  // a point inside attention
+        auto attn_out = at::linear(z, b.o_proj);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.mid) || !v.mlp) return t.mid;

@@ -110,8 +110,8 @@ template <HookString Name, int B = 0>
 struct UpTo {
     static constexpr HookParse parsed = parse_hook_point(Name.view());
     static_assert(parsed.error == nullptr,
-                  "UpTo<\"NAME\">: NAME must be blocks.N.hook_resid_pre (N > 0), blocks.N.hook_attn_out, "
-                  "blocks.N.hook_resid_mid, "
+                  "UpTo<\"NAME\">: NAME must be blocks.N.hook_resid_pre (N > 0), blocks.N.attn.hook_q, "
+                  "attn.hook_k, attn.hook_v, attn.hook_z, blocks.N.hook_attn_out, blocks.N.hook_resid_mid, "
                   "blocks.N.hook_mlp_out or blocks.N.hook_resid_post");
     static constexpr HookPoint end = parsed.point.slice_end();
     static_assert(B >= 0 && B <= end.block,
@@ -170,20 +170,29 @@ at::Tensor Concat<Parts...>::apply(const M& model, const at::Tensor& x, const Co
 }
 
 // Any of the above, chosen at run time (the CLI's --blocks, --slice and --hook): one or more block
-// ranges from a common input, joined along features when there are several; or one range whose
-// last block stops at a hook point (SliceSpec::up_to(parse_hook("blocks.3.hook_resid_mid"))).
+// ranges from a common input, joined along features when there are several; or the blocks from one
+// input up to one or more hook points, their outputs joined the same way
+// (SliceSpec::up_to(parse_hooks("blocks.3.attn.hook_k,blocks.3.attn.hook_v"))).
 struct SliceSpec {
     std::vector<BlockRange> parts{{0, 1}};
     bool is_causal = true;
     BlockVariant block_variant{};
-    std::optional<HookPoint> end_hook;  // the single part ends at this point of its last block
+    std::vector<HookPoint> end_hooks;  // where the single part's runs end, each from parts.front().begin
 
-    static SliceSpec up_to(HookPoint point, int begin = 0) {
-        const auto end = point.slice_end();
-        require(end.block >= 0, "the slice would end at ", point.name(), ", the embedding itself: it holds no block");
-        require(begin >= 0 && begin <= end.block, "a slice from block ", begin, " cannot end at ", point.name());
-        return {{{begin, end.block + 1}}, true, {}, end};
+    static SliceSpec up_to(const std::vector<HookPoint>& points, int begin = 0) {
+        require(!points.empty(), "a slice up to hook points needs at least one");
+        SliceSpec spec{{{begin, begin + 1}}, true, {}, {}};
+        for (const auto& point : points) {
+            const auto end = point.slice_end();
+            require(end.block >= 0, "the slice would end at ", point.name(),
+                    ", the embedding itself: it holds no block");
+            require(begin >= 0 && begin <= end.block, "a slice from block ", begin, " cannot end at ", point.name());
+            spec.parts.front().end = std::max(spec.parts.front().end, end.block + 1);
+            spec.end_hooks.push_back(end);
+        }
+        return spec;
     }
+    static SliceSpec up_to(HookPoint point, int begin = 0) { return up_to(std::vector{point}, begin); }
 
     BlockRange range() const {
         BlockRange r{std::numeric_limits<int>::max(), 0};
@@ -195,12 +204,13 @@ struct SliceSpec {
 
     template <class M, class Context>
     at::Tensor apply(const M& model, const at::Tensor& x, const Context& ctx) const {
-        if (end_hook) {
-            require(parts.size() == 1, "a slice that ends at a hook point has one block range");
-            return run_to(model, x, ctx, parts.front().begin, *end_hook);
-        }
         std::vector<at::Tensor> outputs;
-        for (auto& p : parts) outputs.push_back(apply_slice(BlockSlice{p}, model, x, ctx));
+        if (end_hooks.empty()) {
+            for (auto& p : parts) outputs.push_back(apply_slice(BlockSlice{p}, model, x, ctx));
+        } else {
+            require(parts.size() == 1, "a slice that ends at hook points has one block range");
+            for (auto& end : end_hooks) outputs.push_back(run_to(model, x, ctx, parts.front().begin, end));
+        }
         return outputs.size() == 1 ? outputs.front() : at::cat(outputs, -1);
     }
 };
