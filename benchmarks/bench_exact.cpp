@@ -3,11 +3,18 @@
 //
 //   build-bench/benchmarks/bench_exact --case stories260K --blocks 5 --prompts 20 --length 20
 //   build-bench/benchmarks/bench_exact --case gpt2-small --blocks 12 --prompts 3 --prompt-file ids.txt
+//   build-bench/benchmarks/bench_exact --case stories260K --hook blocks.4.attn.hook_k --kind sampled
+//       --methods exact-together,exact-prior-together
+//   build-bench/benchmarks/bench_exact --case models/llama-brown --kind held-out --corpus brown
 //
-// Cases: stories260K (the trained model in ../shared, half the prompts sampled from it at temperature
-// 1, half uniform ids) and gpt2-small (untrained, d 768, uniform ids). Seconds are wall-clock per
-// prompt, prompts run one at a time on --threads intra-op threads, except exact-together's: all the
-// prompts in one run (the library's batch of prompts), its time divided by their number.
+// Cases: stories260K (the trained model in ../shared; --kind mixed: half the prompts sampled from it
+// at temperature 1, half uniform ids), gpt2-small (untrained, d 768, uniform ids), or a folder that
+// `inputrep train` wrote (a Llama or a GPT-2; --kind held-out: BOS and the first tokens of each
+// held-out document of --corpus, the text it did not train on). --hook ends the slice at hook
+// points (blocks.N.attn.hook_k: a leaked KV cache) instead of after --blocks. Seconds are wall-clock
+// per prompt, prompts run one at a time on --threads intra-op threads, except the -together
+// methods': all the prompts in one run (the library's batch of prompts), its time divided by their
+// number. exact-prior adds the model's own next-token distribution to the candidate orders.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +25,7 @@
 #include <sstream>
 
 #include <inputrep/inputrep.hpp>
+#include <inputrep/train/corpus.hpp>
 
 using namespace inputrep;
 
@@ -36,15 +44,17 @@ std::vector<std::vector<std::int64_t>> read_prompts(const std::string& path) {
     return out;
 }
 
-std::vector<std::int64_t> sampled(const Llama& model, int length, at::Generator& gen) {
+template <class M>
+std::vector<std::int64_t> sampled(const M& model, int length, at::Generator& gen, std::int64_t bos = 1) {
     c10::InferenceMode no_autograd;
-    std::vector<std::int64_t> ids{1};
+    std::vector<std::int64_t> ids{bos};
     while (static_cast<int>(ids.size()) < length) {
         const auto T = static_cast<std::int64_t>(ids.size());
         at::Tensor x = model.embed(at::tensor(ids, at::kLong).unsqueeze(0));
         const auto ctx = model.context(T, true);
         for (int i = 0; i < model.depth(); ++i) x = model.block(i, x, ctx);
-        ids.push_back(at::multinomial(at::softmax(model.unembed(x)[0][T - 1], -1), 1, false, gen).item<std::int64_t>());
+        ids.push_back(
+            at::multinomial(at::softmax(model.unembed(x)[0][T - 1], -1), 1, false, gen).template item<std::int64_t>());
     }
     return ids;
 }
@@ -52,6 +62,32 @@ std::vector<std::int64_t> sampled(const Llama& model, int length, at::Generator&
 std::vector<std::int64_t> uniform(std::int64_t vocab, int length, at::Generator& gen) {
     at::Tensor ids = at::randint(vocab, {length}, gen, at::kLong);
     return {ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + length};
+}
+
+// BOS and the first length − 1 tokens of the held-out documents, one window per document in turn
+// (then the next window of each), as the trainer split them.
+std::vector<std::vector<std::int64_t>> held_out(const std::filesystem::path& folder, const std::string& corpus,
+                                                const std::filesystem::path& data, int count, int length) {
+    const auto state = nlohmann::json::parse(std::ifstream(folder / "trainer_state.json"));
+    const auto run = state.at("run");
+    const auto documents =
+        train::read_corpus(train::named_corpus(corpus, data), run.at("held_out").get<double>()).held_out;
+    const auto tokenizer = Tokenizer::from_folder(folder);
+    std::vector<std::vector<std::int64_t>> encoded;
+    for (const auto& d : documents) encoded.push_back(tokenizer.encode(d.text));
+    std::vector<std::vector<std::int64_t>> out;
+    for (std::size_t window = 0; static_cast<int>(out.size()) < count; ++window) {
+        bool any = false;
+        for (const auto& ids : encoded) {
+            const auto begin = window * std::size_t(length - 1);
+            if (static_cast<int>(out.size()) == count || begin + length - 1 > ids.size()) continue;
+            std::vector<std::int64_t> p{run.at("bos").get<std::int64_t>()};
+            p.insert(p.end(), ids.begin() + begin, ids.begin() + begin + length - 1);
+            out.push_back(std::move(p)), any = true;
+        }
+        require(any, folder.string(), ": the held-out documents give only ", out.size(), " prompts of ", length);
+    }
+    return out;
 }
 
 double median(std::vector<double> v) {
@@ -97,9 +133,10 @@ void run_case(const Model& model, const S& slice, const std::vector<std::vector<
     for (const auto& method : methods) {
         nlohmann::json j = base;
         j["method"] = method;
-        if (method == "exact" || method == "exact-together") {
-            j.update(measure(Experiment<Model, S, L1, Exact<GradientRank>>{model, slice}, prompts, {}, vocab,
-                             method == "exact-together"));
+        if (method.starts_with("exact-prior") || method == "exact" || method == "exact-together") {
+            const Exact<GradientRank> search{.rank = {.self_prior = method.starts_with("exact-prior")}};
+            j.update(measure(Experiment<Model, S, L1, Exact<GradientRank>>{model, slice, {}, search}, prompts, {},
+                             vocab, method.ends_with("-together")));
         } else if (method == "exact-exhaustive") {
             j.update(measure(Experiment<Model, S, L1, Exact<Exhaustive>>{model, slice}, prompts, {}, vocab));
         } else if (method == "adam") {
@@ -107,29 +144,61 @@ void run_case(const Model& model, const S& slice, const std::vector<std::vector<
             o.steps = continuous_steps;
             j.update(measure(Experiment<Model, S, L1, Adam<>>{model, slice}, prompts, o, vocab));
         } else {
-            fail("unknown method ", method, " (exact, exact-together, exact-exhaustive, adam)");
+            fail("unknown method ", method,
+                 " (exact, exact-together, exact-prior, exact-prior-together, exact-exhaustive, adam)");
         }
         std::cout << j.dump() << std::endl;
     }
+}
+
+// The prompts of --kind for a model whose first token is `bos`.
+template <class M>
+std::vector<std::vector<std::int64_t>> prompts_of(const M& model, const std::string& kind, int count, int length,
+                                                  at::Generator& gen, std::int64_t bos) {
+    std::vector<std::vector<std::int64_t>> out;
+    const auto vocab = model.token_embedding().size(0);
+    for (int p = 0; p < count; ++p)
+        out.push_back(kind == "sampled" || (kind == "mixed" && p < count / 2) ? sampled(model, length, gen, bos)
+                                                                              : uniform(vocab, length, gen));
+    return out;
+}
+
+// Through --blocks, or up to --hook.
+template <class Model>
+void run_slices(const Model& model, const std::string& hook, int blocks,
+                const std::vector<std::vector<std::int64_t>>& prompts, nlohmann::json base,
+                const std::vector<std::string>& methods, int continuous_steps) {
+    base["prompts"] = prompts.size(), base["length"] = prompts.front().size();
+    if (hook.empty()) return run_case(model, BlockSlice{{0, blocks}}, prompts, base, methods, continuous_steps);
+    base["hook"] = hook;
+    run_case(model, SliceSpec::up_to(parse_hooks(hook)), prompts, base, methods, continuous_steps);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"Exact inversion per prompt against the continuous methods"};
-    std::string which = "stories260K", prompt_file, shared = "../shared";
+    std::string which = "stories260K", prompt_file, shared = "../shared", hook, kind, corpus = "brown", data = "data";
     int blocks = 5, count = 20, length = 20, threads = 1, continuous_steps = 500;
     std::uint64_t seed = 0;
     std::vector<std::string> methods{"exact", "adam"};
-    app.add_option("--case", which, "stories260K or gpt2-small")->check(CLI::IsMember({"stories260K", "gpt2-small"}));
+    app.add_option("--case", which, "stories260K, gpt2-small or a folder `inputrep train` wrote");
     app.add_option("--blocks", blocks, "blocks from the first")->check(CLI::Range(1, 12));
+    app.add_option("--hook", hook, "end the slice at these hook points, comma-separated (instead of --blocks)");
+    app.add_option("--kind", kind,
+                   "prompts: mixed (half sampled, half uniform; stories260K's default), sampled, uniform, or held-out "
+                   "(a trained folder's default)")
+        ->check(CLI::IsMember({"mixed", "sampled", "uniform", "held-out"}));
+    app.add_option("--corpus", corpus, "held-out prompts: the corpus the folder trained on (brown or fortunes)");
+    app.add_option("--data", data, "where scripts/setup put the corpora");
     app.add_option("--prompts", count, "prompts")->check(CLI::Range(1, 1000));
-    app.add_option("--length", length, "tokens per prompt")->check(CLI::Range(1, 1024));
+    app.add_option("--length", length, "tokens per prompt")->check(CLI::Range(2, 1024));
     app.add_option("--seed", seed, "seed of the prompts");
     app.add_option("--prompt-file", prompt_file,
                    "one line of space-separated ids per prompt (replaces --prompts/--length/--seed)");
     app.add_option("--methods", methods,
-                   "exact, exact-together (the prompts searched as one batch), exact-exhaustive, adam")
+                   "exact, exact-together (the prompts searched as one batch), exact-prior, exact-prior-together, "
+                   "exact-exhaustive, adam")
         ->delimiter(',');
     app.add_option("--continuous-steps", continuous_steps, "steps of the continuous method")
         ->check(CLI::Range(1, 100000));
@@ -140,19 +209,40 @@ int main(int argc, char** argv) {
         at::set_num_threads(threads);
         at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
         nlohmann::json base{{"case", which}, {"blocks", blocks}, {"threads", threads}};
+        auto given = prompt_file.empty() ? std::vector<std::vector<std::int64_t>>{} : read_prompts(prompt_file);
         if (which == "stories260K") {
             const auto model = load<Llama>(std::filesystem::path(shared) / "models/stories260K/hf");
-            auto prompts = prompt_file.empty() ? std::vector<std::vector<std::int64_t>>{} : read_prompts(prompt_file);
-            for (int p = 0; prompt_file.empty() && p < count; ++p)
-                prompts.push_back(p < count / 2 ? sampled(model, length, gen) : uniform(512, length, gen));
-            base["prompts"] = prompts.size(), base["length"] = prompts.front().size();
-            run_case(model, BlockSlice{{0, blocks}}, prompts, base, methods, continuous_steps);
-        } else {
+            if (kind.empty()) kind = "mixed";
+            require(kind != "held-out", "stories260K has no held-out documents here: --kind mixed, sampled or uniform");
+            const auto prompts = given.empty() ? prompts_of(model, kind, count, length, gen, 1) : given;
+            base["kind"] = kind;
+            run_slices(model, hook, blocks, prompts, base, methods, continuous_steps);
+        } else if (which == "gpt2-small") {
             const auto model = untrained<GPT2>(GPT2Config{}, {}, seed, Needs{{0, blocks}, true, false});
-            auto prompts = prompt_file.empty() ? std::vector<std::vector<std::int64_t>>{} : read_prompts(prompt_file);
-            for (int p = 0; prompt_file.empty() && p < count; ++p) prompts.push_back(uniform(50257, length, gen));
-            base["prompts"] = prompts.size(), base["length"] = prompts.front().size();
-            run_case(model, BlockSlice{{0, blocks}}, prompts, base, methods, continuous_steps);
+            const auto prompts = given.empty() ? prompts_of(model, "uniform", count, length, gen, 0) : given;
+            run_slices(model, hook, blocks, prompts, base, methods, continuous_steps);
+        } else {
+            const std::filesystem::path folder = which;
+            const auto family = read_config(folder).at("model_type").get<std::string>();
+            if (kind.empty()) kind = "held-out";
+            base["kind"] = kind;
+            auto go = [&]<class M>() {
+                const auto model = load<M>(folder);
+                const auto bos = nlohmann::json::parse(std::ifstream(folder / "trainer_state.json"))
+                                     .at("run")
+                                     .at("bos")
+                                     .get<std::int64_t>();
+                const auto prompts = !given.empty()       ? given
+                                     : kind == "held-out" ? held_out(folder, corpus, data, count, length)
+                                                          : prompts_of(model, kind, count, length, gen, bos);
+                run_slices(model, hook, blocks, prompts, base, methods, continuous_steps);
+            };
+            if (family == "llama")
+                go.template operator()<Llama>();
+            else if (family == "gpt2")
+                go.template operator()<GPT2>();
+            else
+                fail(folder.string(), " is a ", family, " model; this benchmark takes a llama or a gpt2 folder");
         }
     } catch (const std::exception& e) {
         std::cerr << "bench_exact: " << e.what() << "\n";

@@ -272,6 +272,84 @@ BOOST_AUTO_TEST_CASE(captured_outputs_alone_recover_the_prompt) {
     BOOST_CHECK_EXCEPTION(exp.run_from_target(at::zeros({3, 4, 5, 6})), Error, says("[tokens, features]"));
 }
 
+// A leaked KV cache: keys alone, values alone, or both, at the first, a middle and the last block,
+// recover sampled and random-id prompts exactly, every position verified.
+BOOST_AUTO_TEST_CASE(keys_or_values_alone_recover_the_prompt) {
+    auto prompts = sampled_prompts(stories260K(), 3, 20, 19);
+    for (auto& p : random_prompts(2, 20, 512, 20)) prompts.push_back(p);
+    for (auto hooks : {"blocks.0.attn.hook_k", "blocks.0.attn.hook_v", "blocks.2.attn.hook_k", "blocks.4.attn.hook_v",
+                       "blocks.4.attn.hook_k,blocks.4.attn.hook_v"})
+        expect_all_verified_and_exact(
+            Experiment<Llama, SliceSpec, L1, Exact<>>{stories260K(), SliceSpec::up_to(parse_hooks(hooks))}, prompts,
+            hooks);
+}
+
+// The prior order (the model's own next-token distribution at the recovered prefix, merged with the
+// others) checks fewer candidates on prompts the model writes; random ids stay exact.
+BOOST_AUTO_TEST_CASE(the_prior_checks_fewer_candidates_on_text_the_model_writes) {
+    using Exp = Experiment<Llama, Blocks<0, 5>, L1, Exact<GradientRank>>;
+    auto checked = [&](const Exact<GradientRank>& search, const std::vector<std::vector<std::int64_t>>& prompts) {
+        std::int64_t n = 0;
+        for (auto& r : Exp{stories260K(), {}, {}, search}.run(prompts)) {
+            BOOST_TEST(r.exact());
+            BOOST_TEST(r.verification()->verified());
+            n += r.verification()->candidates_checked();
+        }
+        return n;
+    };
+    const auto sampled = sampled_prompts(stories260K(), 6, 20, 23);
+    const Exact<GradientRank> with_prior{.rank = {.self_prior = true}};
+    const auto plain = checked({}, sampled), prior = checked(with_prior, sampled);
+    BOOST_TEST_MESSAGE("stories260K 5 blocks, sampled: " << plain << " candidates checked, " << prior
+                                                         << " with the prior");
+    BOOST_TEST(prior < plain);
+    checked(with_prior, random_prompts(3, 20, 512, 24));
+    const Exact<GradientRank> other_vocabulary{.rank = {.prior = [](const at::Tensor& p) {
+                                                   return at::zeros({p.size(0), 7});
+                                               }}};
+    BOOST_CHECK_EXCEPTION(Exp(stories260K(), {}, {}, other_vocabulary).run(sampled.front()), Error,
+                          says("the inverted model's vocabulary"));
+}
+
+// Verification compares a candidate's output computed in a batch, after a shared prefix, with a
+// target the full forward computed alone: per family and dtype the largest difference between the
+// two stays under the search's tolerance (the numbers are in docs/exact.md).
+template <class M>
+void check_batch_invariance(std::string_view overrides, at::ScalarType dtype) {
+    c10::InferenceMode no_autograd;
+    const auto config = config_with<M>(overrides);
+    const auto model = untrained<M>(config, {at::kCPU, dtype}, 3, Needs{{0, 2}, true, false});
+    const at::Tensor prefix = at::arange(1, 7, at::kLong).view({1, -1}), candidates = at::arange(64, at::kLong);
+    Incremental<M> inc(model, Blocks<0, 2>{});
+    inc.append(prefix);
+    const at::Tensor batched = inc.extend(candidates).select(1, 0);
+    double alone = 0, full = 0;
+    for (std::int64_t i = 0; i < 64; i += 9) {
+        const at::Tensor c = candidates.narrow(0, i, 1), row = batched.narrow(0, i, 1);
+        const at::Tensor ids = at::cat({prefix, c.view({1, 1})}, 1);
+        alone =
+            std::max(alone, inputrep::detail::relative_error(row, inc.extend(c).select(1, 0)).template item<double>());
+        const at::Tensor forward = apply_slice(Blocks<0, 2>{}, model, model.embed(ids), model.context(7, true));
+        full = std::max(full, inputrep::detail::relative_error(row, forward.select(1, 6)).item<double>());
+    }
+    BOOST_TEST_MESSAGE(M::family << " " << c10::toString(dtype) << ": a batch of 64 against one alone " << alone
+                                 << ", against the full forward " << full);
+    BOOST_TEST(full <= default_tolerance(dtype), M::family << " " << c10::toString(dtype));
+    BOOST_TEST(alone <= default_tolerance(dtype), M::family << " " << c10::toString(dtype));
+}
+
+BOOST_AUTO_TEST_CASE(a_candidate_checked_in_a_batch_matches_the_full_forward_alone) {
+    for (auto dtype : {at::kFloat, at::kBFloat16}) {
+        check_batch_invariance<GPT2>("n_layer=2,n_embd=64,n_head=4,vocab_size=100,n_positions=16", dtype);
+        check_batch_invariance<Llama>(
+            "hidden_size=64,intermediate_size=96,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=2,"
+            "vocab_size=100,max_position_embeddings=16",
+            dtype);
+        check_batch_invariance<GPTJ>("n_layer=2,n_embd=64,n_head=4,rotary_dim=8,vocab_size=100,n_positions=16", dtype);
+        check_batch_invariance<Mixer>("hidden_size=64,num_hidden_layers=2,context_length=9,vocab_size=100", dtype);
+    }
+}
+
 // The real use, through the program: capture the hidden states once (hidden --save), then recover
 // the ids from that file alone.
 BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
@@ -297,6 +375,26 @@ BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
         testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
                           " --optimizer exact:exhaustive --hook blocks.2.hook_resid_mid --target '" + file + "'");
     BOOST_TEST(mid["ids"].get<std::vector<std::int64_t>>() == prompt);
+
+    // Keys and values saved per head ([tokens, heads, d_head]) are read as the slice's output.
+    saved = testing::run_cli("hidden --model '" + model + "' " + testing::vocab() + " --ids " + ids + " --save '" +
+                             file + ".kv' --hooks 'blocks.3.attn.hook_[kv]'");
+    BOOST_REQUIRE_MESSAGE(saved.status == 0, saved.out);
+    for (auto hook : {"blocks.3.attn.hook_v", "blocks.3.attn.hook_k,blocks.3.attn.hook_v"}) {
+        auto kv = testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
+                                    " --optimizer exact --hook " + hook + " --target '" + file + ".kv'");
+        BOOST_TEST(kv["ids"].get<std::vector<std::int64_t>>() == prompt, hook);
+        BOOST_TEST(kv["verified"].get<bool>(), hook);
+    }
+    std::filesystem::remove(file + ".kv");
+    // The prior: the model's own (its whole forward), or another model's with the same tokenizer.
+    for (auto prior : {std::string(" --optimizer exact:prior"), " --optimizer exact --prior '" + model + "'"}) {
+        auto r = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + " --blocks 0:2 --target '" +
+                                   file + "' --target-hook blocks.1.hook_resid_post" + prior);
+        BOOST_TEST(r["ids"].get<std::vector<std::int64_t>>() == prompt, prior);
+    }
+    BOOST_TEST(testing::one_line_error(
+        testing::run_cli("invert --model '" + model + "' " + testing::vocab() + " --ids 1,2 --prior '" + model + "'")));
 
     auto with_prompt = testing::cli_json("invert --model '" + model + "' " + testing::vocab() +
                                          " --optimizer exact --blocks 0:5 --ids " + ids);

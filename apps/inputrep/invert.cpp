@@ -120,7 +120,15 @@ struct ExactOptions {
     std::optional<double> tolerance;
     bool verify_all = false;
     std::optional<std::int64_t> joint_budget;
+    std::string prior;
 };
+
+// Whether the search orders candidates by the inverted model's own next-token distribution.
+bool self_prior(const InvertOptimizer& optimizer) {
+    const auto* exact = std::get_if<AnyExact>(&optimizer);
+    const auto* gradient = exact ? std::get_if<Exact<GradientRank>>(exact) : nullptr;
+    return gradient && gradient->rank.self_prior;
+}
 
 // Every check of the invert command line that needs no model; the tokenizer is read here.
 InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p,
@@ -131,8 +139,14 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
         throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
     if (!q.target && !q.target_hook.empty())
         throw UsageError("--target-hook names a tensor of --target FILE: give --target too");
-    if ((exact.tolerance || exact.verify_all || exact.joint_budget) && !searching)
-        throw UsageError("--tolerance, --verify-all and --joint-budget are exact search's: --optimizer exact");
+    if ((exact.tolerance || exact.verify_all || exact.joint_budget || !exact.prior.empty()) && !searching)
+        throw UsageError("--tolerance, --verify-all, --joint-budget and --prior are exact search's: --optimizer exact");
+    if (!exact.prior.empty()) {
+        if (!std::holds_alternative<Exact<GradientRank>>(std::get<AnyExact>(q.optimizer)) || self_prior(q.optimizer))
+            throw UsageError("--prior MODEL orders the gradient rank's candidates: use --optimizer exact");
+        q.prior = o;
+        q.prior->model = exact.prior, q.prior->untrained.clear();
+    }
     if (q.target && (!p.prompts.empty() || !p.ids.empty() || !batches.empty()))
         throw UsageError("give either --target FILE (captured outputs, no prompt) or prompts, not both");
     if (!q.target && p.prompts.empty() && p.ids.empty() && batches.empty())
@@ -154,15 +168,14 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
         throw UsageError("--hook ends the slice at a hook point: it does not combine with --slice");
     try {
         q.slice = hook.empty() ? parse_slice(policy.blocks, policy.slice)
-                               : SliceSpec::up_to(parse_hook(hook), policy.blocks.begin);
+                               : SliceSpec::up_to(parse_hooks(hook), policy.blocks.begin);
     } catch (const Error& e) {
         throw UsageError(std::string(hook.empty() ? "--slice: " : "--hook: ") + e.what());
     }
     q.plain_blocks = policy.slice.empty() && hook.empty();
     if (q.target && q.target_hook.empty()) {
         if (q.slice.parts.size() > 1) throw UsageError("--target with a concat slice: give --target-hook NAME");
-        q.target_hook = q.slice.end_hook ? hook_name(q.slice.end_hook->block, q.slice.end_hook->hook)
-                                         : hook_name(q.slice.parts.front().end - 1, Hook::resid_post);
+        q.target_hook = hook.empty() ? hook_name(q.slice.parts.front().end - 1, Hook::resid_post) : hook;
     }
     q.metric = policy.metric;
     q.options = policy.options(o);
@@ -193,7 +206,10 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
 
 template <class Body>
 void with_invert_model(const InvertRun& run, Body&& body) {
-    with_model(run.model, Needs{run.request.slice.range(), true, false}, run.request.tokenizer->vocab_size(), body);
+    // The prior from the model itself runs all of it, to the logits.
+    const Needs needs = self_prior(run.request.optimizer) ? Needs{{0, dynamic_depth}, true, true}
+                                                          : Needs{run.request.slice.range(), true, false};
+    with_model(run.model, needs, run.request.tokenizer->vocab_size(), body);
 }
 
 void bandwidth(const ModelOptions& o, const PolicyOptions& policy, const PromptOptions& p, BandwidthRequest q) {
@@ -227,7 +243,8 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
         "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
     add_parsed(*sub, "--optimizer", q->optimizer, parse_invert_optimizer,
                "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
-               "exact[:gradient|:exhaustive] (token-by-token search verified against the outputs; docs/exact.md)");
+               "exact[:gradient|:prior|:exhaustive] (token-by-token search verified against the outputs; :prior "
+               "also orders candidates by the model's own next-token distribution; docs/exact.md)");
     auto padding = std::make_shared<std::optional<Padding>>();
     add_parsed(
         *sub, "--pad-to", *padding, parse_padding,
@@ -242,6 +259,10 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
     add_number(*sub, "--joint-budget", exact->joint_budget, std::int64_t{0}, std::numeric_limits<std::int64_t>::max(),
                "exact search: candidates tried at a position with no compared output, each paired with the next "
                "position's (default 0: all allowed up to 4,096, else 64)");
+    sub->add_option("--prior", exact->prior,
+                    "exact search: also order candidates by this model's next-token distribution (a model folder or "
+                    ".bin with the same tokenizer, e.g. a smaller one)")
+        ->type_name("MODEL");
     add_parsed(
         *sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
         "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")
@@ -254,13 +275,15 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
                     "the slice's last hook point)");
             return std::string(s);
         },
-        "the tensor of --target to invert (default: the slice's last hook point)")
-        ->type_name("NAME");
+        "the tensors of --target to invert, comma-separated (default: --hook's, else the slice's last hook point)")
+        ->type_name("NAME[,NAME...]");
     auto hook = std::make_shared<std::string>();
-    sub->add_option("--hook", *hook,
-                    "end the slice at this hook point, e.g. blocks.3.hook_resid_mid (from block B of --blocks)")
-        ->type_name("NAME")
-        ->check(parsed_by([](std::string_view s) { return parse_hook(s); }));
+    sub->add_option(
+           "--hook", *hook,
+           "end the slice at this hook point, e.g. blocks.3.hook_resid_mid or blocks.3.attn.hook_k (from block "
+           "B of --blocks); several, comma-separated, are compared side by side")
+        ->type_name("NAME[,NAME...]")
+        ->check(parsed_by([](std::string_view s) { return parse_hooks(s); }));
     add_parsed(*sub, "--space", q->space, parse_space,
                "embedding (default: optimise the block-0 input), vocabulary (optimise a vocabulary-sized vector; "
                "target one-hot x 10) or vocabulary:pinv-target (target E(a)·W⁺)");

@@ -60,6 +60,21 @@ at::Tensor token_centroids(const Model& model, const S& slice, const at::Tensor&
     return sums / counts.unsqueeze(1);
 }
 
+// GradientRank's prior from `model`: its own next-token log-probabilities after each prefix (its
+// full forward, over the last context_length tokens of a longer prefix). It must hold every block
+// and its head.
+template <class M>
+Prior prior_of(M model) {
+    return [model = std::move(model)](const at::Tensor& prefixes) {
+        c10::InferenceMode no_autograd;
+        const auto T = std::min<std::int64_t>(prefixes.size(1), model.context_length());
+        at::Tensor x = model.embed(prefixes.narrow(1, prefixes.size(1) - T, T).to(model.placement().device));
+        const auto ctx = model.context(T, true);
+        for (int i = 0; i < model.depth(); ++i) x = model.block(i, x, ctx);
+        return at::log_softmax(model.unembed(x.narrow(1, T - 1, 1)).squeeze(1).to(at::kFloat), -1).to(at::kCPU);
+    };
+}
+
 namespace detail {
 
 // The compared features of each output position, read off the mask by applying it to the outputs'
@@ -98,7 +113,10 @@ public:
           mask_(mask),
           space_(space),
           decoder_(decoder),
-          prefix_(model, slice) {
+          prefix_(model, slice),
+          residual_ends_(std::ranges::all_of(chains_of(slice), [](const Chain& c) {
+              return c.end.hook == Hook::resid_post || c.end.hook == Hook::resid_mid;
+          })) {
         require(slice.causal(),
                 "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
         const at::Tensor w = model.token_embedding();
@@ -125,6 +143,7 @@ public:
                 std::call_once(cache.once,
                                [&] { cache.centroids = token_centroids(model, slice, allowed_, r.calibration); });
             centroids_ = cache.centroids;
+            prior_ = r.prior ? r.prior : r.self_prior ? prior_of(model) : Prior{};
         }
     }
 
@@ -213,7 +232,7 @@ private:
 
     // Whether the slice's output at t is the residual stream, all of it compared.
     bool residual(std::int64_t t) const {
-        return features_[t].numel() == mean_.size(0) && target_.size(2) == mean_.size(0);
+        return residual_ends_ && features_[t].numel() == mean_.size(0) && target_.size(2) == mean_.size(0);
     }
 
     // The allowed tokens nearest (by the decoder's score) to each prompt's target at t less its
@@ -234,6 +253,16 @@ private:
         const at::Tensor x =
             target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features_[t]).to(at::kFloat);
         return by_score(-at::cdist(x, centroids_.index_select(1, features_[t])));
+    }
+
+    // The allowed tokens by the prior's probability after each prompt's recovered prefix (t ≥ 1).
+    std::vector<std::vector<std::int64_t>> prior_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
+        const auto V = model_.token_embedding().size(0);
+        const at::Tensor logp = prior_(ids_.index_select(0, long_tensor(prompts)).narrow(1, 0, t));
+        require(logp.dim() == 2 && logp.size(0) == static_cast<std::int64_t>(prompts.size()) && logp.size(1) == V,
+                "exact inversion: the prior gives ", logp.sizes(), " for ", prompts.size(),
+                " prefixes, not [prefixes, ", V, "] (it needs the inverted model's vocabulary)");
+        return by_score(logp.to(at::kCPU, at::kFloat).index_select(1, allowed_));
     }
 
     // The order a position's candidates are checked in first: Exhaustive's id order; GradientRank's
@@ -290,11 +319,11 @@ private:
     }
 
     // Where each order placed an accepted token, so the better one leads the next merge.
+    static double rank_of(std::int64_t id, const std::vector<std::int64_t>& order) {
+        return double(std::ranges::find(order, id) - order.begin());
+    }
     void learn(std::int64_t id, const std::vector<std::int64_t>& nearest, const std::vector<std::int64_t>& gradient) {
-        auto rank = [&](const std::vector<std::int64_t>& order) {
-            return double(std::ranges::find(order, id) - order.begin());
-        };
-        nearest_rank_sum_ += rank(nearest), gradient_rank_sum_ += rank(gradient), ++learned_;
+        nearest_rank_sum_ += rank_of(id, nearest), gradient_rank_sum_ += rank_of(id, gradient), ++learned_;
     }
 
     // The orders of candidates at position `at` ≥ t, t uncompared, judged at the compared position
@@ -319,15 +348,23 @@ private:
             target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features);  // [A, F_t]
         struct Progress {
             std::vector<std::int64_t> order, nearest, gradient;  // the two last only once refined
+            std::vector<std::int64_t> first, prior;              // the first order and the prior's, where merged
             std::vector<Candidate> checked;
             std::int64_t next = 0;
             bool done = false, refined = false;
         };
         std::vector<Progress> states(A);
         auto orders = first_orders(state, t, prompts, rows);
+        auto priors = prior_ && t > 0 ? prior_orders(t, prompts) : std::vector<std::vector<std::int64_t>>{};
         for (std::int64_t a = 0; a < A; ++a) {
-            states[a].refined = std::same_as<Rank, Exhaustive> || !nearest(t);
-            states[a].order = std::move(orders[a]);
+            auto& s = states[a];
+            s.refined = std::same_as<Rank, Exhaustive> || !nearest(t);
+            if (priors.empty()) {
+                s.order = std::move(orders[a]);
+            } else {
+                s.first = std::move(orders[a]), s.prior = std::move(priors[a]);
+                s.order = merged_order({}, s.prior, s.first, prior_rank_sum_ <= first_rank_sum_);
+            }
         }
         // Once the gradient has placed the accepted tokens far better than the nearest order (through
         // 12 blocks of GPT-2: first, against about 2,700th), the first batch follows the merged order
@@ -402,6 +439,10 @@ private:
             ids_[prompts[a]][t] = checked.front().id;
             if (within == 1 && !states[a].gradient.empty())
                 learn(checked.front().id, states[a].nearest, states[a].gradient);
+            if (within == 1 && !states[a].prior.empty()) {
+                prior_rank_sum_ += rank_of(checked.front().id, states[a].prior);
+                first_rank_sum_ += rank_of(checked.front().id, states[a].first);
+            }
             verified[a] = within >= 1;
         }
         return verified;
@@ -520,14 +561,17 @@ private:
     const DecoderState& decoder_;
     at::Tensor allowed_, allowed_w_, mean_, target_, ids_;  // allowed ids, their embeddings and mean
     at::Tensor centroids_;  // [allowed, F]: each allowed token's typical output (token_centroids), or undefined
+    Prior prior_;           // GradientRank's prior, or unset
     double nearest_rank_sum_ = 0, gradient_rank_sum_ = 0;  // where each order placed the accepted tokens
+    double prior_rank_sum_ = 0, first_rank_sum_ = 0;       // ... the prior's and the first order it merges with
     std::int64_t learned_ = 0;                             // ... at this many positions
     double tolerance_ = 0;
     std::int64_t limit_ = 0;
     std::vector<at::Tensor> features_;
     std::vector<std::vector<PositionCheck>> checks_;
     std::map<std::int64_t, bool> resolved_;
-    State prefix_;  // the prompts' resolved prefixes, one row each
+    State prefix_;        // the prompts' resolved prefixes, one row each
+    bool residual_ends_;  // every run of blocks ends in the residual stream (not inside attention or an MLP)
 };
 
 }  // namespace inputrep

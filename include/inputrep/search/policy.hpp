@@ -3,6 +3,7 @@
 // and the default tolerances. The search itself is search/exact.hpp, which only the code that runs a
 // search includes (an Experiment<..., Exact<R>> needs it where it runs).
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -38,10 +39,19 @@ struct Exhaustive {
 //    worse than the nearest (223rd).
 // Past the first batch the two are merged, the one that placed this search's accepted tokens better
 // taking three places in four (docs/exact.md).
+// A language model's next-token log-probabilities after each prefix: ids [P, t], t ≥ 1 → [P, V].
+using Prior = std::function<at::Tensor(const at::Tensor& prefixes)>;
+
 struct GradientRank {
     static constexpr std::string_view name = "gradient";
     std::int64_t calibration = 8;            // occurrences of each allowed token in the calibration contexts (0: none)
-    std::int64_t calibration_limit = 16384;  // calibration tokens at most: larger vocabularies go uncalibrated
+    std::int64_t calibration_limit = 32768;  // calibration tokens at most: larger vocabularies go uncalibrated
+    // The prior order (kvcloak's): candidates by a language model's next-token distribution at the
+    // recovered prefix, merged with the first order, the one that placed this search's accepted tokens
+    // better leading. `prior` when set (a smaller model with the same tokenizer: prior_of(model)),
+    // else the inverted model's own full forward when `self_prior` (it must hold every block and its head).
+    bool self_prior = false;
+    Prior prior;
 };
 
 // The relative error below which a candidate reproduces the target, per compute dtype, from the
@@ -86,8 +96,9 @@ using AnyExact = std::variant<Exact<GradientRank>, Exact<Exhaustive>>;
 
 inline AnyExact parse_exact(std::string_view s) {
     if (s == "exact" || s == "exact:gradient") return Exact<GradientRank>{};
+    if (s == "exact:prior") return Exact<GradientRank>{.rank = {.self_prior = true}};
     if (s == "exact:exhaustive") return Exact<Exhaustive>{};
-    fail("unknown exact search \"", s, "\" (expected exact, exact:gradient or exact:exhaustive)");
+    fail("unknown exact search \"", s, "\" (expected exact, exact:gradient, exact:prior or exact:exhaustive)");
 }
 
 template <class O>
