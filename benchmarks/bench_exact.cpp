@@ -14,7 +14,8 @@
 // points (blocks.N.attn.hook_k: a leaked KV cache) instead of after --blocks. Seconds are wall-clock
 // per prompt, prompts run one at a time on --threads intra-op threads, except the -together
 // methods': all the prompts in one run (the library's batch of prompts), its time divided by their
-// number. exact-prior adds the model's own next-token distribution to the candidate orders.
+// number. exact-prior adds the model's own next-token distribution to the candidate orders;
+// exact-stored-f16 and -bf16 search targets computed in f32 and stored coarser, as a GPU capture.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include <inputrep/inputrep.hpp>
@@ -126,6 +128,48 @@ nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_
     return j;
 }
 
+// From targets computed in f32 and stored as `dtype` (run_from_target: no prompt given), all the
+// prompts in one run: how many come back exact, and each position's verdict, a verified wrong token
+// counted apart.
+template <class Model, class S>
+nlohmann::json measure_stored(const Model& model, const S& slice, const std::vector<std::vector<std::int64_t>>& prompts,
+                              at::ScalarType dtype) {
+    const auto P = static_cast<std::int64_t>(prompts.size()), T = static_cast<std::int64_t>(prompts.front().size());
+    std::vector<std::int64_t> flat;
+    for (auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
+    at::Tensor target;
+    {
+        c10::InferenceMode no_autograd;
+        const at::Tensor ids = at::tensor(flat, at::kLong).view({P, T});
+        target = apply_slice(slice, model, model.embed(ids), model.context(T, true, slice.variant())).to(dtype);
+    }
+    const auto started = std::chrono::steady_clock::now();
+    const auto results = Experiment<Model, S, L1, Exact<GradientRank>>{model, slice}.run_from_target(target);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    double exact = 0, right = 0, checked = 0;
+    std::map<std::string, std::int64_t> verdicts;
+    std::int64_t wrong_verified = 0;
+    for (std::int64_t p = 0; p < P; ++p) {
+        const auto& r = results[p];
+        exact += r.ids() == prompts[p];
+        for (std::int64_t t = 0; t < T; ++t) {
+            const auto& pc = r.verification()->positions[t];
+            const bool ok = r.ids()[t] == prompts[p][t];
+            right += ok, checked += double(pc.checked), ++verdicts[std::string(to_string(pc.verdict))];
+            wrong_verified += !ok && pc.verdict == Verdict::verified;
+        }
+    }
+    return {{"stored", c10::toString(dtype)},
+            {"exact", exact / double(P)},
+            {"token_accuracy", right / double(P * T)},
+            {"verdicts", verdicts},
+            {"wrong_verified", wrong_verified},
+            {"tolerance", results.front().verification()->tolerance},
+            {"candidates_checked_percent_of_vocab",
+             100.0 * checked / double(P * T) / double(model.token_embedding().size(0))},
+            {"seconds_per_prompt", seconds / double(P)}};
+}
+
 template <class Model, class S>
 void run_case(const Model& model, const S& slice, const std::vector<std::vector<std::int64_t>>& prompts,
               nlohmann::json base, const std::vector<std::string>& methods, int continuous_steps) {
@@ -137,6 +181,8 @@ void run_case(const Model& model, const S& slice, const std::vector<std::vector<
             const Exact<GradientRank> search{.rank = {.self_prior = method.starts_with("exact-prior")}};
             j.update(measure(Experiment<Model, S, L1, Exact<GradientRank>>{model, slice, {}, search}, prompts, {},
                              vocab, method.ends_with("-together")));
+        } else if (method == "exact-stored-f16" || method == "exact-stored-bf16") {
+            j.update(measure_stored(model, slice, prompts, method.ends_with("bf16") ? at::kBFloat16 : at::kHalf));
         } else if (method == "exact-exhaustive") {
             j.update(measure(Experiment<Model, S, L1, Exact<Exhaustive>>{model, slice}, prompts, {}, vocab));
         } else if (method == "adam") {
@@ -145,7 +191,8 @@ void run_case(const Model& model, const S& slice, const std::vector<std::vector<
             j.update(measure(Experiment<Model, S, L1, Adam<>>{model, slice}, prompts, o, vocab));
         } else {
             fail("unknown method ", method,
-                 " (exact, exact-together, exact-prior, exact-prior-together, exact-exhaustive, adam)");
+                 " (exact, exact-together, exact-prior, exact-prior-together, exact-stored-f16, exact-stored-bf16, "
+                 "exact-exhaustive, adam)");
         }
         std::cout << j.dump() << std::endl;
     }
@@ -198,6 +245,7 @@ int main(int argc, char** argv) {
                    "one line of space-separated ids per prompt (replaces --prompts/--length/--seed)");
     app.add_option("--methods", methods,
                    "exact, exact-together (the prompts searched as one batch), exact-prior, exact-prior-together, "
+                   "exact-stored-f16, exact-stored-bf16 (f32 targets stored as f16 or bf16, searched together), "
                    "exact-exhaustive, adam")
         ->delimiter(',');
     app.add_option("--continuous-steps", continuous_steps, "steps of the continuous method")

@@ -218,7 +218,8 @@ public:
         require(full.size(2) == expected, "the target has ", full.size(2),
                 " features per position but this slice of the ", Family::family, " model outputs ", expected);
         mask_.check(full.size(1));
-        return exact_results(full.to(model_.placement().device, model_.placement().resolved().dtype), {});
+        return exact_results(full.to(model_.placement().device, model_.placement().resolved().dtype), {},
+                             full.scalar_type());
     }
 
     // RunOptions with the family's defaults filled in.
@@ -465,8 +466,9 @@ private:
     }
 
     // Exact search over `target` [P, T, F]; `prompts` (when given) are what the target came from.
-    std::vector<Result> exact_results(const at::Tensor& target,
-                                      const std::vector<std::vector<std::int64_t>>& prompts) const {
+    // `stored`: the dtype a captured target came in (Exact::target_dtype, unless set).
+    std::vector<Result> exact_results(const at::Tensor& target, const std::vector<std::vector<std::int64_t>>& prompts,
+                                      std::optional<at::ScalarType> stored = {}) const {
         require(slice_.causal(),
                 "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
         using Search = ExactSearch<typename Op::rank_type, Family, S, Mk, Sp, typename De::State>;
@@ -474,7 +476,9 @@ private:
             requires { sizeof(Search); },
             "Experiment<..., Exact<R>> runs exact search, which is search/exact.hpp: include it (or "
             "<inputrep/inputrep.hpp>) where the experiment runs");
-        Search search(optimizer_, family(), slice_, mask_, space_, decoder_state(), *exact_cache_);
+        auto policy = optimizer_;
+        if (!policy.target_dtype) policy.target_dtype = stored;
+        Search search(policy, family(), slice_, mask_, space_, decoder_state(), *exact_cache_);
         auto outcomes = search.run(target);
         const auto P = target.size(0), T = target.size(1);
         // The recovered ids' distance to the target, with the experiment's metric on the compared outputs.

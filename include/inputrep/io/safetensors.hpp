@@ -108,7 +108,7 @@ inline at::Tensor load_captured(const SafetensorsFile& file, const std::string& 
     return t;
 }
 
-// The captured outputs `names` (comma-separated) as one [prompts, tokens, features]: [tokens,
+// The captured outputs `names` (comma-separated) as one [prompts, tokens, features], in their stored dtype: [tokens,
 // features] is one prompt; a point inside attention (blocks.N.attn.hook_k), saved per head
 // [(prompts,) tokens, heads, hd], has its heads side by side; several points are joined along
 // features in the order named (what a slice up to those hook points outputs).
@@ -116,7 +116,9 @@ inline at::Tensor load_captured_outputs(const SafetensorsFile& file, std::string
                                         const Placement& placement) {
     std::vector<at::Tensor> parts;
     for (auto name : text::split(names, ',')) {
-        at::Tensor t = load_captured(file, std::string(name), placement);
+        // In the dtype it was stored in (through f64, exactly): its precision is part of it.
+        at::Tensor t = load_captured(file, std::string(name), {placement.device, at::kDouble})
+                           .to(torch_dtype(file.entry(std::string(name)).dtype, file.path().string()));
         const bool per_head = name.find(".attn.hook_") != std::string_view::npos;
         require(t.dim() == (per_head ? 3 : 2) || t.dim() == (per_head ? 4 : 3), file.path().string(), ": tensor \"",
                 name, "\" is ", t.sizes(), "; a captured output is [(prompts,) tokens, ",

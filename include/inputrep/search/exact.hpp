@@ -131,12 +131,16 @@ public:
                          ? w
                          : w.index_select(0, allowed_.to(w.device()));  // no copy of a whole vocabulary
         mean_ = allowed_w_.to(at::kFloat).mean(0).to(w.scalar_type());
-        tolerance_ = policy.tolerance.value_or(default_tolerance(model.placement().resolved().dtype));
+        const auto compute = model.placement().resolved().dtype;
+        const bool coarse = policy.target_dtype && unit_roundoff(*policy.target_dtype) > unit_roundoff(compute);
+        tolerance_ = policy.tolerance.value_or(default_tolerance(compute) +
+                                               (coarse ? unit_roundoff(*policy.target_dtype) : 0.0));
+        check_all_ = policy.verify_all || coarse;
         require(tolerance_ > 0, "exact inversion: the tolerance must be positive");
         require(policy.batch >= 1, "exact inversion: the candidate batch must be at least 1");
         require(policy.growth >= 1, "exact inversion: batches cannot shrink (growth ", policy.growth, " < 1)");
-        limit_ = policy.verify_all || policy.budget <= 0 ? allowed_.numel()
-                                                         : std::min<std::int64_t>(policy.budget, allowed_.numel());
+        limit_ = check_all_ || policy.budget <= 0 ? allowed_.numel()
+                                                  : std::min<std::int64_t>(policy.budget, allowed_.numel());
         if constexpr (std::same_as<Rank, GradientRank>) {
             const auto& r = policy.rank;
             if (r.calibration > 0 && r.calibration * allowed_.numel() <= r.calibration_limit)
@@ -405,7 +409,7 @@ private:
                 if (s.done) continue;
                 const bool found = std::any_of(s.checked.begin(), s.checked.end(),
                                                [&](const Candidate& c) { return c.error <= tolerance_; });
-                s.done = s.next >= std::min<std::int64_t>(limit_, s.order.size()) || (found && !policy_.verify_all);
+                s.done = s.next >= std::min<std::int64_t>(limit_, s.order.size()) || (found && !check_all_);
                 if (!s.done && !s.refined) refine.push_back(a);
             }
             if (refine.empty()) continue;
@@ -511,8 +515,7 @@ private:
                     if (auto [it, fresh] = best.try_emplace(ui[i], e[i]); !fresh)
                         it->second = std::min(it->second, e[i]);
                 pc.checked += u.numel();
-                if (!policy_.verify_all && std::any_of(e, e + u.numel(), [&](double x) { return x <= tolerance_; }))
-                    break;
+                if (!check_all_ && std::any_of(e, e + u.numel(), [&](double x) { return x <= tolerance_; })) break;
             }
             std::vector<Candidate> tried;
             for (auto [id, error] : best) tried.push_back({id, error});
@@ -566,6 +569,7 @@ private:
     double prior_rank_sum_ = 0, first_rank_sum_ = 0;       // ... the prior's and the first order it merges with
     std::int64_t learned_ = 0;                             // ... at this many positions
     double tolerance_ = 0;
+    bool check_all_ = false;  // every allowed token at every position: verify_all, or a coarse target
     std::int64_t limit_ = 0;
     std::vector<at::Tensor> features_;
     std::vector<std::vector<PositionCheck>> checks_;

@@ -76,6 +76,22 @@ inline double default_tolerance(at::ScalarType dtype) {
     }
 }
 
+// The largest relative error of rounding to `dtype` (round to nearest): 2^-(mantissa bits + 1).
+inline double unit_roundoff(at::ScalarType dtype) {
+    switch (dtype) {
+        case at::kDouble:
+            return 0x1p-53;
+        case at::kFloat:
+            return 0x1p-24;
+        case at::kBFloat16:
+            return 0x1p-8;
+        case at::kHalf:
+            return 0x1p-11;
+        default:
+            fail("exact inversion: a target stored as ", c10::toString(dtype), " is not floating point");
+    }
+}
+
 template <class Rank = GradientRank>
 struct Exact {
     using rank_type = Rank;
@@ -89,6 +105,11 @@ struct Exact {
     std::int64_t budget = 0;       // candidates checked per position before it is unmatched (0: all allowed)
     std::int64_t joint_budget =
         0;  // candidates tried at a position with no compared output (0: all allowed up to 4,096 of them, else 64)
+    // The precision the target was stored in (run_from_target: its dtype). Coarser than the model's,
+    // its rounding widens the tolerance by its unit roundoff (‖fl(Ô) − Ô‖ ≤ u‖Ô‖), and since a wider
+    // tolerance may then hold a wrong token too, every allowed token is checked at every position:
+    // a position is verified only where the stored precision still separates the true token.
+    std::optional<at::ScalarType> target_dtype;
 };
 
 // Chosen at run time (the CLI's --optimizer exact[:gradient|:exhaustive]).
