@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
 
 namespace inputrep::safetensors {
 
@@ -169,9 +170,7 @@ inline Header parse_header(std::span<const std::byte> file, std::uint64_t file_s
 // the folder's links controls the folder anyway; the index, a small text file, is what travels.)
 inline std::map<std::string, std::filesystem::path> read_index(const std::filesystem::path& index) {
     const std::string ctx = index.string();
-    std::ifstream in(index, std::ios::binary);
-    require(in.good(), ctx, ": cannot open the shard index");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string text = read_file(index, "shard index");
     nlohmann::json json;
     try {
         json = nlohmann::json::parse(text);

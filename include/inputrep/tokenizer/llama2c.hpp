@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
 
 namespace inputrep {
 
@@ -34,9 +35,7 @@ public:
     // the file; without one, the file's tokens are counted (it holds exactly its tokens).
     static Llama2cTokenizer from_file(const std::filesystem::path& path,
                                       std::optional<std::int64_t> expected_vocab_size = {}) {
-        std::ifstream in(path, std::ios::binary);
-        require(in.good(), path.string(), ": cannot open the llama2.c tokenizer");
-        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::string bytes = read_file(path, "llama2.c tokenizer");
         const bool counted = !expected_vocab_size;
         // Every token takes at least 8 bytes, so the count has this bound.
         const std::int64_t vocab_size = expected_vocab_size.value_or(std::int64_t(bytes.size() / 8));

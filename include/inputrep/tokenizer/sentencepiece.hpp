@@ -33,17 +33,14 @@
 #include <vector>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/file.hpp>
 
 namespace inputrep {
 
 class SentencePiece {
 public:
     static SentencePiece from_file(const std::filesystem::path& model) {
-        require(std::filesystem::is_regular_file(model), model.string(), ": no such SentencePiece model file");
-        std::ifstream in(model, std::ios::binary);
-        require(in.good(), model.string(), ": cannot open");
-        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        return SentencePiece(bytes, model.string());
+        return SentencePiece(read_file(model, "SentencePiece model file"), model.string());
     }
 
     std::vector<std::int64_t> encode(std::string_view text, bool bos = false, bool eos = false) const {
