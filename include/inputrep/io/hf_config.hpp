@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <inputrep/core/error.hpp>
+#include <inputrep/core/text.hpp>
 
 namespace inputrep {
 
@@ -83,10 +84,7 @@ T config_required(const Json& config, std::string_view key) {
 // "n_layer=1,n_embd=64" as key, value pairs; values are JSON where they parse as JSON, strings otherwise.
 inline std::vector<std::pair<std::string, Json>> parse_overrides(std::string_view overrides) {
     std::vector<std::pair<std::string, Json>> out;
-    while (!overrides.empty()) {
-        auto comma = overrides.find(',');
-        auto item = overrides.substr(0, comma);
-        overrides = comma == std::string_view::npos ? std::string_view{} : overrides.substr(comma + 1);
+    for (auto item : overrides.empty() ? std::vector<std::string_view>{} : text::split(overrides, ',')) {
         auto eq = item.find('=');
         require(eq != std::string_view::npos && eq > 0, "config override \"", item, "\" is not key=value");
         std::string key(item.substr(0, eq)), value(item.substr(eq + 1));

@@ -176,10 +176,7 @@ struct AnyMask {
     static AnyMask parse(std::string_view s) {
         AnyMask mask{AllTokens{}, std::nullopt};
         bool have_tokens = false;
-        while (!s.empty()) {
-            auto comma = s.find(',');
-            auto part = s.substr(0, comma);
-            s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+        for (auto part : s.empty() ? std::vector<std::string_view>{} : text::split(s, ',')) {
             if (part == "all" || part == "last" || part.starts_with("tokens:")) {
                 require(!have_tokens, "mask: more than one token mask");
                 have_tokens = true;
