@@ -368,6 +368,30 @@ BOOST_AUTO_TEST_CASE(a_candidate_checked_in_a_batch_matches_the_full_forward_alo
     }
 }
 
+// Captured in PyTorch (benchmarks/python/capture.py: an independent Llama reading the same HF
+// folder), the keys, the values and the residual stream invert exactly.
+BOOST_AUTO_TEST_CASE(a_capture_made_in_pytorch_inverts_exactly) {
+    BOOST_REQUIRE_MESSAGE(
+        std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") == 0,
+        "Debian's python3-torch is missing: scripts/setup installs it (apt-get install python3-torch)");
+    const auto model = testing::shared("models/stories260K/hf").string();
+    const auto script = std::filesystem::path(__FILE__).parent_path().parent_path() / "benchmarks/python/capture.py";
+    const auto prompt = sampled_prompts(stories260K(), 1, 20, 29).front();
+    std::string ids;
+    for (auto id : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    const auto file = (std::filesystem::temp_directory_path() / "inputrep_pytorch_capture.safetensors").string();
+    const auto command =
+        "/usr/bin/python3 '" + script.string() + "' --model '" + model + "' --ids " + ids + " --out '" + file + "'";
+    BOOST_REQUIRE_MESSAGE(std::system(command.c_str()) == 0, command);
+    for (auto hook : {"blocks.0.attn.hook_k", "blocks.4.attn.hook_v", "blocks.4.hook_resid_post"}) {
+        auto r = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + " --optimizer exact --hook " +
+                                   hook + " --target '" + file + "'");
+        BOOST_TEST(r["ids"].get<std::vector<std::int64_t>>() == prompt, hook);
+        BOOST_TEST(r["verified"].get<bool>(), hook);
+    }
+    std::filesystem::remove(file);
+}
+
 // The real use, through the program: capture the hidden states once (hidden --save), then recover
 // the ids from that file alone.
 BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
