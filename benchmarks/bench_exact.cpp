@@ -9,7 +9,7 @@
 //
 // Cases: stories260K (the trained model in ../shared; --kind mixed: half the prompts sampled from it
 // at temperature 1, half uniform ids), gpt2-small (untrained, d 768, uniform ids), or a folder that
-// `inputrep train` wrote (a Llama or a GPT-2; --kind held-out: BOS and the first tokens of each
+// `inputrep train` wrote (a Llama, a GPT-2 or a masked mixer; --kind held-out: BOS and the first tokens of each
 // held-out document of --corpus, the text it did not train on). --hook ends the slice at hook
 // points (blocks.N.attn.hook_k: a leaked KV cache) instead of after --blocks. Seconds are wall-clock
 // per prompt, prompts run one at a time on --threads intra-op threads, except the -together
@@ -289,8 +289,10 @@ int main(int argc, char** argv) {
                 go.template operator()<Llama>();
             else if (family == "gpt2")
                 go.template operator()<GPT2>();
+            else if (family == "mixer")
+                go.template operator()<Mixer>();
             else
-                fail(folder.string(), " is a ", family, " model; this benchmark takes a llama or a gpt2 folder");
+                fail(folder.string(), " is a ", family, " model; this benchmark takes a llama, gpt2 or mixer folder");
         }
     } catch (const std::exception& e) {
         std::cerr << "bench_exact: " << e.what() << "\n";
