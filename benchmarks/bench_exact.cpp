@@ -67,11 +67,10 @@ std::vector<std::int64_t> uniform(std::int64_t vocab, int length, at::Generator&
 }
 
 // BOS and the first length − 1 tokens of the held-out documents, one window per document in turn
-// (then the next window of each), as the trainer split them.
-std::vector<std::vector<std::int64_t>> held_out(const std::filesystem::path& folder, const std::string& corpus,
-                                                const std::filesystem::path& data, int count, int length) {
-    const auto state = nlohmann::json::parse(std::ifstream(folder / "trainer_state.json"));
-    const auto run = state.at("run");
+// (then the next window of each), as the trainer split them (`run`: trainer_state.json's, with the fraction and BOS).
+std::vector<std::vector<std::int64_t>> held_out(const std::filesystem::path& folder, const nlohmann::json& run,
+                                                const std::string& corpus, const std::filesystem::path& data, int count,
+                                                int length) {
     const auto documents =
         train::read_corpus(train::named_corpus(corpus, data), run.at("held_out").get<double>()).held_out;
     const auto tokenizer = Tokenizer::from_folder(folder);
@@ -276,12 +275,11 @@ int main(int argc, char** argv) {
             base["kind"] = kind;
             auto go = [&]<class M>() {
                 const auto model = load<M>(folder);
-                const auto bos = nlohmann::json::parse(std::ifstream(folder / "trainer_state.json"))
-                                     .at("run")
-                                     .at("bos")
-                                     .get<std::int64_t>();
+                // How the trainer split the corpus and began each sequence.
+                const auto run = nlohmann::json::parse(std::ifstream(folder / "trainer_state.json")).at("run");
+                const auto bos = run.at("bos").get<std::int64_t>();
                 const auto prompts = !given.empty()       ? given
-                                     : kind == "held-out" ? held_out(folder, corpus, data, count, length)
+                                     : kind == "held-out" ? held_out(folder, run, corpus, data, count, length)
                                                           : prompts_of(model, kind, count, length, gen, bos);
                 run_slices(model, hook, blocks, prompts, base, methods, continuous_steps);
             };

@@ -23,20 +23,8 @@ import time
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from sipit import Cache, causal_attention, load_stories, sample_stories  # noqa: E402
-
-
-@torch.no_grad()
-def leaked(model, ids, layer, kind):
-    """The block's keys (after rotary) or values for the whole prompt: (T, kv heads, hd)."""
-    out, pos = {}, slice(0, len(ids))
-    x = model.E[torch.tensor(ids)]
-    for n in range(layer + 1):
-        def attend(q, k, v, n=n):
-            out[n] = k if kind == "k" else v
-            return causal_attention(q, k, v)
-        x = model.block(n, x, pos, attend)
-    return out[layer]
+from capture import capture  # noqa: E402
+from sipit import Cache, load_stories, sample_stories  # noqa: E402
 
 
 @torch.no_grad()
@@ -85,7 +73,7 @@ def main():
     prompts = [sample_stories(model, args.length, gen) for _ in range(args.prompts)]
     if args.write_prompts:
         pathlib.Path(args.write_prompts).write_text("".join(" ".join(map(str, p)) + "\n" for p in prompts))
-    targets = [leaked(model, p, args.layer, args.kind) for p in prompts]
+    targets = [capture(model, p)[f"blocks.{args.layer}.attn.hook_{args.kind}"] for p in prompts]
     started = time.perf_counter()
     exact = checked = unmatched = 0
     for p, target in zip(prompts, targets):

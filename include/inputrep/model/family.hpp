@@ -302,6 +302,16 @@ struct Rotary {
 // multi-head attention. The softmax is taken in at least f32 whatever the compute dtype. The fused loop of
 // kernels/cpu.hpp serves f32 on the CPU outside a graph where it applies (no GPT-J rotation).
 // With a prefix, qkv holds positions P.. and the keys and values of 0..P−1 come from it.
+// Heads [B, KV, group, T, hd] as TransformerLens lays them out: [B, T, heads, hd].
+inline at::Tensor by_position(const at::Tensor& heads) { return heads.permute({0, 3, 1, 2, 4}).flatten(2, 3); }
+
+// Where a block stops at q, k or v (hook.stop), that point, by position; else undefined.
+inline at::Tensor stopped_at_qkv(const BlockHooks& hook, const at::Tensor& q, const at::Tensor& k,
+                                 const at::Tensor& v) {
+    if (hook.stop != Hook::attn_q && hook.stop != Hook::attn_k && hook.stop != Hook::attn_v) return {};
+    return hook.stop_at(by_position(hook.stop == Hook::attn_q ? q : hook.stop == Hook::attn_k ? k : v));
+}
+
 // A block stopping inside attention (hook.stop) gets that point instead, hook.reached set.
 inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const Rotary& rotary, const at::Tensor& mask,
                                   const BlockHooks& hook);
@@ -316,10 +326,7 @@ inline at::Tensor attention(const at::Tensor& qkv, const Heads& s, const Rotary&
         return qkv.narrow(-1, offset * hd, KV * group * hd).view({B, T, KV, group, hd}).permute({0, 2, 3, 1, 4});
     };
     t.q = rotary(heads(0, s.group())), t.k = rotary(heads(s.heads, 1)), t.v = heads(s.heads + KV, 1);
-    // [B, KV, group, T, hd] as TransformerLens lays heads out: [B, T, heads, hd].
-    auto by_position = [](const at::Tensor& h) { return h.permute({0, 3, 1, 2, 4}).flatten(2, 3); };
-    if (hook.stop == Hook::attn_q || hook.stop == Hook::attn_k || hook.stop == Hook::attn_v)
-        return hook.stop_at(by_position(hook.stop == Hook::attn_q ? t.q : hook.stop == Hook::attn_k ? t.k : t.v));
+    if (auto stopped = stopped_at_qkv(hook, t.q, t.k, t.v); stopped.defined()) return stopped;
     auto scores = at::matmul(t.q, t.k.transpose(-2, -1)).mul_(1.0 / std::sqrt(double(hd)));
     if (mask.defined()) scores.add_(mask);
     t.p = at::softmax(scores, -1, at_least_f32(scores)).to(t.v.scalar_type());
@@ -347,10 +354,9 @@ inline at::Tensor attention_after(const at::Tensor& qkv, const Heads& s, const R
     };
     const auto q = rotary(heads(0, s.group()), false, P), k = rotary(heads(s.heads, 1), false, P),
                v = heads(s.heads + KV, 1);
-    if (hook.stop == Hook::attn_q || hook.stop == Hook::attn_k || hook.stop == Hook::attn_v) {
+    if (auto stopped = stopped_at_qkv(hook, q, k, v); stopped.defined()) {
         if (prefix.append) prefix.k = prefix.joined(prefix.k, k, -2), prefix.v = prefix.joined(prefix.v, v, -2);
-        const auto& h = hook.stop == Hook::attn_q ? q : hook.stop == Hook::attn_k ? k : v;
-        return hook.stop_at(h.permute({0, 3, 1, 2, 4}).flatten(2, 3));
+        return stopped;
     }
     const double scale = 1.0 / std::sqrt(double(hd));
     auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);

@@ -20,6 +20,9 @@ struct Exhaustive {
     static constexpr std::string_view name = "exhaustive";
 };
 
+// A language model's next-token log-probabilities after each prefix: ids [P, t], t ≥ 1 → [P, V].
+using Prior = std::function<at::Tensor(const at::Tensor& prefixes)>;
+
 // Candidates by two estimates of their error, the cheap one first.
 //  - Nearest, no model call (one batch). Where the slice outputs the residual stream, the token's
 //    embedding is a term of the target: through 1 block of GPT-2 the nearest embedding is the true
@@ -39,9 +42,6 @@ struct Exhaustive {
 //    worse than the nearest (223rd).
 // Past the first batch the two are merged, the one that placed this search's accepted tokens better
 // taking three places in four (docs/exact.md).
-// A language model's next-token log-probabilities after each prefix: ids [P, t], t ≥ 1 → [P, V].
-using Prior = std::function<at::Tensor(const at::Tensor& prefixes)>;
-
 struct GradientRank {
     static constexpr std::string_view name = "gradient";
     std::int64_t calibration = 8;            // occurrences of each allowed token in the calibration contexts (0: none)
