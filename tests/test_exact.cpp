@@ -442,6 +442,15 @@ BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
                                          " --optimizer exact --blocks 0:5 --ids " + ids);
     BOOST_TEST(with_prompt["exact"].get<bool>());
     BOOST_TEST(with_prompt["positions"].size() == prompt.size());
+    // Plain exact is the prior's order for a model read from a file (the searches are deterministic,
+    // so the candidates checked tell the orders apart).
+    auto checked = [&](const std::string& args) {
+        return testing::cli_json("invert " + args + " " + testing::vocab() + " --ids " + ids)["candidates_checked"]
+            .get<std::int64_t>();
+    };
+    const auto file_model = "--model '" + model + "' --blocks 0:5 --optimizer exact";
+    BOOST_TEST(with_prompt["candidates_checked"].get<std::int64_t>() == checked(file_model + ":prior"));
+    BOOST_TEST(with_prompt["candidates_checked"].get<std::int64_t>() != checked(file_model + ":gradient"));
 
     // Mistakes: the wrong hook for the slice's width, a tolerance without exact search.
     auto wrong =

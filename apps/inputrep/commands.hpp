@@ -285,6 +285,7 @@ struct InvertRequest {
     std::optional<fs::path> target;         // exact search from captured outputs: a .safetensors of hook points
     std::string target_hook;                // the tensors in it, comma-separated (default: the slice's ends)
     std::optional<ModelOptions> prior;      // exact search: the model whose next-token distribution orders candidates
+    bool plain_exact = false;               // --optimizer exact, whose order the program picks (prepare_invert)
     std::optional<std::int64_t> padded_to;  // --pad-to: every prompt right-padded to this length
     std::optional<fs::path> csv;            // a folder for traces.csv and top_k.csv
     AnyMask mask{AllTokens{}, std::nullopt};

@@ -146,6 +146,10 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
             throw UsageError("--prior MODEL orders the gradient rank's candidates: use --optimizer exact");
         q.prior = o;
         q.prior->model = exact.prior, q.prior->untrained.clear();
+    } else if (q.plain_exact && o.untrained.empty()) {
+        // The order that checks fewest candidates on trained models (docs/exact.md): the model's own
+        // prior merged in. Untrained weights have no prior worth its forward.
+        std::get<Exact<GradientRank>>(std::get<AnyExact>(q.optimizer)).rank.self_prior = true;
     }
     if (q.target && (!p.prompts.empty() || !p.ids.empty() || !batches.empty()))
         throw UsageError("give either --target FILE (captured outputs, no prompt) or prompts, not both");
@@ -241,10 +245,16 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
     add_parsed(
         *sub, "--mask", q->mask, AnyMask::parse,
         "compared outputs: all (default), last, tokens:B:E, neurons:B:E, or a token and a neuron mask joined by ','");
-    add_parsed(*sub, "--optimizer", q->optimizer, parse_invert_optimizer,
-               "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
-               "exact[:gradient|:prior|:exhaustive] (token-by-token search verified against the outputs; :prior "
-               "also orders candidates by the model's own next-token distribution; docs/exact.md)");
+    add_parsed(
+        *sub, "--optimizer", q->optimizer,
+        [q](std::string_view s) {
+            q->plain_exact = s == "exact";
+            return parse_invert_optimizer(s);
+        },
+        "adam (default), gd (plain gradient descent), sequential[:adam|gd] (one position at a time), "
+        "exact[:gradient|:prior|:exhaustive] (token-by-token search verified against the outputs; :prior also orders "
+        "candidates by the model's own next-token distribution and needs the whole model; plain exact is :prior for "
+        "a model read from a file, :gradient for an untrained one; docs/exact.md)");
     auto padding = std::make_shared<std::optional<Padding>>();
     add_parsed(
         *sub, "--pad-to", *padding, parse_padding,
