@@ -429,6 +429,9 @@ BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
         BOOST_TEST(kv["verified"].get<bool>(), hook);
     }
     std::filesystem::remove(file + ".kv");
+    saved = testing::run_cli("hidden --model '" + model + "' " + testing::vocab() + " --ids " + ids + " --save '" +
+                             file + ".kv2' --hooks 'blocks.1.attn.hook_v'");
+    BOOST_REQUIRE_MESSAGE(saved.status == 0, saved.out);
     // The prior: the model's own (its whole forward), or another model's with the same tokenizer.
     for (auto prior : {std::string(" --optimizer exact:prior"), " --optimizer exact --prior '" + model + "'"}) {
         auto r = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + " --blocks 0:2 --target '" +
@@ -451,6 +454,21 @@ BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
     const auto file_model = "--model '" + model + "' --blocks 0:5 --optimizer exact";
     BOOST_TEST(with_prompt["candidates_checked"].get<std::int64_t>() == checked(file_model + ":prior"));
     BOOST_TEST(with_prompt["candidates_checked"].get<std::int64_t>() != checked(file_model + ":gradient"));
+
+    // A continuous method from the same file starts where it starts from the prompt, so it ends
+    // there too; with no prompt it reports no shifted distance and no target.
+    const auto adam = " --optimizer adam --steps 30 --blocks 0:2 --hook blocks.1.attn.hook_v";
+    auto from_capture =
+        testing::cli_json("invert --model '" + model + "' " + testing::vocab() + adam + " --target '" + file + ".kv2'");
+    auto from_prompt = testing::cli_json("invert --model '" + model + "' " + testing::vocab() + adam + " --ids " + ids);
+    BOOST_TEST(from_capture["ids"] == from_prompt["ids"]);
+    BOOST_TEST(std::abs(from_capture["distance"].get<double>() - from_prompt["distance"].get<double>()) <=
+               1e-5 * from_prompt["distance"].get<double>());
+    BOOST_TEST(from_capture["trace"].front().get<double>() > from_capture["distance"].get<double>());
+    BOOST_TEST(!from_capture.contains("shifted_distance"));
+    BOOST_TEST(from_prompt.contains("shifted_distance"));
+    BOOST_TEST(from_capture["target"].empty());
+    std::filesystem::remove(file + ".kv2");
 
     // Mistakes: the wrong hook for the slice's width, a tolerance without exact search.
     auto wrong =

@@ -324,8 +324,9 @@ inline Json describe_outcome(const Result& r) {
              {"decoded", r.decoded()},
              {"exact", r.exact()},
              {"exact_tokens", r.exact_tokens()},
-             {"distance", r.distance()},
-             {"shifted_distance", r.shifted_distance()}};
+             {"distance", r.distance()}};
+    // Absent where there is none: exact search and a captured target have no shifted input.
+    if (!std::isnan(r.shifted_distance())) out["shifted_distance"] = r.shifted_distance();
     if (const auto& v = r.verification()) {
         out["verified"] = v->verified(), out["tolerance"] = v->tolerance,
         out["candidates_checked"] = v->candidates_checked();

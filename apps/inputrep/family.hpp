@@ -59,14 +59,20 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
         return;
     }
     for (auto& r : results) {
-        std::cout << "target:   " << Json(q.tokenizer->decode(r.target())).dump() << "\n";
+        // From captured outputs there is no prompt to compare with, nor a shifted input.
+        const bool prompted = !r.target().empty();
+        if (prompted) std::cout << "target:   " << Json(q.tokenizer->decode(r.target())).dump() << "\n";
         auto lines = r.top_k(r.top_k_ids().shape(0));
         for (std::size_t k = 0; k < lines.size(); ++k)
             std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
-        std::cout << "distance: " << r.distance() << " (shifted input: " << r.shifted_distance() << ", "
-                  << (r.succeeded_in_distance() ? "closer" : "not closer") << ")\n"
-                  << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/" << r.target().size()
-                  << " tokens)\n";
+        std::cout << "distance: " << r.distance();
+        if (!std::isnan(r.shifted_distance()))
+            std::cout << " (shifted input: " << r.shifted_distance() << ", "
+                      << (r.succeeded_in_distance() ? "closer" : "not closer") << ")";
+        std::cout << "\n";
+        if (prompted)
+            std::cout << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/"
+                      << r.target().size() << " tokens)\n";
         if (const auto& v = r.verification())
             std::cout << "verified: " << (v->verified() ? "yes" : "no") << " (tolerance " << v->tolerance
                       << "; ambiguous at " << Json(v->where(Verdict::ambiguous)).dump() << ", unmatched at "
@@ -85,7 +91,8 @@ template <class M>
 void require_finite_results(const M& model, const std::vector<Result>& results) {
     for (const auto& r : results) {
         const bool searched = r.verification().has_value();
-        const bool finite = std::isfinite(r.distance()) && (searched || std::isfinite(r.shifted_distance())) &&
+        const bool finite = std::isfinite(r.distance()) &&
+                            (searched || r.target().empty() || std::isfinite(r.shifted_distance())) &&
                             (searched || xt::all(xt::isfinite(r.top_k_scores())));
         if (finite) continue;
         if (!r.target().empty()) {
@@ -114,7 +121,10 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
                 auto go = [&](auto slice) {
                     Experiment exp(model, slice, q.metric, optimizer, q.mask, space, q.decoder);
                     exp.with_tokenizer(*q.tokenizer);
-                    results = exp.run(q.prompts, q.options);
+                    results = q.target ? exp.run_from_target(load_captured_outputs(SafetensorsFile(*q.target),
+                                                                                   q.target_hook, model.placement()),
+                                                             q.options)
+                                       : exp.run(q.prompts, q.options);
                 };
                 if (q.plain_blocks)
                     go(BlockSlice{q.slice.parts.front()});

@@ -135,8 +135,6 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
                          const std::vector<std::string>& batches, const std::string& decode, const std::string& hook,
                          const ExactOptions& exact, const std::optional<Padding>& padding, InvertRequest q) {
     const bool searching = std::holds_alternative<AnyExact>(q.optimizer);
-    if (q.target && !searching)
-        throw UsageError("--target needs exact search: --optimizer exact[:gradient|:exhaustive]");
     if (!q.target && !q.target_hook.empty())
         throw UsageError("--target-hook names a tensor of --target FILE: give --target too");
     if ((exact.tolerance || exact.verify_all || exact.joint_budget || !exact.prior.empty()) && !searching)

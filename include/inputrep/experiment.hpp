@@ -203,11 +203,12 @@ public:
         return out | ranges::views::transform([](auto& r) { return std::move(*r); }) | ranges::to<std::vector>();
     }
 
-    // Exact inversion from captured outputs alone, no prompt: `target` is the slice's output for one
-    // prompt [tokens, features] or several of one length [prompts, tokens, features], as
-    // `inputrep hidden --save` writes them (split inference, a cache). The options are taken for the
-    // same call as run(); exact search reads none of them (its settings are Exact<R>'s own).
-    std::vector<Result> run_from_target(const at::Tensor& target, const RunOptions& = {}) const requires is_exact<Op> {
+    // Inversion from captured outputs alone, no prompt: `target` is the slice's output for one prompt
+    // [tokens, features] or several of one length [prompts, tokens, features], as `inputrep hidden
+    // --save` writes them (split inference, a cache). Exact search reads none of the options (its
+    // settings are Exact<R>'s own); a continuous method starts where it would from the prompt and,
+    // with no true input to shift, reports no shifted distance (NaN) and no target.
+    std::vector<Result> run_from_target(const at::Tensor& target, const RunOptions& options = {}) const {
         require(target.dim() == 2 || target.dim() == 3,
                 "the target must be [tokens, features] or [prompts, tokens, features], not ", target.sizes());
         const at::Tensor full = target.dim() == 2 ? target.unsqueeze(0) : target;
@@ -217,9 +218,14 @@ public:
         const auto expected = slice_output_features(full.size(1));
         require(full.size(2) == expected, "the target has ", full.size(2),
                 " features per position but this slice of the ", Family::family, " model outputs ", expected);
-        mask_.check(full.size(1));
-        return exact_results(full.to(model_.placement().device, model_.placement().resolved().dtype), {},
-                             full.scalar_type());
+        check_mask(full.size(1));
+        const at::Tensor captured = full.to(model_.placement().device, model_.placement().resolved().dtype);
+        if constexpr (is_exact<Op>) {
+            return exact_results(captured, {}, full.scalar_type());
+        } else {
+            Session session(*this, std::vector<std::vector<std::int64_t>>(full.size(0)), captured, options);
+            return drive(session, options);
+        }
     }
 
     // RunOptions with the family's defaults filled in.
@@ -343,32 +349,41 @@ public:
         using Tapes = std::conditional_t<written_out, std::vector<tape_of_t<Family>>, std::monostate>;
         using OptimizerState = decltype(std::declval<const Op&>().start(std::declval<const at::Tensor&>()));
 
-        Session(const Experiment& e, std::vector<std::vector<std::int64_t>> prompts, const RunOptions& o)
+        // From prompts, or (`captured` defined, the prompts empty) from the slice's captured outputs.
+        Session(const Experiment& e, std::vector<std::vector<std::int64_t>> prompts, const at::Tensor& captured,
+                const RunOptions& o)
             : exp_(&e),
               prompts_(std::move(prompts)),
               cfg_(e.resolve(o)),
               restarts_(o.restarts),
-              length_(static_cast<std::int64_t>(prompts_.front().size())),
+              length_(captured.defined() ? captured.size(1) : static_cast<std::int64_t>(prompts_.front().size())),
               top_k_(o.top_k),
               ctx_(e.model_.context(length_, e.slice_.causal(), e.slice_.variant())) {
             const auto P = static_cast<std::int64_t>(prompts_.size()), R = restarts_;
             const at::Device device = e.model_.placement().device;
-            const at::Tensor ids = at::tensor(prompts_ | ranges::views::join | ranges::to<std::vector>(), at::kLong)
-                                       .view({P, length_})
-                                       .to(device);
+            // With no prompt, token 0s give the input's shape: the start is drawn, never taken from them.
+            const at::Tensor ids =
+                captured.defined() ? at::zeros({P, length_}, at::TensorOptions(at::kLong).device(device))
+                                   : at::tensor(prompts_ | ranges::views::join | ranges::to<std::vector>(), at::kLong)
+                                         .view({P, length_})
+                                         .to(device);
             at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
             at::Tensor target_in;
             {
                 at::NoGradGuard no_grad;
                 target_in = e.space_.target(e.model_, ids);
-                target_full_ = slice_output(target_in);
+                target_full_ = captured.defined() ? captured : slice_output(target_in);
                 target_out_ = e.mask_(target_full_);
+                // Drawn from a capture too, so that a capture and its prompt start from the same input.
                 at::Tensor noise =
                     at::empty(target_in.sizes(), at::kFloat).normal_(0.0, 1.0, gen).to(device, target_in.scalar_type());
-                shifted_distance_ = e.metric_(e.mask_(slice_output(target_in + o.shift_sigma * noise)), target_out_)
-                                        .to(at::kDouble)
-                                        .cpu()
-                                        .contiguous();
+                shifted_distance_ =
+                    captured.defined()
+                        ? at::full({P}, std::numeric_limits<double>::quiet_NaN(), at::kDouble)
+                        : e.metric_(e.mask_(slice_output(target_in + o.shift_sigma * noise)), target_out_)
+                              .to(at::kDouble)
+                              .cpu()
+                              .contiguous();
                 if (R > 1)
                     target_out_ = target_out_.repeat_interleave(R, 0),
                     target_full_ = target_full_.repeat_interleave(R, 0);
@@ -402,7 +417,7 @@ public:
     // The Session refers to this Experiment, which must outlive it.
     Session start(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options = {}) const& {
         validate(prompts);
-        return Session(*this, prompts, options);
+        return Session(*this, prompts, at::Tensor(), options);
     }
     template <class T = void>
     Session start(const std::vector<std::vector<std::int64_t>>&, const RunOptions& = {}) const&& {
@@ -444,7 +459,11 @@ private:
             for (auto id : p) require(id >= 0 && id < vocab, "token id ", id, " is outside the vocabulary of ", vocab);
             require(p.size() == prompts.front().size(), "prompts of one batch must have equal length");
         }
-        mask_.check(static_cast<std::int64_t>(prompts.front().size()));
+        check_mask(static_cast<std::int64_t>(prompts.front().size()));
+    }
+
+    void check_mask(std::int64_t length) const {
+        mask_.check(length);
         if constexpr (Focusing<Op>)
             require(!mask_.selects_tokens(),
                     "Sequential optimisation compares one output position at a time: use a mask without a token range");
@@ -534,14 +553,18 @@ private:
             return exact_results(target, prompts);
         } else {
             Session session = start(prompts, o);
-            while (!session.done()) {
-                session.step();
-                const int n = session.steps_done();
-                if (o.progress && n % o.progress_every == 0) o.progress(n, session.steps());
-                if (o.early_stop && n % o.early_stop_every == 0 && session.closer_than_shifted()) break;
-            }
-            return session.finish();
+            return drive(session, o);
         }
+    }
+
+    std::vector<Result> drive(Session& session, const RunOptions& o) const {
+        while (!session.done()) {
+            session.step();
+            const int n = session.steps_done();
+            if (o.progress && n % o.progress_every == 0) o.progress(n, session.steps());
+            if (o.early_stop && n % o.early_stop_every == 0 && session.closer_than_shifted()) break;
+        }
+        return session.finish();
     }
 
     struct DecoderCache {

@@ -291,10 +291,10 @@ struct Lines {
     bool torn = false;
 };
 
-// A number a results line may hold: JSON has no NaN, so a NaN distance (exact search's shifted
-// distance) is written as null.
-inline void require_number_or_null(const Json& object, std::string_view key, const std::string& where) {
-    if (object.contains(key) && object.at(key).is_null()) return;
+// A number a results line may lack: exact search has no shifted distance (absent; files written
+// before said null).
+inline void require_number_if_present(const Json& object, std::string_view key, const std::string& where) {
+    if (!object.contains(key) || object.at(key).is_null()) return;
     json_field<double>(object, key, where);
 }
 
@@ -323,8 +323,8 @@ inline void check_line(const Json& line, const std::string& where) {
         json_field<bool>(r, "exact", at);
         if (r.contains("decoded")) json_field<std::string>(r, "decoded", at);
         json_field<double>(r, "exact_tokens", at);
-        require_number_or_null(r, "distance", at);
-        require_number_or_null(r, "shifted_distance", at);
+        json_field<double>(r, "distance", at);
+        require_number_if_present(r, "shifted_distance", at);
         if (r.contains("candidates_checked")) json_field<double>(r, "candidates_checked", at);
     }
 }
@@ -568,7 +568,8 @@ inline RowMetrics row_metrics(const Json& line) {
         m.exact_token_rate += r.at("exact_tokens").get<double>() / double(target.size());
         m.exact_prompts += r.at("exact").get<bool>();
         auto number = [&](const char* key) {
-            return r.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN() : r.at(key).get<double>();
+            return !r.contains(key) || r.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN()
+                                                           : r.at(key).get<double>();
         };
         m.distance_ratio += number("distance") / number("shifted_distance");
         const auto found = found_tokens(target, r.at("ids").get<std::vector<std::int64_t>>(),
