@@ -4,7 +4,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include <inputrep/io/gguf_format.hpp>
 #include <inputrep/io/llama2c_format.hpp>
 #include <inputrep/sweep.hpp>
 #include <inputrep/train/state.hpp>
@@ -94,6 +96,24 @@ void llama2c_header(const std::uint8_t* data, std::size_t size) {
             for (auto d : place.shape) bytes *= static_cast<std::uint64_t>(d);
             if (place.offset + bytes > size) broken("an accepted llama2.c tensor reaches past the file");
         }
+    });
+}
+
+void gguf(const std::uint8_t* data, std::size_t size) {
+    rejecting_cleanly([&] {
+        const auto bytes = std::as_bytes(std::span(data, size));
+        const auto h = gguf::parse_header(bytes, "fuzz.gguf");
+        // What the loader then relies on: every tensor lies inside the file, and its blocks decode
+        // from its own bytes (ASan sees any read past them).
+        for (const auto& t : h.tensors) {
+            if (h.data_start + t.offset + t.bytes > size) broken("an accepted GGUF tensor reaches past the file");
+            if (t.numel() > (1u << 20)) continue;
+            std::vector<float> values(t.numel());
+            gguf::dequantize(t.type, bytes.subspan(h.data_start + t.offset, t.bytes), values);
+        }
+        const auto model = h.string("tokenizer.ggml.model");
+        if (model == "llama") exercise(gguf::sentencepiece(h));
+        if (model == "gpt2") exercise(gguf::byte_level_bpe(h));
     });
 }
 

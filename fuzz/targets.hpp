@@ -13,6 +13,7 @@
     X(safetensors)     /* a .safetensors file: header, dtypes, shapes, data ranges */                  \
     X(shard_index)     /* model.safetensors.index.json */                                              \
     X(llama2c_header)  /* a llama2.c checkpoint: header and layout against the file's size */          \
+    X(gguf)            /* a GGUF file: header, tensor infos, their blocks, the metadata tokenizer */   \
     X(vocab_merges)    /* vocab.json NUL merges.txt (Hugging Face's GPT-2 files) */                    \
     X(encoder_bpe)     /* encoder.json NUL vocab.bpe (OpenAI's GPT-2 files) */                         \
     X(tokenizer_json)  /* a Hugging Face tokenizer.json (byte-level BPE) */                            \

@@ -89,7 +89,8 @@ inline void require_legacy_positions_apply(const std::string& family) {
 inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
     auto o = std::make_shared<ModelOptions>();
     app.add_option("--model", o->model,
-                   "Hugging Face model folder (config.json + safetensors, sharded or not) or a llama2.c .bin file");
+                   "Hugging Face model folder (config.json + safetensors, sharded or not), a llama2.c .bin file or a "
+                   "GGUF file (llama.cpp's; Llama and GPT-2)");
     app.add_option(
            "--untrained", o->untrained,
            "untrained model FAMILY[:key=value,...] with config.json keys, e.g. gpt2:n_layer=1; its vocab_size is the "
@@ -142,10 +143,16 @@ inline Tokenizer tokenizer_from(const fs::path& dir) {
     return read.emplace(dir, Tokenizer::from_folder(dir)).first->second;
 }
 
-// --vocab, else the model folder's own tokenizer, else GPT-2's vocabulary from scripts/setup.
+// --vocab, else the model folder's own tokenizer or a GGUF file's, else GPT-2's vocabulary from scripts/setup.
 inline Tokenizer tokenizer_for(const ModelOptions& o) {
     if (!o.vocab.empty()) return tokenizer_from(o.vocab);
     if (!o.model.empty() && fs::is_directory(o.model) && has_tokenizer(o.model)) return tokenizer_from(o.model);
+    if (!o.model.empty() && fs::path(o.model).extension() == ".gguf" && fs::is_regular_file(o.model)) {
+        static std::map<fs::path, std::optional<Tokenizer>> read;  // once per process, as tokenizer_from
+        auto it = read.find(o.model);
+        if (it == read.end()) it = read.emplace(o.model, Tokenizer::from_gguf(o.model)).first;
+        if (it->second) return *it->second;
+    }
     const char* env = std::getenv("INPUTREP_DATA");
     const auto dir = fs::path(env ? env : INPUTREP_DATA_DIR) / "gpt2";
     require(fs::exists(dir), "no tokenizer: pass --vocab DIR, or run scripts/setup to fetch GPT-2's vocabulary into ",

@@ -94,14 +94,15 @@ public:
         return state_->loaded;
     }
 
-private:
     // Meta rotates adjacent pairs (2i, 2i+1) of a head, HF pairs i with i + hd/2: listing each
     // head's even rows, then its odd rows, turns one into the other (convert_llama_weights_to_hf).
+    // GGUF files hold q and k in Meta's order too.
     static at::Tensor interleaved_to_rotate_half(const at::Tensor& w, std::int64_t heads) {
         const auto rows = w.size(0), cols = w.size(1);
         return w.view({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols});
     }
 
+private:
     struct State {
         std::mutex mutex;
         std::set<std::string> loaded;

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include <inputrep/io/gguf.hpp>
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/model/family.hpp>
@@ -157,6 +158,17 @@ public:
             // An untied head must be in the file: falling back to wte would give silently wrong logits.
             if (!c.tie_word_embeddings) visit("lm_head.weight", m.lm_head_, Shape{c.vocab_size, d}, w);
         }
+    }
+
+    // A Hugging Face folder (config.json + safetensors) or a GGUF file.
+    static GPT2 load(const std::filesystem::path& path, const Placement& placement, const Needs& needs) {
+        if (path.extension() == ".gguf" && std::filesystem::is_regular_file(path)) {
+            auto file = GgufFile::open(path);
+            require(file.architecture() == "gpt2", path.string(), ": a ", file.architecture(),
+                    " GGUF file, not a GPT-2");
+            return Base::load(Config::from_json(file.config()), file, placement, needs);
+        }
+        return Base::load(path, placement, needs);
     }
 
     // Names with or without the "transformer." prefix; attn.bias/masked_bias buffers are ignored.

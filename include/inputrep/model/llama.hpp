@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include <inputrep/io/gguf.hpp>
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/llama2c.hpp>
 #include <inputrep/io/safetensors.hpp>
@@ -292,10 +293,16 @@ public:
         }
     }
 
-    // A Hugging Face folder (config.json + safetensors) or a llama2.c .bin checkpoint.
+    // A Hugging Face folder (config.json + safetensors), a llama2.c .bin checkpoint or a GGUF file.
     static Llama load(const std::filesystem::path& path, const Placement& placement, const Needs& needs) {
         if (path.extension() == ".bin" && std::filesystem::is_regular_file(path)) {
             auto file = Llama2cCheckpoint::open(path);
+            return load(Config::from_json(file.config()), file, placement, needs);
+        }
+        if (path.extension() == ".gguf" && std::filesystem::is_regular_file(path)) {
+            auto file = GgufFile::open(path);
+            require(file.architecture() == "llama", path.string(), ": a ", file.architecture(),
+                    " GGUF file, not a Llama");
             return load(Config::from_json(file.config()), file, placement, needs);
         }
         return Base::load(path, placement, needs);

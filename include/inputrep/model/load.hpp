@@ -5,6 +5,7 @@
 //   auto u = untrained<GPT2>(GPT2Config{}, {}, /*seed*/ 0, Blocks<0, 1>{});
 #include <filesystem>
 
+#include <inputrep/io/gguf.hpp>
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/llama2c.hpp>
 #include <inputrep/model/model.hpp>
@@ -12,10 +13,12 @@
 
 namespace inputrep {
 
-// The config.json a model path amounts to: a Hugging Face folder's, or a llama2.c checkpoint's header.
+// The config.json a model path amounts to: a Hugging Face folder's, a llama2.c checkpoint's header,
+// or a GGUF file's metadata.
 inline Json model_config(const std::filesystem::path& path) {
     if (path.extension() == ".bin" && std::filesystem::is_regular_file(path))
         return Llama2cCheckpoint::open(path).config();
+    if (path.extension() == ".gguf" && std::filesystem::is_regular_file(path)) return GgufFile::open(path).config();
     return read_config(path);
 }
 

@@ -251,6 +251,30 @@ public:
         }
     }
 
+    // The vocabulary as lists, as a GGUF file's metadata holds it: token i has id i, a merge is "A B",
+    // and `specials` (ids) are matched as whole strings before BPE, as GPT-2's <|endoftext|> is.
+    static Gpt2Bpe from_lists(const std::vector<std::string>& tokens, const std::vector<std::string>& merges,
+                              const std::vector<std::int64_t>& specials, std::string origin) {
+        Spec spec{.origin = std::move(origin), .vocab = nlohmann::json::object()};
+        for (std::size_t id = 0; id < tokens.size(); ++id) {
+            const auto [it, fresh] = spec.vocab.emplace(tokens[id], id);
+            require(fresh, spec.origin, ": token \"", tokens[id], "\" has ids ", it.value().get<std::size_t>(), " and ",
+                    id);
+        }
+        for (std::size_t i = 0; i < merges.size(); ++i) {
+            auto pair = detail::split_merge(merges[i]);
+            require(pair.has_value(), spec.origin, ": merge ", i, " (\"", merges[i],
+                    "\") is not two symbols separated by one space");
+            spec.merges.push_back(std::move(*pair));
+        }
+        for (const auto id : specials) {
+            require(id >= 0 && std::size_t(id) < tokens.size(), spec.origin, ": special token id ", id,
+                    " is outside the ", tokens.size(), " tokens");
+            spec.specials.emplace_back(tokens[id], id);
+        }
+        return Gpt2Bpe(std::move(spec));
+    }
+
     static Gpt2Bpe from_folder(const std::filesystem::path& dir) {
         namespace fs = std::filesystem;
         for (const auto& [vocab, merges] :

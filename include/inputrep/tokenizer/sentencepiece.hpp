@@ -17,6 +17,7 @@
 //              the first one of the text is dropped (it was the dummy prefix), runs of byte pieces
 //              are decoded as UTF-8 with U+FFFD for bytes that do not form a character
 // No BOS or EOS is added unless asked: the ids a run uses are the ones it shows.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -39,8 +40,34 @@ namespace inputrep {
 
 class SentencePiece {
 public:
+    // ModelProto.SentencePiece.Type; llama.cpp's GGUF token types are the same numbers.
+    enum class Type { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+    struct Piece {
+        std::string text;
+        float score = 0;
+        Type type = Type::normal;
+    };
+
     static SentencePiece from_file(const std::filesystem::path& model) {
         return SentencePiece(read_file(model, "SentencePiece model file"), model.string());
+    }
+
+    // A vocabulary without its protobuf, as a GGUF file's metadata holds it: the pieces in id order
+    // and the normaliser's two switches; bytes fall back to their pieces when all 256 are there, as
+    // in llama.cpp.
+    static SentencePiece from_pieces(std::vector<Piece> pieces, bool add_dummy_prefix, bool remove_extra_whitespaces,
+                                     std::string origin) {
+        SentencePiece sp(std::move(origin));
+        require(!pieces.empty(), sp.origin_, ": holds no pieces");
+        for (const Piece& p : pieces) sp.check(p);
+        sp.pieces_ = std::move(pieces);
+        sp.add_dummy_prefix_ = add_dummy_prefix, sp.remove_extra_whitespaces_ = remove_extra_whitespaces;
+        std::array<bool, 256> seen{};
+        for (const Piece& p : sp.pieces_)
+            if (const int b = byte_value(p.text); p.type == Type::byte && b >= 0) seen[b] = true;
+        sp.byte_fallback_ = std::ranges::all_of(seen, [](bool b) { return b; });
+        sp.index();
+        return sp;
     }
 
     std::vector<std::int64_t> encode(std::string_view text, bool bos = false, bool eos = false) const {
@@ -104,13 +131,6 @@ public:
     }
 
 private:
-    // ModelProto.SentencePiece.Type
-    enum class Type { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
-    struct Piece {
-        std::string text;
-        float score = 0;
-        Type type = Type::normal;
-    };
     struct Hash {
         using is_transparent = void;
         std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -187,6 +207,8 @@ private:
         const std::string& origin_;
     };
 
+    explicit SentencePiece(std::string origin) : origin_(std::move(origin)) {}
+
     SentencePiece(std::string_view bytes, std::string origin) : origin_(std::move(origin)) {
         Wire model(bytes, origin_);
         std::string_view trainer, normalizer;
@@ -204,7 +226,11 @@ private:
         require(!pieces_.empty(), origin_, ": not a SentencePiece model (no pieces)");
         read_trainer(trainer);
         read_normalizer(normalizer);
+        index();
+    }
 
+    // The pieces, checked and indexed, however they were read.
+    void index() {
         byte_ids_.fill(-1);
         for (std::int64_t id = 0; id < vocab_size(); ++id) {
             const Piece& p = pieces_[id];
@@ -242,9 +268,7 @@ private:
             else
                 w.skip(wire);
         }
-        require(p.type >= Type::normal && p.type <= Type::byte, origin_, ": piece \"", p.text,
-                "\" has an unknown type");
-        require(!std::isnan(p.score), origin_, ": piece \"", p.text, "\" has no score (NaN)");
+        check(p);
         return p;
     }
 
@@ -300,6 +324,12 @@ private:
         }
         require(!rules, origin_, ": normalization rule \"", name,
                 "\" is not supported (only identity, as Llama and Mistral use)");
+    }
+
+    void check(const Piece& p) const {
+        require(p.type >= Type::normal && p.type <= Type::byte, origin_, ": piece \"", p.text,
+                "\" has an unknown type");
+        require(!std::isnan(p.score), origin_, ": piece \"", p.text, "\" has no score (NaN)");
     }
 
     std::int64_t control_id(const std::string& piece) const {

@@ -11,7 +11,10 @@
 #include <system_error>
 #include <vector>
 
+#include <inputrep/io/gguf_format.hpp>
 #include <inputrep/io/hf_config.hpp>
+#include <inputrep/io/mapped_file.hpp>
+#include <inputrep/tokenizer/gguf.hpp>
 #include <inputrep/tokenizer/gpt2_bpe.hpp>
 #include <inputrep/tokenizer/llama2c.hpp>
 #include <inputrep/tokenizer/sentencepiece.hpp>
@@ -51,6 +54,18 @@ public:
             return Llama2cTokenizer::from_file(dir / "tokenizer.bin", vocab_size);
         }
         return Gpt2Bpe::from_folder(dir);
+    }
+
+    // The tokenizer in a GGUF file's metadata (tokenizer/gguf.hpp); nothing when it holds none.
+    static std::optional<Tokenizer> from_gguf(const std::filesystem::path& file) {
+        const auto mapped = MappedFile::open(file);
+        const auto header = gguf::parse_header(mapped->bytes(), file.string());
+        const auto model = header.string("tokenizer.ggml.model");
+        if (!model) return std::nullopt;
+        if (*model == "llama") return gguf::sentencepiece(header);
+        if (*model == "gpt2") return gguf::byte_level_bpe(header);
+        fail(file.string(), ": tokenizer.ggml.model is \"", *model,
+             "\", not one inputrep builds (llama, gpt2): pass --vocab DIR");
     }
 
     // Whether `dir` holds tokenizer files from_folder reads (it may still find them malformed):
