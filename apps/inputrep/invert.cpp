@@ -267,13 +267,15 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
     add_number(*sub, "--joint-budget", exact->joint_budget, std::int64_t{0}, std::numeric_limits<std::int64_t>::max(),
                "exact search: candidates tried at a position with no compared output, each paired with the next "
                "position's (default 0: all allowed up to 4,096, else 64)");
-    sub->add_option("--prior", exact->prior,
-                    "exact search: also order candidates by this model's next-token distribution (a model folder or "
-                    ".bin with the same tokenizer, e.g. a smaller one)")
+    sub->add_option(
+           "--prior", exact->prior,
+           "exact search: also order candidates by this model's next-token distribution (a model folder, .bin or "
+           ".gguf with the same tokenizer, e.g. a smaller one)")
         ->type_name("MODEL");
     add_parsed(
         *sub, "--target", q->target, [](std::string_view s) { return fs::path(s); },
-        "exact search from captured outputs, no prompt: a .safetensors of hook points (hidden --save)")
+        "captured outputs to invert, no prompt: a .safetensors of hook points (hidden --save); with a continuous "
+        "method there is no shifted distance")
         ->type_name("FILE");
     add_parsed(
         *sub, "--target-hook", q->target_hook,
