@@ -19,7 +19,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <span>
 #include <string>
@@ -131,10 +130,7 @@ public:
                     " rows, which do not split into ", e.heads, " heads of pairs");
             t = Llama2cCheckpoint::interleaved_to_rotate_half(t, e.heads);
         }
-        {
-            std::lock_guard lock(state_->mutex);
-            state_->loaded.insert(name);
-        }
+        loaded_.add(name);
         const auto target = placement.resolved();
         return t.to(target.device, target.dtype);
     }
@@ -143,10 +139,7 @@ public:
         return with_shape(load(name, placement), expected, path_.string(), name);
     }
 
-    std::set<std::string> loaded() const {
-        std::lock_guard lock(state_->mutex);
-        return state_->loaded;
-    }
+    std::set<std::string> loaded() const { return loaded_.names(); }
 
 private:
     enum class Layout { as_stored, rotary, transposed };
@@ -265,16 +258,12 @@ private:
         return *v;
     }
 
-    struct State {
-        std::mutex mutex;
-        std::set<std::string> loaded;
-    };
     std::filesystem::path path_;
     std::shared_ptr<MappedFile> file_;
     gguf::Header header_;
     std::string architecture_;
     std::map<std::string, Entry> entries_;
-    std::shared_ptr<State> state_ = std::make_shared<State>();
+    LoadedNames loaded_;
 };
 
 }  // namespace inputrep

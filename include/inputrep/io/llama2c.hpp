@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -77,10 +76,7 @@ public:
         at::Tensor t = at::from_blob(
             file_->bytes().data() + e.offset, e.shape, [keep](void*) {}, at::TensorOptions().dtype(at::kFloat));
         if (e.rotary_heads > 0) t = interleaved_to_rotate_half(t, e.rotary_heads);
-        {
-            std::lock_guard lock(state_->mutex);
-            state_->loaded.insert(name);
-        }
+        loaded_.add(name);
         const auto target = placement.resolved();
         return t.to(target.device, target.dtype);
     }
@@ -89,10 +85,7 @@ public:
         return with_shape(load(name, placement), expected, path_.string(), name);
     }
 
-    std::set<std::string> loaded() const {
-        std::lock_guard lock(state_->mutex);
-        return state_->loaded;
-    }
+    std::set<std::string> loaded() const { return loaded_.names(); }
 
     // Meta rotates adjacent pairs (2i, 2i+1) of a head, HF pairs i with i + hd/2: listing each
     // head's even rows, then its odd rows, turns one into the other (convert_llama_weights_to_hf).
@@ -103,15 +96,11 @@ public:
     }
 
 private:
-    struct State {
-        std::mutex mutex;
-        std::set<std::string> loaded;
-    };
     std::filesystem::path path_;
     std::shared_ptr<MappedFile> file_;
     Llama2cHeader header_;
     std::map<std::string, llama2c::Place> entries_;
-    std::shared_ptr<State> state_ = std::make_shared<State>();
+    LoadedNames loaded_;
 };
 
 }  // namespace inputrep

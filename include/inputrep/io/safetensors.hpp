@@ -43,6 +43,26 @@ inline at::Tensor with_shape(at::Tensor t, at::IntArrayRef expected, const std::
     return t;
 }
 
+// The tensor names a reader has served (which blocks a slice really read), kept by all its copies.
+class LoadedNames {
+public:
+    void add(const std::string& name) const {
+        std::lock_guard lock(state_->mutex);
+        state_->names.insert(name);
+    }
+    std::set<std::string> names() const {
+        std::lock_guard lock(state_->mutex);
+        return state_->names;
+    }
+
+private:
+    struct State {
+        std::mutex mutex;
+        std::set<std::string> names;
+    };
+    std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
 class SafetensorsFile {
 public:
     explicit SafetensorsFile(const std::filesystem::path& path) : path_(path), file_(MappedFile::open(path)) {
@@ -172,8 +192,7 @@ public:
         auto it = where_.find(name);
         if (it == where_.end()) fail(root_.string(), ": missing tensor \"", name, "\"");
         auto t = shard(it->second).load(name, placement);
-        std::lock_guard lock(state_->mutex);
-        state_->loaded.insert(name);
+        loaded_.add(name);
         return t;
     }
 
@@ -181,10 +200,7 @@ public:
         return with_shape(load(name, placement), expected, root_.string(), name);
     }
 
-    std::set<std::string> loaded() const {
-        std::lock_guard lock(state_->mutex);
-        return state_->loaded;
-    }
+    std::set<std::string> loaded() const { return loaded_.names(); }
 
 private:
     void add_file(const std::filesystem::path& file) {
@@ -201,11 +217,11 @@ private:
     struct State {
         std::mutex mutex;
         std::map<std::filesystem::path, std::shared_ptr<SafetensorsFile>> open;
-        std::set<std::string> loaded;
     };
     std::filesystem::path root_;
     std::map<std::string, std::filesystem::path> where_;
     std::shared_ptr<State> state_ = std::make_shared<State>();
+    LoadedNames loaded_;
 };
 
 }  // namespace inputrep
