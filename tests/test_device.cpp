@@ -257,6 +257,32 @@ BOOST_AUTO_TEST_CASE(stories260K_loads_straight_to_the_device_from_both_formats)
     BOOST_TEST(generate(model, {1}, 24) == generate(cpu, {1}, 24), boost::test_tools::per_element());
 }
 
+// 8-bit weights on the device (docs/quantization.md): the model quantised there from the same f32
+// file gives the CPU's 8-bit logits, int8 and LLM.int8 (whose rounding of the input may flip a
+// half-way value, hence the looser check), and holds int8 rows on the device; int8's written-out
+// gradient through the dequantised weight matches autograd there and the CPU's.
+BOOST_AUTO_TEST_CASE(eight_bit_weights_on_the_device_match_the_cpu) {
+    const auto bin = testing::shared("models/stories260K/stories260K.bin");
+    const auto ids =
+        at::tensor(
+            read_json(testing::shared("reference/stories260K_logits.json"))["tokens"].get<std::vector<std::int64_t>>(),
+            at::kLong)
+            .unsqueeze(0);
+    for (auto how : {Weights::int8, Weights::llm_int8}) {
+        const auto cpu = load<Llama>(bin, Placement{at::kCPU, at::kFloat, how});
+        const auto model = load<Llama>(bin, Placement{device, at::kFloat, how});
+        check_placed(model, f32());
+        BOOST_TEST(model.held_bytes() == cpu.held_bytes());
+        ActivationCache a, b;
+        const auto expected = cpu.run_with_cache(ids, a), got = model.run_with_cache(ids.to(device), b);
+        const double e = norm_error(got, expected);
+        BOOST_TEST_MESSAGE("stories260K " << (how == Weights::int8 ? "int8" : "llm.int8")
+                                          << " on the device: relative error " << e << " against the CPU's");
+        BOOST_TEST(e < (how == Weights::int8 ? 1e-5 : 1e-3));
+        if (how == Weights::int8) check_input_gradient(cpu, model, 64, "stories260K int8");
+    }
+}
+
 BOOST_AUTO_TEST_CASE(untrained_families_match_the_cpu) {
     check_untrained<GPT2>(*this, "n_layer=2,n_embd=64,n_head=4,vocab_size=300,n_positions=16", 9);
     check_untrained<Llama>(

@@ -87,6 +87,18 @@ const RunC& run_c() {
     return ref;
 }
 
+// An untrained Llama 256 wide, as a Hugging Face folder: rows long enough for K-quants.
+fs::path wide_llama() {
+    const auto wide = scratch() / "wide-llama";
+    if (!fs::exists(wide / "model.safetensors")) {
+        const auto config = config_with<Llama>(
+            "hidden_size=256,intermediate_size=512,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=2,"
+            "vocab_size=300,max_position_embeddings=64");
+        save_safetensors(untrained<Llama>(config, {}, 3, Needs{{0, 2}, true, true}), wide);
+    }
+    return wide;
+}
+
 template <class M>
 at::Tensor logits(const M& model, const Ids& ids) {
     at::NoGradGuard no_grad;
@@ -198,13 +210,7 @@ BOOST_AUTO_TEST_CASE(every_type_gives_the_logits_of_its_dequantised_weights) {
     }
     BOOST_TEST(type_of(written(stories_bin(), "q8_0").gguf, "blk.0.ffn_up.weight") == "Q8_0");
 
-    const auto wide = scratch() / "wide-llama";
-    if (!fs::exists(wide / "model.safetensors")) {
-        const auto config = config_with<Llama>(
-            "hidden_size=256,intermediate_size=512,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=2,"
-            "vocab_size=300,max_position_embeddings=64");
-        save_safetensors(untrained<Llama>(config, {}, 3, Needs{{0, 2}, true, true}), wide);
-    }
+    const auto wide = wide_llama();
     for (const std::string type : {"q4_K", "q6_K"}) {
         const auto w = written(wide, type);
         std::string name = type;  // ggml's name: q4_K -> Q4_K
@@ -224,6 +230,27 @@ BOOST_AUTO_TEST_CASE(every_type_gives_the_logits_of_its_dequantised_weights) {
     BOOST_TEST_MESSAGE("gpt2-tiny-random F32 GGUF against its folder: largest logit difference " << d);
     const double q8 = check_against_dequantised<GPT2>(written(gpt2_folder(), "q8_0"), prompt);
     BOOST_TEST_MESSAGE("gpt2-tiny-random q8_0: largest logit difference " << q8);
+}
+
+// A quantised matrix stays in the blocks the file stores (the products dequantise a band at a time,
+// and the case above shows their logits are the dequantised weights'): a Q4_K model holds what its
+// file's blocks take, which is what the memory estimate reads from the file; asked for int8, it holds int8.
+BOOST_AUTO_TEST_CASE(quantised_matrices_stay_in_their_blocks) {
+    const auto w = written(wide_llama(), "q4_K");
+    const auto file = GgufFile::open(w.gguf);
+    const auto config = LlamaConfig::from_json(file.config());
+    const Needs all{{0, 2}, true, true};
+    const auto packed = Llama::load(config, file, {}, all).held_bytes();
+    const auto dense = load<Llama>(w.dequantised).held_bytes();
+    const auto estimate = Llama::estimated_bytes(config, all, at::kFloat, Weights::dense,
+                                                 [&](const std::string& name) { return file.block_bytes(name); });
+    BOOST_TEST(packed == estimate - 4 * std::uint64_t(Llama::stacked_per_block(config)));
+    BOOST_TEST_MESSAGE("untrained Llama 256 wide, Q4_K: holds " << packed << " bytes against " << dense
+                                                                << " dequantised (embedding and head in f32 in both)");
+    BOOST_TEST(double(packed) < 0.3 * double(dense));
+    const auto int8 = Llama::load(config, file, Placement{at::kCPU, at::kFloat, Weights::int8}, all).held_bytes();
+    BOOST_TEST(int8 == Llama::estimated_bytes(config, all, at::kFloat, Weights::int8) -
+                           std::uint64_t(Llama::stacked_per_block(config)));
 }
 
 BOOST_AUTO_TEST_CASE(a_slice_dequantises_only_its_blocks) {

@@ -137,6 +137,16 @@ BOOST_AUTO_TEST_CASE(written_out_input_gradients_match_autograd) {
             check_input_gradient(untrained<Llama>(llama, placement, 5, Blocks<0, 1>{}), 32, "llama" + extra + type);
         }
     }
+    // 8-bit weights: the written-out gradient and autograd both go through the dequantised weight.
+    for (auto how : {Weights::int8, Weights::llm_int8}) {
+        const Placement eight{at::kCPU, at::kFloat, how};
+        check_input_gradient(untrained<GPT2>(config, eight, 5, Blocks<0, 1>{}), 32, "gpt2 8-bit");
+        check_input_gradient(
+            untrained<Llama>(config_with<Llama>("hidden_size=32,intermediate_size=48,num_hidden_layers=1,"
+                                                "num_attention_heads=4,num_key_value_heads=2,vocab_size=100"),
+                             eight, 5, Blocks<0, 1>{}),
+            32, "llama 8-bit");
+    }
     // Long prompts take ATen's attention (cpu::attention_applies) between fused norms and MLPs.
     auto long_llama = config_with<Llama>(
         "hidden_size=32,intermediate_size=48,num_hidden_layers=1,num_attention_heads=4,"

@@ -11,17 +11,30 @@
 
 namespace inputrep {
 
+// How the blocks' linear weights are held (model/weight.hpp): as loaded, in the compute dtype; as
+// int8 rows with one scale per output channel; or as int8 rows multiplied the way bitsandbytes'
+// LLM.int8 multiplies them (the seed's load_in_8bit).
+enum class Weights { dense, int8, llm_int8 };
+
 struct Placement {
     at::Device device = at::kCPU;
     at::ScalarType dtype = at::kFloat;
+    Weights weights = Weights::dense;
 
     // libtorch's CPU kernels have no f16 matmul or layer_norm, so f16 computes as f32 on the CPU.
     Placement resolved() const {
-        if (device.is_cpu() && dtype == at::kHalf) return {device, at::kFloat};
+        if (device.is_cpu() && dtype == at::kHalf) return {device, at::kFloat, weights};
         return *this;
     }
     at::TensorOptions options() const { return at::TensorOptions().device(device).dtype(resolved().dtype); }
 };
+
+inline Weights parse_weights(std::string_view name) {
+    if (name == "none") return Weights::dense;
+    if (name == "int8") return Weights::int8;
+    if (name == "llm.int8") return Weights::llm_int8;
+    fail("unknown quantisation \"", name, "\" (expected int8, llm.int8 or none)");
+}
 
 inline at::ScalarType parse_dtype(std::string_view name) {
     if (name == "f32" || name == "float32") return at::kFloat;

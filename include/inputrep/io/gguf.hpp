@@ -1,7 +1,8 @@
 #pragma once
 // GGUF files (llama.cpp), memory-mapped and read lazily like a safetensors checkpoint: a tensor is
-// dequantised to f32, block by block, only when a slice loads it, and served under its Hugging
-// Face name in Hugging Face's layout, so the families read it as they read a folder.
+// read only when a slice loads it, dequantised to f32 (load) or kept in its quantised blocks
+// (blocks, for a block's matrices), and served under its Hugging Face name in Hugging Face's
+// layout, so the families read it as they read a folder.
 //   llama: token_embd -> model.embed_tokens, output_norm -> model.norm, output -> lm_head (absent:
 //          tied), and per block blk.N. -> model.layers.N.: attn_norm -> input_layernorm, attn_q,
 //          attn_k, attn_v, attn_output -> self_attn.q_proj, k_proj, v_proj, o_proj, ffn_norm ->
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -35,6 +37,13 @@
 #include <inputrep/io/safetensors.hpp>
 
 namespace inputrep {
+
+// A quantised matrix as a GGUF file stores it: [out, bytes per row] of `type`'s blocks, rows of `in` weights.
+struct GgufBlocks {
+    at::Tensor rows;
+    gguf::TensorType type;
+    std::int64_t in = 0;
+};
 
 class GgufFile {
 public:
@@ -115,9 +124,7 @@ public:
     // The tensor as Hugging Face lays it out, in f32 (F32 tensors alias the mapping, a private
     // copy-on-write page), converted to `placement`.
     at::Tensor load(const std::string& name, const Placement& placement) const {
-        auto it = entries_.find(name);
-        if (it == entries_.end()) fail(path_.string(), ": no tensor \"", name, "\" in this GGUF file");
-        const Entry& e = it->second;
+        const Entry& e = *entry(name);
         const gguf::TensorInfo& info = header_.tensors[e.tensor];
         at::Tensor t = stored(info);
         if (e.layout != Layout::as_stored) {
@@ -139,6 +146,35 @@ public:
         return with_shape(load(name, placement), expected, path_.string(), name);
     }
 
+    // A quantised matrix kept in its blocks (a copy in Hugging Face's row order; the file's pages are
+    // let go), checked against the shape Hugging Face gives it; nothing for a float tensor.
+    std::optional<GgufBlocks> blocks(const std::string& name, at::IntArrayRef expected) const {
+        const auto* e = entry(name);
+        const gguf::TensorInfo& info = header_.tensors[e->tensor];
+        const auto type = gguf::info(info.type);
+        if (type.block == 1 || info.dims.size() != 2) return std::nullopt;
+        const auto out = std::int64_t(info.dims[1]), in = std::int64_t(info.dims[0]);
+        const std::vector<std::int64_t> hf =
+            e->layout == Layout::transposed ? std::vector{in, out} : std::vector{out, in};
+        require(expected.vec() == hf, path_.string(), ": tensor \"", name, "\" is ", shape_string(hf), ", expected ",
+                shape_string(expected));
+        const std::span<const std::byte> stored(file_->bytes().data() + header_.data_start + info.offset, info.bytes);
+        at::Tensor rows = at::empty({out, std::int64_t(info.bytes) / out}, at::kByte);
+        std::memcpy(rows.data_ptr(), stored.data(), stored.size());
+        file_->release(stored);
+        if (e->layout == Layout::rotary) rows = Llama2cCheckpoint::interleaved_to_rotate_half(rows, e->heads);
+        loaded_.add(name);
+        return GgufBlocks{rows, info.type, in};
+    }
+    // The bytes blocks() would hold for `name`, or nothing for a float tensor.
+    std::optional<std::uint64_t> block_bytes(const std::string& name) const {
+        const auto it = entries_.find(name);
+        if (it == entries_.end()) return std::nullopt;
+        const gguf::TensorInfo& info = header_.tensors[it->second.tensor];
+        if (gguf::info(info.type).block == 1) return std::nullopt;
+        return info.bytes;
+    }
+
     std::set<std::string> loaded() const { return loaded_.names(); }
 
 private:
@@ -148,6 +184,12 @@ private:
         Layout layout = Layout::as_stored;
         std::int64_t heads = 0;  // rotary: the heads whose rows are permuted
     };
+
+    const Entry* entry(const std::string& name) const {
+        const auto it = entries_.find(name);
+        if (it == entries_.end()) fail(path_.string(), ": no tensor \"", name, "\" in this GGUF file");
+        return &it->second;
+    }
 
     void name_tensors() {
         struct Rename {
@@ -239,6 +281,7 @@ private:
             gguf::dequantize(t.type, std::span<const std::byte>(data + begin * type.bytes, (end - begin) * type.bytes),
                              std::span<float>(y + begin * type.block, (end - begin) * type.block));
         });
+        file_->release({data, t.bytes});
         return out;
     }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -46,6 +47,15 @@ public:
     MappedFile& operator=(const MappedFile&) = delete;
 
     std::span<std::byte> bytes() const { return {data_, size_}; }
+
+    // Drops the whole pages inside `part` from this process's resident memory once they have been
+    // copied: the file is read again if they are touched later (they were never written).
+    void release(std::span<const std::byte> part) const {
+        const auto page = std::uintptr_t(::sysconf(_SC_PAGESIZE));
+        const auto begin = (std::uintptr_t(part.data()) + page - 1) / page * page,
+                   end = (std::uintptr_t(part.data()) + part.size()) / page * page;
+        if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    }
     std::size_t size() const { return size_; }
 
 private:

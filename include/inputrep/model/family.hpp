@@ -6,7 +6,8 @@
 // A family F derives from Family<F, Config, Block> and writes only what is its own:
 //   static constexpr std::string_view family;                       "gpt2"
 //   template <class Self, class Visit> static void each_tensor(Self& m, const Needs&, Visit&&);
-//       visit(HF name, slot, Shape, Init) for each tensor the Needs materialise, in model order
+//       visit(HF name, slot, Shape, Init) for each tensor the Needs materialise, in model order; a
+//       slot is an at::Tensor, or a Weight where a linear layer's matrix goes (8-bit when asked)
 //   Context context(T, causal, variant) const;                      what every block call of one length shares
 //   at::Tensor forward_block(i, x, ctx, const BlockHooks&) const;    one block; hooks(Hook::attn_out, y) at each
 //                                                                    sub-layer output returns true where to stop
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +34,7 @@
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/kernels/cpu.hpp>
 #include <inputrep/model/model.hpp>
+#include <inputrep/model/weight.hpp>
 
 namespace inputrep {
 
@@ -485,10 +488,23 @@ public:
     std::vector<std::pair<std::string, at::Tensor>> named_tensors() const {
         std::vector<std::pair<std::string, at::Tensor>> out;
         Derived::each_tensor(self(), everything(),
-                             [&](const std::string& name, const at::Tensor& t, const Shape&, const Init&) {
-                                 if (t.defined()) out.emplace_back(name, t);
+                             [&](const std::string& name, const auto& t, const Shape&, const Init&) {
+                                 if (t.defined()) out.emplace_back(name, values(t));
                              });
         return out;
+    }
+
+    // The bytes the materialised tensors hold, 8-bit weights with their scales.
+    std::uint64_t held_bytes() const {
+        std::uint64_t n = 0;
+        Derived::each_tensor(self(), everything(),
+                             [&]<class T>(const std::string&, const T& t, const Shape&, const Init&) {
+                                 if constexpr (std::same_as<T, Weight>)
+                                     n += t.bytes();
+                                 else
+                                     n += t.defined() ? t.nbytes() : 0;
+                             });
+        return n;
     }
 
     // The tensors the forward pass computes with, each once: where a family stacks several named
@@ -507,10 +523,9 @@ public:
     // Hugging Face's initialisation as each family's tensor list states it, seeded per tensor name.
     static Derived untrained(const Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
         Derived m(config, placement, needs);
-        Derived::each_tensor(m, needs,
-                             [&](const std::string& name, at::Tensor& slot, const Shape& shape, const Init& init) {
-                                 slot = init.draw(shape, seed, name, placement);
-                             });
+        Derived::each_tensor(m, needs, [&](const std::string& name, auto& slot, const Shape& shape, const Init& init) {
+            fill(slot, init.draw(shape, seed, name, placement), placement);
+        });
         m.finish();
         return m;
     }
@@ -518,8 +533,13 @@ public:
     template <TensorSource Source>
     static Derived load(const Config& config, const Source& source, const Placement& placement, const Needs& needs) {
         Derived m(config, placement, needs);
-        Derived::each_tensor(m, needs, [&](const std::string& name, at::Tensor& slot, const Shape& shape, const Init&) {
-            slot = source.load(name, placement, shape);
+        Derived::each_tensor(m, needs, [&]<class T>(const std::string& name, T& slot, const Shape& shape, const Init&) {
+            // A GGUF file's quantised matrices stay in their blocks, unless 8-bit or another device is asked.
+            if constexpr (std::same_as<T, Weight> && requires { source.blocks(name, shape); })
+                if (placement.weights == Weights::dense && placement.device.is_cpu())
+                    if (auto b = source.blocks(name, shape))
+                        return slot.hold_blocks(std::move(b->rows), b->type, b->in, placement.resolved().dtype);
+            fill(slot, source.load(name, placement, shape), placement);
         });
         m.finish();
         return m;
@@ -532,19 +552,41 @@ public:
 
     // The bytes the tensors `needs` materialises will take, from the same list, allocating nothing;
     // plus, where finish() stacks weights (Llama's q|k|v), one block's stack while it is built.
-    static std::uint64_t estimated_bytes(const Config& config, const Needs& needs, at::ScalarType dtype = at::kFloat) {
-        const Placement p{at::kCPU, dtype};
+    // `blocks(name)` gives the bytes of a matrix a file keeps in its blocks (GgufFile::block_bytes).
+    using BlockBytes = std::function<std::optional<std::uint64_t>(const std::string&)>;
+    static std::uint64_t estimated_bytes(const Config& config, const Needs& needs, at::ScalarType dtype = at::kFloat,
+                                         Weights weights = Weights::dense, const BlockBytes& blocks = {}) {
+        const Placement p{at::kCPU, dtype, weights};
         const Derived m(config, p, needs);
         const std::uint64_t element = c10::elementSize(p.resolved().dtype);
         std::uint64_t n = 0;
-        Derived::each_tensor(m, needs, [&](const std::string&, const at::Tensor&, const Shape& shape, const Init&) {
-            std::uint64_t e = element;
-            for (auto s : shape) e *= std::uint64_t(s);
-            n += e;
-        });
+        Derived::each_tensor(
+            m, needs, [&]<class T>(const std::string& name, const T& slot, const Shape& shape, const Init&) {
+                if constexpr (std::same_as<T, Weight>) {
+                    const auto kept = blocks && weights == Weights::dense ? blocks(name) : std::nullopt;
+                    n += kept ? *kept : slot.bytes(shape.at(0), shape.at(1), element, weights);
+                } else {
+                    std::uint64_t e = element;
+                    for (auto s : shape) e *= std::uint64_t(s);
+                    n += e;
+                }
+            });
         if constexpr (requires { Derived::stacked_per_block(config); })
-            if (needs.blocks.end > needs.blocks.begin) n += std::uint64_t(Derived::stacked_per_block(config)) * element;
+            if (needs.blocks.end > needs.blocks.begin)
+                n += std::uint64_t(Derived::stacked_per_block(config)) * (weights == Weights::dense ? element : 1);
         return n;
+    }
+
+    // The end E of the deepest slice [needs.blocks.begin, E) that fits in `budget` bytes with what
+    // `needs` asks besides blocks: what to load when the whole model does not fit. begin: not one block.
+    static int deepest_fitting(const Config& config, Needs needs, at::ScalarType dtype, Weights weights,
+                               std::uint64_t budget) {
+        int end = needs.blocks.begin;
+        for (; end < config.layers(); ++end) {
+            needs.blocks.end = end + 1;
+            if (estimated_bytes(config, needs, dtype, weights) > budget) break;
+        }
+        return end;
     }
 
 protected:

@@ -83,8 +83,8 @@ struct GPT2Config {
 };
 
 struct GPT2Block {
-    at::Tensor ln_1_w, ln_1_b, c_attn_w, c_attn_b, attn_proj_w, attn_proj_b;
-    at::Tensor ln_2_w, ln_2_b, c_fc_w, c_fc_b, mlp_proj_w, mlp_proj_b;
+    at::Tensor ln_1_w, ln_1_b, c_attn_b, attn_proj_b, ln_2_w, ln_2_b, c_fc_b, mlp_proj_b;
+    Weight c_attn_w{Weight::conv1d}, attn_proj_w{Weight::conv1d}, c_fc_w{Weight::conv1d}, mlp_proj_w{Weight::conv1d};
 };
 
 class GPT2 : public Family<GPT2, GPT2Config, GPT2Block> {
@@ -203,14 +203,14 @@ public:
         const Block& b = layer(i);
         const auto D = config_.n_embd;
         // MLP: out = x_mid + gelu(u)·W_proj, u = LN_2(x_mid)·W_fc
-        auto du = at::gelu_backward(conv1d_input_grad(dy, b.mlp_proj_w), tape.u, gelu());
-        auto dx_mid = dy + std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(du, b.c_fc_w), tape.x_mid, {D},
-                                                                      tape.mean_2, tape.rstd_2, b.ln_2_w, b.ln_2_b,
-                                                                      {true, false, false}));
+        auto du = at::gelu_backward(b.mlp_proj_w.input_grad(dy), tape.u, gelu());
+        auto dx_mid =
+            dy + std::get<0>(at::native_layer_norm_backward(b.c_fc_w.input_grad(du), tape.x_mid, {D}, tape.mean_2,
+                                                            tape.rstd_2, b.ln_2_w, b.ln_2_b, {true, false, false}));
         // attention: x_mid = x + merge(P·V)·W_proj, P = softmax(Q·Kᵀ/√hd + mask)
-        auto dqkv = attention_input_grad(conv1d_input_grad(dx_mid, b.attn_proj_w), heads_of(dy), {}, tape.attention);
+        auto dqkv = attention_input_grad(b.attn_proj_w.input_grad(dx_mid), heads_of(dy), {}, tape.attention);
         return dx_mid +
-               std::get<0>(at::native_layer_norm_backward(conv1d_input_grad(dqkv, b.c_attn_w), tape.x, {D}, tape.mean_1,
+               std::get<0>(at::native_layer_norm_backward(b.c_attn_w.input_grad(dqkv), tape.x, {D}, tape.mean_1,
                                                           tape.rstd_1, b.ln_1_w, b.ln_1_b, {true, false, false}));
     }
 
@@ -232,9 +232,9 @@ private:
             std::tie(h, t.mean_1, t.rstd_1) =
                 at::native_layer_norm(x, {D}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon);
         t.x = x;
-        auto z = attention(conv1d(h, b.c_attn_w, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook);
+        auto z = attention(b.c_attn_w(h, b.c_attn_b), heads_of(x), {}, ctx.mask, t.attention, hook);
         if (hook.reached) return z;  // a point inside attention
-        auto attn_out = conv1d(z, b.attn_proj_w, b.attn_proj_b);
+        auto attn_out = b.attn_proj_w(z, b.attn_proj_b);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.x_mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.x_mid) || !v.mlp) return t.x_mid;
@@ -242,24 +242,10 @@ private:
         if (v.norms)
             std::tie(h, t.mean_2, t.rstd_2) =
                 at::native_layer_norm(t.x_mid, {D}, b.ln_2_w, b.ln_2_b, config_.layer_norm_epsilon);
-        t.u = conv1d(h, b.c_fc_w, b.c_fc_b);
-        auto mlp_out = conv1d(at::gelu(t.u, gelu()), b.mlp_proj_w, b.mlp_proj_b);
+        t.u = b.c_fc_w(h, b.c_fc_b);
+        auto mlp_out = b.mlp_proj_w(at::gelu(t.u, gelu()), b.mlp_proj_b);
         if (hook(Hook::mlp_out, mlp_out)) return mlp_out;
         return t.x_mid + mlp_out;
-    }
-
-    // y = x·W + b over the last axis, as one fused addmm.
-    static at::Tensor conv1d(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-        auto sizes = x.sizes().vec();
-        sizes.back() = w.size(1);
-        return at::addmm(b, x.reshape({-1, x.size(-1)}), w).view(sizes);
-    }
-
-    // ∂(x·W + b)/∂x applied to dy: dy·Wᵀ.
-    static at::Tensor conv1d_input_grad(const at::Tensor& dy, const at::Tensor& w) {
-        auto sizes = dy.sizes().vec();
-        sizes.back() = w.size(0);
-        return at::mm(dy.reshape({-1, dy.size(-1)}), w.t()).view(sizes);
     }
 
     Heads heads_of(const at::Tensor& x) const {

@@ -89,8 +89,9 @@ struct GPTJConfig {
 };
 
 struct GPTJBlock {
-    at::Tensor ln_1_w, ln_1_b, q_w, k_w, v_w, out_w, fc_in_w, fc_in_b, fc_out_w, fc_out_b;
-    at::Tensor qkv;  // q|k|v stacked, the named weights views into it: one product instead of three
+    at::Tensor ln_1_w, ln_1_b, fc_in_b, fc_out_b;
+    Weight q_w, k_w, v_w, out_w, fc_in_w, fc_out_w;
+    Weight qkv;  // q|k|v stacked, the named weights views into it: one product instead of three
 };
 
 class GPTJ : public Family<GPTJ, GPTJConfig, GPTJBlock> {
@@ -174,8 +175,8 @@ private:
             if (!layer) continue;
             auto& b = *layer;
             const auto d = b.q_w.size(0);
-            b.qkv = at::cat({b.q_w, b.k_w, b.v_w}, 0);
-            b.q_w = b.qkv.narrow(0, 0, d), b.k_w = b.qkv.narrow(0, d, d), b.v_w = b.qkv.narrow(0, 2 * d, d);
+            b.qkv = Weight::cat({b.q_w, b.k_w, b.v_w});
+            b.q_w = b.qkv.narrow(0, d), b.k_w = b.qkv.narrow(d, d), b.v_w = b.qkv.narrow(2 * d, d);
         }
     }
 
@@ -189,14 +190,13 @@ private:
         const auto H = config_.n_head;
         auto h = v.norms ? at::layer_norm(x, {config_.n_embd}, b.ln_1_w, b.ln_1_b, config_.layer_norm_epsilon) : x;
         AttentionTape unused;
-        auto z = attention(at::linear(h, b.qkv), {x.size(0), x.size(1), H, H, config_.head_dim()}, ctx.rotary, ctx.mask,
-                           unused, hook);
+        auto z =
+            attention(b.qkv(h), {x.size(0), x.size(1), H, H, config_.head_dim()}, ctx.rotary, ctx.mask, unused, hook);
         if (hook.reached) return z;  // a point inside attention
-        auto y = at::linear(z, b.out_w);
+        auto y = b.out_w(z);
         if (hook(Hook::attn_out, y)) return y;
         if (v.mlp) {
-            auto m = at::linear(at::gelu(at::linear(h, b.fc_in_w, b.fc_in_b), config_.gelu_tanh ? "tanh" : "none"),
-                                b.fc_out_w, b.fc_out_b);
+            auto m = b.fc_out_w(at::gelu(b.fc_in_w(h, b.fc_in_b), config_.gelu_tanh ? "tanh" : "none"), b.fc_out_b);
             if (hook(Hook::mlp_out, m)) return m;
             y = y + m;
         }

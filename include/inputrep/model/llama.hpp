@@ -187,11 +187,11 @@ private:
 };
 
 struct LlamaBlock {
-    at::Tensor input_layernorm, q_proj, k_proj, v_proj, o_proj;
-    at::Tensor post_attention_layernorm, gate_proj, up_proj, down_proj;
+    at::Tensor input_layernorm, post_attention_layernorm;
+    Weight q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
     // q|k|v and gate|up stacked, with the named weights as views into them: one matrix
     // product each instead of three and two, in the forward pass and in the gradient.
-    at::Tensor qkv, gate_up;
+    Weight qkv, gate_up;
 };
 
 class Llama : public Family<Llama, LlamaConfig, LlamaBlock> {
@@ -254,10 +254,10 @@ public:
     at::Tensor block_input_grad(int i, const at::Tensor& dy, const Context& ctx, const Tape& t) const {
         require(ctx.variant == BlockVariant{}, "llama: the written-out input gradient covers whole blocks only");
         const Block& b = layer(i);
-        auto dgate_up = swiglu_input_grad(at::matmul(dy, b.down_proj), t.gate_up);
-        auto dmid = rms_norm_input_grad(at::matmul(dgate_up, b.gate_up), t.mid, t.r_2, b.post_attention_layernorm, dy);
-        auto dqkv = attention_input_grad(at::matmul(dmid, b.o_proj), heads_of(dy), ctx.rotary, t.attention);
-        return rms_norm_input_grad(at::matmul(dqkv, b.qkv), t.x, t.r_1, b.input_layernorm, dmid);
+        auto dgate_up = swiglu_input_grad(b.down_proj.input_grad(dy), t.gate_up);
+        auto dmid = rms_norm_input_grad(b.gate_up.input_grad(dgate_up), t.mid, t.r_2, b.post_attention_layernorm, dy);
+        auto dqkv = attention_input_grad(b.o_proj.input_grad(dmid), heads_of(dy), ctx.rotary, t.attention);
+        return rms_norm_input_grad(b.qkv.input_grad(dqkv), t.x, t.r_1, b.input_layernorm, dmid);
     }
 
     at::Tensor final_norm(const at::Tensor& x) const { return rms_norm(x, need(norm_, "the final norm model.norm")); }
@@ -322,10 +322,10 @@ private:
             if (!layer) continue;
             auto& b = *layer;
             const auto q = b.q_proj.size(0), kv = b.k_proj.size(0), ff = b.gate_proj.size(0);
-            b.qkv = at::cat({b.q_proj, b.k_proj, b.v_proj}, 0);
-            b.q_proj = b.qkv.narrow(0, 0, q), b.k_proj = b.qkv.narrow(0, q, kv), b.v_proj = b.qkv.narrow(0, q + kv, kv);
-            b.gate_up = at::cat({b.gate_proj, b.up_proj}, 0);
-            b.gate_proj = b.gate_up.narrow(0, 0, ff), b.up_proj = b.gate_up.narrow(0, ff, ff);
+            b.qkv = Weight::cat({b.q_proj, b.k_proj, b.v_proj});
+            b.q_proj = b.qkv.narrow(0, q), b.k_proj = b.qkv.narrow(q, kv), b.v_proj = b.qkv.narrow(q + kv, kv);
+            b.gate_up = Weight::cat({b.gate_proj, b.up_proj});
+            b.gate_proj = b.gate_up.narrow(0, ff), b.up_proj = b.gate_up.narrow(ff, ff);
         }
     }
 
@@ -340,15 +340,15 @@ private:
         Tape& t = tape ? *tape : unused;
         t.x = x;
         auto h = v.norms ? rms_norm(x, b.input_layernorm, t.r_1) : x;
-        auto z = attention(at::linear(h, b.qkv), heads_of(x), ctx.rotary, ctx.mask, t.attention, hook);
+        auto z = attention(b.qkv(h), heads_of(x), ctx.rotary, ctx.mask, t.attention, hook);
         if (hook.reached) return z;  // a point inside attention
-        auto attn_out = at::linear(z, b.o_proj);
+        auto attn_out = b.o_proj(z);
         if (hook(Hook::attn_out, attn_out)) return attn_out;
         t.mid = v.attention_residual ? x + attn_out : attn_out;
         if (hook(Hook::resid_mid, t.mid) || !v.mlp) return t.mid;
         h = v.norms ? rms_norm(t.mid, b.post_attention_layernorm, t.r_2) : t.mid;
-        t.gate_up = at::linear(h, b.gate_up);
-        auto mlp_out = at::linear(swiglu(t.gate_up), b.down_proj);
+        t.gate_up = b.gate_up(h);
+        auto mlp_out = b.down_proj(swiglu(t.gate_up));
         if (hook(Hook::mlp_out, mlp_out)) return mlp_out;
         return t.mid + mlp_out;
     }

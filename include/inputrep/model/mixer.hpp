@@ -100,7 +100,8 @@ struct MixerBlock {
     };
     at::Tensor seq_ln_w, seq_ln_b;
     std::vector<std::vector<Conv>> mixers;  // p mixers, each 1 conv (flat) or 2 with a GELU between (expanded)
-    at::Tensor patch_ln_w, patch_ln_b, ff_in_w, ff_in_b, ff_out_w, ff_out_b;
+    at::Tensor patch_ln_w, patch_ln_b, ff_in_b, ff_out_b;
+    Weight ff_in_w, ff_out_w;
 };
 
 class Mixer : public Family<Mixer, MixerConfig, MixerBlock> {
@@ -243,7 +244,7 @@ private:
         auto y = v.attention_residual ? x + mixed : mixed;
         if (hook(Hook::resid_mid, y) || !v.mlp) return y;
         h = v.norms ? at::layer_norm(y, {D}, b.patch_ln_w, b.patch_ln_b, layer_norm_eps) : y;
-        auto mlp_out = at::linear(at::gelu(at::linear(h, b.ff_in_w, b.ff_in_b)), b.ff_out_w, b.ff_out_b);
+        auto mlp_out = b.ff_out_w(at::gelu(b.ff_in_w(h, b.ff_in_b)), b.ff_out_b);
         if (hook(Hook::mlp_out, mlp_out)) return mlp_out;
         return y + mlp_out;
     }
