@@ -76,6 +76,21 @@ BOOST_AUTO_TEST_CASE(invalid_options_exit_2_with_one_line) {
     }
 }
 
+// `memory` plans without allocating: a 70B-shaped Llama's bf16 and int8 rows, the deepest slice per budget.
+BOOST_AUTO_TEST_CASE(memory_plans_a_70b_shaped_model) {
+    auto out = cli_json(
+        "memory --untrained llama:hidden_size=8192,intermediate_size=28672,num_hidden_layers=80,num_attention_heads=64,"
+        "num_key_value_heads=8,vocab_size=32000 --budget 24,80 --json");
+    BOOST_TEST(out["blocks"] == 80);
+    const auto& plans = out["plans"];
+    BOOST_TEST(plans.size() == 3u);
+    BOOST_TEST(plans[1]["weights"] == "bf16");
+    BOOST_TEST(plans[1]["block_bytes"] == 2 * 855654400ull);  // 855,638,016 weights + two norms of 8,192
+    BOOST_TEST(plans[1]["deepest_slice_end"] == Json({13, 45}));
+    BOOST_TEST(plans[2]["weights"] == "int8");
+    BOOST_TEST(plans[2]["deepest_slice_end"] == Json({26, 80}));
+}
+
 BOOST_AUTO_TEST_CASE(bad_input_is_a_clear_error) {
     auto tiny = " --untrained gpt2:n_layer=1,n_embd=32,n_head=4,n_positions=4 " + vocab();
     auto r = run_cli("invert" + tiny + " --prompt 'The sky is blue and wide.' --steps 2");

@@ -204,13 +204,15 @@ BOOST_AUTO_TEST_CASE(json_is_byte_identical_across_runs_and_threads) {
 }
 
 // A 70B-shaped Llama on this machine: refused from its estimated bytes before any tensor is
-// allocated (it used to grow to 16 GB and be killed without a word), unless the user insists.
+// allocated (it used to grow to 16 GB and be killed without a word), unless the user insists; the
+// message names the slice that would fit.
 BOOST_AUTO_TEST_CASE(a_model_that_cannot_fit_is_refused_before_it_is_built) {
     const auto r = run_cli(
         "hidden --untrained llama:hidden_size=8192,intermediate_size=28672,num_hidden_layers=80,num_attention_heads=64,"
         "num_key_value_heads=8,vocab_size=128256 --ids 1,2");
     BOOST_TEST(r.status == 1, r.out);
     BOOST_TEST(says(r, "GB of memory"), r.out);
+    BOOST_TEST(says(r, "would fit (invert --blocks 0:"), r.out);  // the deepest slice that fits, from block 0
     BOOST_TEST(says(r, "--ignore-memory-check"), r.out);
     BOOST_TEST(one_line_error(r, 1), r.out);
 }

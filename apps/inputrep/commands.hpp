@@ -105,6 +105,14 @@ inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
     add_parsed(app, "--device", o->placement.device, parse_device, "cpu (default), cuda or cuda:N");
     add_parsed(app, "--dtype", o->placement.dtype, parse_dtype,
                "f32 (default), bf16 or f16 (f16 computes as f32 on the CPU)");
+    auto* quantize =
+        add_parsed(app, "--quantize", o->placement.weights, parse_weights,
+                   "the blocks' linear weights in 8 bits: int8 (per output channel, weight-only) or llm.int8 "
+                   "(bitsandbytes' LLM.int8: outlier input columns >= 6 in 16 bits); embeddings stay as --dtype");
+    app.add_flag_callback(
+           "--load-in-8bit", [o] { o->placement.weights = Weights::llm_int8; },
+           "the seed's load_in_8bit: the same as --quantize llm.int8")
+        ->excludes(quantize);
     app.add_option("--vocab", o->vocab,
                    "tokenizer folder (default: the model folder's own tokenizer, else GPT-2's from scripts/setup)")
         ->type_name("DIR");
@@ -160,12 +168,11 @@ inline Tokenizer tokenizer_for(const ModelOptions& o) {
     return tokenizer_from(dir);
 }
 
-// Calls `body(model)` with the model the options name, built with only what `needs` asks for. An
-// untrained model takes `vocab_size` (the tokenizer's, when the command read one) unless its
-// FAMILY:key=value list sets it.
+// Calls `body.template operator()<M>(config)` with the family and config the options name, building
+// nothing. An untrained model takes `vocab_size` (the tokenizer's, when the command read one) unless
+// its FAMILY:key=value list sets it.
 template <class Body>
-void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> vocab_size, Body&& body) {
-    at::set_num_threads(o.threads);
+void with_config(const ModelOptions& o, std::optional<std::int64_t> vocab_size, Body&& body) {
     std::optional<Json> config;
     std::string family, overrides;
     if (!o.model.empty()) {
@@ -179,29 +186,51 @@ void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> 
     if (o.legacy_positions) require_legacy_positions_apply(family);
     with_family(family, [&]<class M>() {
         using Config = typename M::Config;
-        std::optional<Config> cfg;
-        if (config) {
-            cfg = Config::from_json(*config);
-        } else {
-            Json json = Config{}.to_json();
-            json["model_type"] = family;
-            if (vocab_size) json["vocab_size"] = *vocab_size;
-            apply_overrides(json, overrides);
-            cfg = Config::from_json(json);
-        }
-        const int depth = cfg->layers();
+        if (config) return body.template operator()<M>(Config::from_json(*config));
+        Json json = Config{}.to_json();
+        json["model_type"] = family;
+        if (vocab_size) json["vocab_size"] = *vocab_size;
+        apply_overrides(json, overrides);
+        body.template operator()<M>(Config::from_json(json));
+    });
+}
+
+// What a GGUF file's quantised matrices take kept in their blocks (on the CPU, not asked for 8-bit).
+inline std::function<std::optional<std::uint64_t>(const std::string&)> stored_blocks(const ModelOptions& o) {
+    if (fs::path(o.model).extension() != ".gguf" || !fs::is_regular_file(o.model) ||
+        o.placement.weights != Weights::dense || !o.placement.device.is_cpu())
+        return {};
+    auto file = std::make_shared<GgufFile>(GgufFile::open(o.model));
+    return [file](const std::string& name) { return file->block_bytes(name); };
+}
+
+// Calls `body(model)` with the model the options name, built with only what `needs` asks for, once
+// its estimated bytes are known to fit (or --ignore-memory-check).
+template <class Body>
+void with_model(const ModelOptions& o, Needs needs, std::optional<std::int64_t> vocab_size, Body&& body) {
+    at::set_num_threads(o.threads);
+    with_config(o, vocab_size, [&]<class M>(const typename M::Config& cfg) {
+        const int depth = cfg.layers();
         if (needs.blocks.end < 0) needs.blocks = {0, depth};
-        require(needs.blocks.end <= depth, family, " model has ", depth, " blocks; --blocks asks for block ",
+        require(needs.blocks.end <= depth, M::family, " model has ", depth, " blocks; --blocks asks for block ",
                 needs.blocks.end - 1);
         if (o.placement.device.is_cpu()) {
             try {
-                check_memory(M::estimated_bytes(*cfg, needs, o.placement.dtype), o.ignore_memory);
+                check_memory(M::estimated_bytes(cfg, needs, o.placement.dtype, o.placement.weights, stored_blocks(o)),
+                             o.ignore_memory);
             } catch (const Error& e) {
-                throw Error(std::string(e.what()) + " (--ignore-memory-check)");
+                const int fits = M::deepest_fitting(cfg, needs, o.placement.dtype, o.placement.weights,
+                                                    available_memory_bytes().value_or(0));
+                const std::string hint = fits > needs.blocks.begin
+                                             ? "; blocks " + std::to_string(needs.blocks.begin) + ".." +
+                                                   std::to_string(fits - 1) + " would fit (invert --blocks " +
+                                                   std::to_string(needs.blocks.begin) + ":" + std::to_string(fits) + ")"
+                                             : "";
+                throw Error(std::string(e.what()) + hint + " (--ignore-memory-check; `inputrep memory` plans it)");
             }
         }
-        auto model = config ? load<M>(o.model, o.placement, needs)
-                            : untrained<M>(*cfg, o.placement, o.weights_seed.value_or(o.seed), needs);
+        auto model = o.model.empty() ? untrained<M>(cfg, o.placement, o.weights_seed.value_or(o.seed), needs)
+                                     : load<M>(o.model, o.placement, needs);
         if constexpr (requires { model.set_legacy_positions(true); })
             if (o.legacy_positions) model.set_legacy_positions(true);
         body(model);

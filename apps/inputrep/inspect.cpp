@@ -1,6 +1,8 @@
 // Looking at a tokenizer and a model's forward pass: tokenize, hidden, generate.
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "commands.hpp"
 
 namespace cli {
@@ -88,6 +90,54 @@ void generate(const ModelOptions& o, const PromptOptions& p, int steps, bool jso
         });
 }
 
+// What the model's tensors take with its weights held each way inputrep holds them, and the deepest
+// slice from block 0 (with the token embedding, as inversion needs it) that fits each budget.
+void memory(const ModelOptions& o, const std::vector<double>& budgets, bool json) {
+    with_config(o, std::nullopt, [&]<class M>(const typename M::Config& cfg) {
+        struct Format {
+            const char* name;
+            at::ScalarType dtype;
+            Weights weights;
+        };
+        const Format formats[] = {{"f32", at::kFloat, Weights::dense},
+                                  {"bf16", at::kBFloat16, Weights::dense},
+                                  {"int8", at::kBFloat16, Weights::int8}};
+        const int depth = cfg.layers();
+        auto gb = [](std::uint64_t b) { return fmt::format("{:.3f}", double(b) / 1e9); };
+        Json rows = Json::array();
+        for (const auto& f : formats) {
+            auto bytes = [&](Needs n) { return M::estimated_bytes(cfg, n, f.dtype, f.weights); };
+            // One block held: two blocks' estimate less one's (the stack built in passing counts in both).
+            const auto block = bytes({{0, std::min(2, depth)}, false, false}) - bytes({{0, 1}, false, false});
+            Json row{{"weights", f.name},
+                     {"block_bytes", depth > 1 ? block : bytes({{0, 1}, false, false})},
+                     {"embedding_bytes", bytes({{0, 0}, true, false})},
+                     {"head_bytes", bytes({{0, 0}, false, true})},
+                     {"model_bytes", bytes({{0, depth}, true, true})}};
+            row["deepest_slice_end"] = Json::array();  // per budget: blocks 0..E-1 fit
+            for (double budget : budgets)
+                row["deepest_slice_end"].push_back(M::deepest_fitting(cfg, Needs{{0, depth}, true, false}, f.dtype,
+                                                                      f.weights, std::uint64_t(budget * 1e9)));
+            rows.push_back(row);
+        }
+        if (json)
+            return void(std::cout << Json{{"blocks", depth}, {"budgets_gb", budgets}, {"plans", rows}}.dump() << "\n");
+        std::cout << "| weights | per block (GB) | embedding (GB) | final norm + head (GB) | whole model (GB) |";
+        for (double budget : budgets) std::cout << " blocks that fit in " << budget << " GB |";
+        std::cout << "\n|---|---|---|---|---|";
+        for (std::size_t i = 0; i < budgets.size(); ++i) std::cout << "---|";
+        std::cout << "\n";
+        for (const auto& row : rows) {
+            std::cout << "| " << row["weights"].get<std::string>() << " (" << (row["weights"] == "f32" ? "f32" : "bf16")
+                      << " embeddings) | " << gb(row["block_bytes"]) << " | " << gb(row["embedding_bytes"]) << " | "
+                      << gb(row["head_bytes"]) << " | " << gb(row["model_bytes"]) << " |";
+            for (int end : row["deepest_slice_end"])
+                std::cout << " " << (end == 0 ? std::string("none") : "0:" + std::to_string(end)) << " |";
+            std::cout << "\n";
+        }
+    });
+}
+
 }  // namespace
 
 void register_inspect(CLI::App& app) {
@@ -132,6 +182,19 @@ void register_inspect(CLI::App& app) {
                 }
             });
         sub->callback([=] { hidden(*o, *p, flags->first, flags->second, *save, *hooks); });
+    }
+    {
+        auto sub = app.add_subcommand("memory",
+                                      "What a model's tensors take in f32, bf16 and int8, and the deepest slice that "
+                                      "fits each budget, allocating nothing (--model PATH | --untrained FAMILY)");
+        auto o = add_model_options(*sub);
+        auto budgets = std::make_shared<std::vector<double>>(std::vector<double>{24, 80});
+        auto json = std::make_shared<bool>(false);
+        sub->add_option("--budget", *budgets, "memory budgets in GB, comma-separated (default 24,80)")
+            ->delimiter(',')
+            ->check(CLI::PositiveNumber);
+        sub->add_flag("--json", *json, "print one JSON object");
+        sub->callback([=] { memory(*o, *budgets, *json); });
     }
     {
         auto sub = app.add_subcommand(
