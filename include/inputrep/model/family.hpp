@@ -21,7 +21,6 @@
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <string>
@@ -29,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include <inputrep/core/memory.hpp>
 #include <inputrep/core/text.hpp>
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
@@ -242,30 +242,6 @@ inline std::int64_t optional_size(const Json& j, std::string_view family, std::s
     if (it != j.end() && !it->is_null())
         require(v > 0, family, ": ", key, " must be positive (got ", v, "); leave it out or null for the default");
     return v;
-}
-
-// ---- Memory -----------------------------------------------------------------------------------
-
-// MemAvailable from /proc/meminfo, or nothing where the file is not there.
-inline std::optional<std::uint64_t> available_memory_bytes() {
-    std::ifstream in("/proc/meminfo");
-    std::string key;
-    std::uint64_t kib = 0;
-    std::string unit;
-    while (in >> key >> kib >> unit)
-        if (key == "MemAvailable:") return kib * 1024;
-    return std::nullopt;
-}
-
-// Refuses a model whose tensors would not fit in the memory available, before anything is allocated.
-// `bytes` from Family::estimated_bytes; `override_check` lets a user try anyway (e.g. swap).
-inline void check_memory(std::uint64_t bytes, bool override_check,
-                         std::optional<std::uint64_t> available = available_memory_bytes()) {
-    if (override_check || !available) return;
-    auto gb = [](std::uint64_t b) { return std::round(double(b) / 1e8) / 10; };
-    require(bytes <= *available, "the model needs about ", gb(bytes), " GB of memory but ", gb(*available),
-            " GB are available (MemAvailable in /proc/meminfo); use a smaller slice or dtype, or override the memory "
-            "check to try anyway");
 }
 
 // ---- Attention --------------------------------------------------------------------------------
@@ -523,9 +499,15 @@ public:
     // Hugging Face's initialisation as each family's tensor list states it, seeded per tensor name.
     static Derived untrained(const Config& config, const Placement& placement, std::uint64_t seed, const Needs& needs) {
         Derived m(config, placement, needs);
-        Derived::each_tensor(m, needs, [&](const std::string& name, auto& slot, const Shape& shape, const Init& init) {
-            fill(slot, init.draw(shape, seed, name, placement), placement);
-        });
+        Derived::each_tensor(m, needs,
+                             [&]<class T>(const std::string& name, T& slot, const Shape& shape, const Init& init) {
+                                 // An 8-bit matrix is quantised from its f32 draw, without a copy in the compute dtype between.
+                                 if constexpr (std::same_as<T, Weight>)
+                                     if (placement.weights != Weights::dense)
+                                         return slot.hold(init.draw(shape, seed, name, {placement.device, at::kFloat}),
+                                                          placement.weights, placement.resolved().dtype);
+                                 fill(slot, init.draw(shape, seed, name, placement), placement);
+                             });
         m.finish();
         return m;
     }

@@ -162,9 +162,10 @@ public:
 
     Weight(Layout layout = linear) : layout_(layout) {}
 
-    // w (in this slot's layout) held as `how` asks; the 8-bit forms are quantised band by band.
-    void hold(at::Tensor w, Weights how) {
-        dtype_ = w.scalar_type();
+    // w (in this slot's layout) held as `how` asks; the 8-bit forms are quantised band by band and
+    // dequantise into `dtype` (default: w's).
+    void hold(at::Tensor w, Weights how, std::optional<at::ScalarType> dtype = std::nullopt) {
+        dtype_ = dtype.value_or(w.scalar_type());
         q_.llm = how == Weights::llm_int8;
         if (how == Weights::dense) {
             dense_ = std::move(w);
