@@ -221,6 +221,20 @@ concept TensorSource = requires(const S& s, const std::string& name, const Place
     { s.load(name, p, shape) } -> std::same_as<at::Tensor>;
 };
 
+// A matrix a file keeps in quantised blocks (GgufFile::blocks), held so in a Weight slot: on the CPU,
+// unless 8-bit weights are asked. False where the source or the placement keeps none.
+template <class Source>
+bool fill_blocks(Weight& slot, const Source& source, const std::string& name, const Shape& shape,
+                 const Placement& placement) {
+    if constexpr (requires { source.blocks(name, shape); }) {
+        if (placement.weights != Weights::dense || !placement.device.is_cpu()) return false;
+        auto b = source.blocks(name, shape);
+        if (b) slot.hold_blocks(std::move(b->rows), b->type, b->in, placement.resolved().dtype);
+        return b.has_value();
+    }
+    return false;
+}
+
 // Token ids must index the embedding: one check, one message, for every path into a model.
 inline void check_token_ids(const at::Tensor& ids, std::int64_t vocab) {
     const auto bad = ids.lt(0).logical_or(ids.ge(vocab));
@@ -516,11 +530,8 @@ public:
     static Derived load(const Config& config, const Source& source, const Placement& placement, const Needs& needs) {
         Derived m(config, placement, needs);
         Derived::each_tensor(m, needs, [&]<class T>(const std::string& name, T& slot, const Shape& shape, const Init&) {
-            // A GGUF file's quantised matrices stay in their blocks, unless 8-bit or another device is asked.
-            if constexpr (std::same_as<T, Weight> && requires { source.blocks(name, shape); })
-                if (placement.weights == Weights::dense && placement.device.is_cpu())
-                    if (auto b = source.blocks(name, shape))
-                        return slot.hold_blocks(std::move(b->rows), b->type, b->in, placement.resolved().dtype);
+            if constexpr (std::same_as<T, Weight>)
+                if (fill_blocks(slot, source, name, shape, placement)) return;
             fill(slot, source.load(name, placement, shape), placement);
         });
         m.finish();
