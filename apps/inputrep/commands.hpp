@@ -197,8 +197,7 @@ void with_config(const ModelOptions& o, std::optional<std::int64_t> vocab_size, 
 
 // What a GGUF file's quantised matrices take kept in their blocks (on the CPU, not asked for 8-bit).
 inline std::function<std::optional<std::uint64_t>(const std::string&)> stored_blocks(const ModelOptions& o) {
-    if (fs::path(o.model).extension() != ".gguf" || !fs::is_regular_file(o.model) ||
-        o.placement.weights != Weights::dense || !o.placement.device.is_cpu())
+    if (fs::path(o.model).extension() != ".gguf" || !fs::is_regular_file(o.model) || !keeps_file_blocks(o.placement))
         return {};
     auto file = std::make_shared<GgufFile>(GgufFile::open(o.model));
     return [file](const std::string& name) { return file->block_bytes(name); };

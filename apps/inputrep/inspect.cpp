@@ -96,12 +96,13 @@ void memory(const ModelOptions& o, const std::vector<double>& budgets, bool json
     with_config(o, std::nullopt, [&]<class M>(const typename M::Config& cfg) {
         struct Format {
             const char* name;
-            at::ScalarType dtype;
+            at::ScalarType dtype;  // of everything else: embeddings, norms, head
             Weights weights;
+            const char* embeddings;
         };
-        const Format formats[] = {{"f32", at::kFloat, Weights::dense},
-                                  {"bf16", at::kBFloat16, Weights::dense},
-                                  {"int8", at::kBFloat16, Weights::int8}};
+        const Format formats[] = {{"f32", at::kFloat, Weights::dense, "f32"},
+                                  {"bf16", at::kBFloat16, Weights::dense, "bf16"},
+                                  {"int8", at::kBFloat16, Weights::int8, "bf16"}};
         const int depth = cfg.layers();
         auto gb = [](std::uint64_t b) { return fmt::format("{:.3f}", double(b) / 1e9); };
         Json rows = Json::array();
@@ -110,6 +111,7 @@ void memory(const ModelOptions& o, const std::vector<double>& budgets, bool json
             // One block held: two blocks' estimate less one's (the stack built in passing counts in both).
             const auto block = bytes({{0, std::min(2, depth)}, false, false}) - bytes({{0, 1}, false, false});
             Json row{{"weights", f.name},
+                     {"embeddings", f.embeddings},
                      {"block_bytes", depth > 1 ? block : bytes({{0, 1}, false, false})},
                      {"embedding_bytes", bytes({{0, 0}, true, false})},
                      {"head_bytes", bytes({{0, 0}, false, true})},
@@ -128,7 +130,7 @@ void memory(const ModelOptions& o, const std::vector<double>& budgets, bool json
         for (std::size_t i = 0; i < budgets.size(); ++i) std::cout << "---|";
         std::cout << "\n";
         for (const auto& row : rows) {
-            std::cout << "| " << row["weights"].get<std::string>() << " (" << (row["weights"] == "f32" ? "f32" : "bf16")
+            std::cout << "| " << row["weights"].get<std::string>() << " (" << row["embeddings"].get<std::string>()
                       << " embeddings) | " << gb(row["block_bytes"]) << " | " << gb(row["embedding_bytes"]) << " | "
                       << gb(row["head_bytes"]) << " | " << gb(row["model_bytes"]) << " |";
             for (int end : row["deepest_slice_end"])

@@ -221,13 +221,13 @@ concept TensorSource = requires(const S& s, const std::string& name, const Place
     { s.load(name, p, shape) } -> std::same_as<at::Tensor>;
 };
 
-// A matrix a file keeps in quantised blocks (GgufFile::blocks), held so in a Weight slot: on the CPU,
-// unless 8-bit weights are asked. False where the source or the placement keeps none.
+// A matrix a file keeps in quantised blocks (GgufFile::blocks), held so in a Weight slot where the
+// placement keeps them (keeps_file_blocks). False where the source or the placement keeps none.
 template <class Source>
 bool fill_blocks(Weight& slot, const Source& source, const std::string& name, const Shape& shape,
                  const Placement& placement) {
     if constexpr (requires { source.blocks(name, shape); }) {
-        if (placement.weights != Weights::dense || !placement.device.is_cpu()) return false;
+        if (!keeps_file_blocks(placement)) return false;
         auto b = source.blocks(name, shape);
         if (b) slot.hold_blocks(std::move(b->rows), b->type, b->in, placement.resolved().dtype);
         return b.has_value();
@@ -545,7 +545,8 @@ public:
 
     // The bytes the tensors `needs` materialises will take, from the same list, allocating nothing;
     // plus, where finish() stacks weights (Llama's q|k|v), one block's stack while it is built.
-    // `blocks(name)` gives the bytes of a matrix a file keeps in its blocks (GgufFile::block_bytes).
+    // `blocks(name)` gives the bytes of a matrix a file keeps in its blocks (GgufFile::block_bytes), where
+    // the placement keeps them (keeps_file_blocks).
     using BlockBytes = std::function<std::optional<std::uint64_t>(const std::string&)>;
     static std::uint64_t estimated_bytes(const Config& config, const Needs& needs, at::ScalarType dtype = at::kFloat,
                                          Weights weights = Weights::dense, const BlockBytes& blocks = {}) {
@@ -553,17 +554,17 @@ public:
         const Derived m(config, p, needs);
         const std::uint64_t element = c10::elementSize(p.resolved().dtype);
         std::uint64_t n = 0;
-        Derived::each_tensor(
-            m, needs, [&]<class T>(const std::string& name, const T& slot, const Shape& shape, const Init&) {
-                if constexpr (std::same_as<T, Weight>) {
-                    const auto kept = blocks && weights == Weights::dense ? blocks(name) : std::nullopt;
-                    n += kept ? *kept : slot.bytes(shape.at(0), shape.at(1), element, weights);
-                } else {
-                    std::uint64_t e = element;
-                    for (auto s : shape) e *= std::uint64_t(s);
-                    n += e;
-                }
-            });
+        Derived::each_tensor(m, needs,
+                             [&]<class T>(const std::string& name, const T& slot, const Shape& shape, const Init&) {
+                                 if constexpr (std::same_as<T, Weight>) {
+                                     const auto kept = blocks ? blocks(name) : std::nullopt;
+                                     n += kept ? *kept : slot.bytes(shape.at(0), shape.at(1), element, weights);
+                                 } else {
+                                     std::uint64_t e = element;
+                                     for (auto s : shape) e *= std::uint64_t(s);
+                                     n += e;
+                                 }
+                             });
         if constexpr (requires { Derived::stacked_per_block(config); })
             if (needs.blocks.end > needs.blocks.begin)
                 n += std::uint64_t(Derived::stacked_per_block(config)) * (weights == Weights::dense ? element : 1);

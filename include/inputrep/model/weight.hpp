@@ -40,8 +40,6 @@ struct QuantisedRows {
     std::optional<gguf::TensorType> type;  // the GGUF blocks' type; none: int8
     std::int64_t in = 0;
 
-    static constexpr double outlier_threshold = 6.0;  // bitsandbytes' llm_int8_threshold default
-
     std::int64_t out() const { return data.size(0); }
 
     // Rows [r, r + n) in bands of at most 4 Mi weights (16 MiB in f32).
@@ -72,6 +70,8 @@ class QuantisedMatrix {
 public:
     std::vector<QuantisedRows> parts;
     bool llm = false;  // int8 parts multiplied as LLM.int8
+
+    static constexpr double outlier_threshold = 6.0;  // bitsandbytes' llm_int8_threshold default
 
     std::int64_t out() const {
         std::int64_t n = 0;
@@ -122,7 +122,7 @@ private:
         Int8Input() = default;
         explicit Int8Input(const at::Tensor& x) {
             auto xf = x.to(at::kFloat, false, true);  // a copy: quantised in place below
-            const auto big = xf.abs() >= QuantisedRows::outlier_threshold;
+            const auto big = xf.abs() >= outlier_threshold;
             outliers = big.any(0).nonzero().squeeze(1);
             row_scale = xf.masked_fill(big, 0).abs_().amax(1, true).div_(127);
             // Integers held in f32: exact products, sums rounded only past 2^24 (about 1,000 terms at full scale).
@@ -301,6 +301,10 @@ private:
     at::Tensor dense_;                   // dense: the weight as stored
     QuantisedMatrix q_;                  // quantised: its output channels, in parts
 };
+
+// Whether a file's quantised blocks are kept as stored (GgufFile::blocks): on the CPU, where no 8-bit
+// weights are asked for. The loader and the memory estimate both go by it.
+inline bool keeps_file_blocks(const Placement& p) { return p.weights == Weights::dense && p.device.is_cpu(); }
 
 // A slot of a family's tensor list filled as the placement holds weights: a plain tensor as is, a
 // Weight dense or 8-bit.
