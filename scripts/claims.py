@@ -29,9 +29,11 @@ COLUMNS = {  # summary.md column -> the name a rule uses
     "seeds": "seeds",
     "exact-token rate": "exact_tokens",
     "exact prompts": "exact_prompts",
+    "distance": "distance",
     "distance / shifted": "distance_ratio",
     "tokens found, any order": "tokens_found",
     "masked tokens found": "masked_found",
+    "masked tokens in place": "masked_in_place",
     "candidates checked": "candidates",
     "top-1, first seed and prompt": "top1",
 }

@@ -142,10 +142,17 @@ BOOST_AUTO_TEST_CASE(summaries_count_tokens_found_in_any_order_and_the_masked_on
     auto permuted = isw::found_tokens(target, {1, 7, 7, 2}, first);
     BOOST_TEST(permuted.all == 1.0);
     BOOST_TEST(permuted.masked == 1.0);
+    BOOST_TEST(permuted.masked_in_place == 0.0, "found, but not at its own position");
     auto once = isw::found_tokens(target, {1, 2, 7, 9}, first);  // one "Mario": the compared position's
     BOOST_TEST(once.all == 0.75);
     BOOST_TEST(once.masked == 0.0);
     BOOST_TEST(std::isnan(isw::found_tokens(target, target, none).masked));
+    BOOST_TEST(std::isnan(isw::found_tokens(target, target, none).masked_in_place));
+    BOOST_TEST(isw::found_tokens(target, target, first).masked_in_place == 1.0);
+    BOOST_TEST(isw::found_tokens(target, target, first).masked == 1.0);
+    // In place, though the compared last position, which lost its own "Mario", takes the only copy.
+    BOOST_TEST(isw::found_tokens(target, {7, 1, 2, 2}, first).masked_in_place == 1.0);
+    BOOST_TEST(isw::found_tokens(target, {7, 1, 2, 2}, first).masked == 0.0);
 
     Json line{{"key", "k"},
               {"config", {{"mask", "tokens:1:end"}, {"seed", 0}}},
@@ -167,9 +174,16 @@ BOOST_AUTO_TEST_CASE(summaries_count_tokens_found_in_any_order_and_the_masked_on
     BOOST_TEST(column("exact-token rate") == "0.000 ± 0.000");
     BOOST_TEST(column("tokens found, any order") == "1.000 ± 0.000");
     BOOST_TEST(column("masked tokens found") == "1.000 ± 0.000");
+    BOOST_TEST(column("masked tokens in place") == "0.000 ± 0.000");
+    BOOST_TEST(column("distance") == "1.000 ± 0.000");
+    BOOST_TEST(column("distance / shifted") == "0.500 ± 0.000");
     BOOST_TEST(column("top-1, first seed and prompt") == "\"the Mario Mario idea\"");
     line["config"]["mask"] = "all";
-    BOOST_TEST(isw::summary_table({line}).rows[0][5] == "–", "nothing masked");
+    const auto unmasked = isw::summary_table({line});
+    const auto masked_column =
+        std::size_t(std::ranges::find(unmasked.header, "masked tokens in place") - unmasked.header.begin());
+    BOOST_TEST(unmasked.rows[0][masked_column] == "–", "nothing masked");
+    BOOST_TEST(unmasked.rows[0][masked_column - 1] == "–", "nothing masked");
 }
 
 BOOST_AUTO_TEST_CASE(shards_come_from_the_option_or_slurm) {
@@ -327,7 +341,7 @@ BOOST_AUTO_TEST_CASE(summaries_hold_the_means_over_seeds_and_a_plot) {
     };
     const auto md = slurp(out / "summary.md");
     const std::regex table_row(
-        R"(\| 5 \| (0:\d) \| 3 \| ([\d.]+) ± [\d.]+ \| [\d.]+ ± [\d.]+ \| ([\d.]+) ± [\d.]+ \|)");
+        R"(\| 5 \| (0:\d) \| 3 \| ([\d.]+) ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| ([\d.]+) ± [\d.]+ \|)");
     std::size_t matched = 0;
     for (auto it = std::sregex_iterator(md.begin(), md.end(), table_row); it != std::sregex_iterator();
          ++it, ++matched) {
@@ -368,7 +382,8 @@ BOOST_AUTO_TEST_CASE(summaries_show_exact_and_gradient_rows_side_by_side) {
     BOOST_REQUIRE_MESSAGE(
         std::regex_search(
             md, exact,
-            std::regex(R"(\| exact \| 2 \| ([\d.]+) ± [\d.]+ \| ([\d.]+) ± [\d.]+ \| – \| [^|]+\| [^|]+\| (\d+) \|)")),
+            std::regex(
+                R"(\| exact \| 2 \| ([\d.]+) ± [\d.]+ \| ([\d.]+) ± [\d.]+ \| [^|]+\| – \| [^|]+\| [^|]+\| [^|]+\| (\d+) \|)")),
         md);
     BOOST_TEST(std::stod(exact[1].str()) == 1.0, "exact search recovers every token of an untrained model");
     BOOST_TEST(std::abs(std::stod(exact[3].str()) - checked / prompts) <= 0.5);  // the mean, to the candidate
@@ -376,7 +391,7 @@ BOOST_AUTO_TEST_CASE(summaries_show_exact_and_gradient_rows_side_by_side) {
         std::regex_search(
             md, adam,
             std::regex(
-                R"(\| adam \| 2 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [^|]+\| [^|]+\| – \|)")),
+                R"(\| adam \| 2 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [^|]+\| [\d.]+ ± [\d.]+ \| [^|]+\| [^|]+\| [^|]+\| – \|)")),
         md);
 }
 

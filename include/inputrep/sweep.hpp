@@ -519,9 +519,12 @@ inline std::vector<bool> masked_positions(const Json& config, std::size_t length
 // prompt scores 1, where the exact-token rate does not), and `masked` of the masked positions'
 // tokens, counted from the recovered copies the compared positions' tokens leave over (a prompt
 // that repeats a word must show it twice); NaN when nothing is masked. The seed's word-order and
-// "masked token found" claims are about these, not about tokens in place.
+// "masked token found" claims are about these. `masked_in_place` is the strict reading of "found":
+// the masked positions whose own token came back there (a stray copy elsewhere in a degenerate line
+// does not count).
 struct FoundTokens {
-    double all = 0, masked = std::numeric_limits<double>::quiet_NaN();
+    double all = 0, masked = std::numeric_limits<double>::quiet_NaN(),
+           masked_in_place = std::numeric_limits<double>::quiet_NaN();
 };
 
 inline FoundTokens found_tokens(const std::vector<std::int64_t>& target, const std::vector<std::int64_t>& recovered,
@@ -542,17 +545,23 @@ inline FoundTokens found_tokens(const std::vector<std::int64_t>& target, const s
         std::multiset<std::int64_t> pool(recovered.begin(), recovered.end());
         take(pool, [&](std::size_t p) { return !masked[p]; });
         f.masked = double(take(pool, [&](std::size_t p) { return bool(masked[p]); })) / double(masked_count);
+        std::size_t in_place = 0;
+        for (std::size_t p = 0; p < target.size(); ++p)
+            in_place += masked[p] && p < recovered.size() && recovered[p] == target[p];
+        f.masked_in_place = double(in_place) / double(masked_count);
     }
     return f;
 }
 
 // What one row measured, over its prompts: the exact-token rate, the fraction of prompts recovered
-// exactly, the final distance over the shifted input's (NaN for exact search, which has no
-// shifted input), the tokens found in any order, and the candidates exact search checked (NaN for
-// a gradient method).
+// exactly, the final distance (the metric's own value, which the seed's loss thresholds are about)
+// and that over the shifted input's (NaN for exact search, which has no shifted input), the tokens
+// found in any order, the masked ones found and found in place, and the candidates exact search
+// checked (NaN for a gradient method).
 struct RowMetrics {
-    double exact_token_rate = 0, exact_prompts = 0, distance_ratio = 0, tokens_found = 0,
+    double exact_token_rate = 0, exact_prompts = 0, distance = 0, distance_ratio = 0, tokens_found = 0,
            masked_found = std::numeric_limits<double>::quiet_NaN(),
+           masked_in_place = std::numeric_limits<double>::quiet_NaN(),
            candidates_checked = std::numeric_limits<double>::quiet_NaN();
 };
 
@@ -560,7 +569,7 @@ inline RowMetrics row_metrics(const Json& line) {
     const auto& results = line.at("results");
     require(!results.empty(), "results line ", line.value("key", "?"), " holds no prompts");
     RowMetrics m;
-    double masked = 0, candidates = 0;
+    double masked = 0, in_place = 0, candidates = 0;
     int masked_prompts = 0, searched = 0;
     for (const auto& r : results) {
         if (r.contains("candidates_checked")) candidates += r.at("candidates_checked").get<double>(), ++searched;
@@ -571,19 +580,22 @@ inline RowMetrics row_metrics(const Json& line) {
             return !r.contains(key) || r.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN()
                                                            : r.at(key).get<double>();
         };
+        m.distance += number("distance");
         m.distance_ratio += number("distance") / number("shifted_distance");
         const auto found = found_tokens(target, r.at("ids").get<std::vector<std::int64_t>>(),
                                         masked_positions(line.at("config"), target.size()));
         m.tokens_found += found.all;
-        if (!std::isnan(found.masked)) masked += found.masked, ++masked_prompts;
+        if (!std::isnan(found.masked)) masked += found.masked, in_place += found.masked_in_place, ++masked_prompts;
     }
     const double n = double(results.size());
     constexpr double none = std::numeric_limits<double>::quiet_NaN();
     return {m.exact_token_rate / n,
             m.exact_prompts / n,
+            m.distance / n,
             m.distance_ratio / n,
             m.tokens_found / n,
             masked_prompts ? masked / masked_prompts : none,
+            masked_prompts ? in_place / masked_prompts : none,
             searched ? candidates / searched : none};
 }
 
@@ -663,8 +675,9 @@ inline Table summary_table(const std::vector<Json>& lines) {
     Table t;
     if (claims) t.header.push_back("claims");
     t.header.insert(t.header.end(), axes.begin(), axes.end());
-    for (const char* h : {"seeds", "exact-token rate", "exact prompts", "distance / shifted", "tokens found, any order",
-                          "masked tokens found", "top-1, first seed and prompt"})
+    for (const char* h :
+         {"seeds", "exact-token rate", "exact prompts", "distance", "distance / shifted", "tokens found, any order",
+          "masked tokens found", "masked tokens in place", "top-1, first seed and prompt"})
         t.header.push_back(h);
     if (searched) t.header.insert(t.header.end() - 1, "candidates checked");
     for (const auto& g : gs) {
@@ -672,8 +685,9 @@ inline Table summary_table(const std::vector<Json>& lines) {
         if (claims) row.push_back(cell(g.claims));
         for (const auto& a : axes) row.push_back(cell(g.axes[a]));
         row.push_back(std::to_string(g.seeds.size()));
-        for (auto field : {&RowMetrics::exact_token_rate, &RowMetrics::exact_prompts, &RowMetrics::distance_ratio,
-                           &RowMetrics::tokens_found, &RowMetrics::masked_found})
+        for (auto field : {&RowMetrics::exact_token_rate, &RowMetrics::exact_prompts, &RowMetrics::distance,
+                           &RowMetrics::distance_ratio, &RowMetrics::tokens_found, &RowMetrics::masked_found,
+                           &RowMetrics::masked_in_place})
             row.push_back(cell(stat(g.seeds, field)));
         if (searched)
             row.push_back(std::isnan(g.seeds.front().candidates_checked)
@@ -717,9 +731,9 @@ inline std::string provenance(const std::vector<Json>& lines) {
     for (const auto& v : commits) c += (c.empty() ? "" : ", ") + v;
     return fmt::format(
         "{} rows; seeds {}; inputrep {}. Mean ± standard deviation over seeds; each row's value is the mean over "
-        "its prompts; distance / shifted < 1 means closer than the shifted input; tokens found counts the target's "
-        "tokens "
-        "anywhere in the top-1 line, masked tokens found those of the positions the mask leaves out.",
+        "its prompts; distance is the metric's final value, distance / shifted < 1 means closer than the shifted "
+        "input; tokens found counts the target's tokens anywhere in the top-1 line, masked tokens found those of "
+        "the positions the mask leaves out, masked tokens in place those that came back at their own position.",
         lines.size(), s, c);
 }
 
