@@ -167,8 +167,20 @@ BOOST_AUTO_TEST_CASE(invert_takes_the_author_s_conventions) {
     BOOST_TEST(padded["target"][7].get<int>() == 50256);
     BOOST_TEST(padded_with["target"][5].get<int>() == 13);
     BOOST_TEST(padded["target"][4] == padded_with["target"][4]);
+    // The author's sequential script: each position alone, a one-token input against the output that saw
+    // the tokens before it. Position 0 has no context either way: the same start, steps and target give
+    // the same token there.
+    const auto alone = cli_json(tiny + " --optimizer sequential --no-context --steps 300"),
+               in_context = cli_json(tiny + " --optimizer sequential --steps 300");
+    BOOST_TEST(alone["target"] == in_context["target"]);
+    BOOST_TEST(alone["top_k"][0].size() == 5u);
+    BOOST_TEST(alone["top_k"][0][0] == in_context["top_k"][0][0], alone["decoded"] << " / " << in_context["decoded"]);
+    BOOST_TEST(!alone.contains("shifted_distance"), "no shifted input of its own");
+    BOOST_TEST(std::isfinite(alone["distance"].get<double>()));
     for (auto args : {" --decode direct-pinv", " --space vocabulary:one-hot", " --init-mean nan", " --pad-to 4",
-                      " --pad-to 8:60000", " --pad-to 0"}) {
+                      " --pad-to 8:60000", " --pad-to 0", " --no-context",
+                      " --optimizer sequential --no-context --mask tokens:1:end",
+                      " --optimizer sequential --no-context --slice bidirectional"}) {
         const auto r = run_cli(tiny + args);
         BOOST_TEST_INFO(args << " -> " << r.out);
         BOOST_TEST(one_line_error(r));

@@ -321,6 +321,7 @@ struct InvertRequest {
     std::string target_hook;                // the tensors in it, comma-separated (default: the slice's ends)
     std::optional<ModelOptions> prior;      // exact search: the model whose next-token distribution orders candidates
     bool plain_exact = false;               // --optimizer exact, whose order the program picks (prepare_invert)
+    bool no_context = false;                // --no-context: sequential, each position a one-token input alone
     std::optional<std::int64_t> padded_to;  // --pad-to: every prompt right-padded to this length
     std::optional<fs::path> csv;            // a folder for traces.csv and top_k.csv
     AnyMask mask{AllTokens{}, std::nullopt};

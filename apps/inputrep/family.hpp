@@ -106,6 +106,61 @@ void require_finite_results(const M& model, const std::vector<Result>& results) 
     }
 }
 
+// The seed author's sequential script (--no-context): position p of a prompt optimised alone, as a
+// one-token input, against the prompt's output at p, which saw tokens 0..p. The steps split into one
+// phase per position as Sequential's do, so it differs from `sequential` by the context alone. Its
+// trace is the positions' distances summed; with no shifted input of its own it reports none.
+template <class M>
+std::vector<Result> no_context_results(const M& model, const InvertRequest& q) {
+    const AnyOptimizer inner =
+        std::get<Sequential<AnyOptimizer>>(std::get<AnyOrSequentialOptimizer>(q.optimizer)).inner;
+    const BlockSlice slice{q.slice.parts.front()};
+    Experiment exp(model, slice, q.metric, inner, q.mask, EmbeddingSpace{}, q.decoder);
+    const int steps = q.options.steps > 0 ? q.options.steps : M::defaults().steps;
+    std::vector<Result> results;
+    for (const auto& ids : q.prompts) {
+        const auto T = static_cast<int>(ids.size()), phase = (steps + T - 1) / T;
+        at::Tensor outputs;
+        {
+            at::NoGradGuard no_grad;
+            ActivationCache cache;
+            model.run_with_cache(at::tensor(ids, at::kLong).unsqueeze(0).to(model.placement().device), cache);
+            outputs = cache[hook_name(slice.blocks.end - 1, Hook::resid_post)];
+        }
+        std::vector<Result> alone;
+        for (int p = 0; p < T; ++p) {
+            RunOptions o = q.options;
+            o.steps = std::max(1, std::min(phase, steps - p * phase));
+            alone.push_back(exp.run_from_target(outputs.narrow(1, p, 1), o).front());
+        }
+        const std::size_t K = alone.front().top_k_ids().shape(0);
+        xt::xtensor<std::int64_t, 2> top_ids = xt::empty<std::int64_t>({K, std::size_t(T)});
+        xt::xtensor<float, 2> top_scores = xt::empty<float>({K, std::size_t(T)});
+        double distance = 0, seconds = 0;
+        for (int p = 0; p < T; ++p) {
+            xt::view(top_ids, xt::all(), p) = xt::view(alone[p].top_k_ids(), xt::all(), 0);
+            xt::view(top_scores, xt::all(), p) = xt::view(alone[p].top_k_scores(), xt::all(), 0);
+            distance += alone[p].distance();
+            seconds += (alone[p].trace().size() - 1) / std::max(alone[p].steps_per_second(), 1e-300);
+        }
+        Result::Fields f{.target = ids,
+                         .top_k_ids = top_ids,
+                         .top_k_scores = top_scores,
+                         .top_k_text = {},
+                         .traces = {{static_cast<float>(distance)}},
+                         .shifted_distance = std::numeric_limits<double>::quiet_NaN(),
+                         .restart = 0,
+                         .batch = 1,
+                         .steps_per_second = steps / seconds};
+        for (std::size_t k = 0; k < K; ++k) {
+            const xt::xtensor<std::int64_t, 1> line = xt::view(top_ids, k);
+            f.top_k_text.push_back(q.tokenizer->decode(std::vector<std::int64_t>(line.begin(), line.end())));
+        }
+        results.emplace_back(std::move(f));
+    }
+    return results;
+}
+
 template <class M>
 std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
     if (q.padded_to && *q.padded_to > model.context_length())
@@ -115,6 +170,8 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
     std::vector<Result> results;
     if (std::holds_alternative<AnyExact>(q.optimizer)) {
         results = search_results(model, q);
+    } else if (q.no_context) {
+        return no_context_results(model, q);  // each position's run checked its own distances
     } else {
         std::visit(
             [&](auto space, auto optimizer) {

@@ -175,6 +175,18 @@ InvertRun prepare_invert(const ModelOptions& o, const PolicyOptions& policy, con
         throw UsageError(std::string(hook.empty() ? "--slice: " : "--hook: ") + e.what());
     }
     q.plain_blocks = policy.slice.empty() && hook.empty();
+    if (q.no_context) {
+        const auto* continuous = std::get_if<AnyOrSequentialOptimizer>(&q.optimizer);
+        if (!continuous || !std::holds_alternative<Sequential<AnyOptimizer>>(*continuous))
+            throw UsageError("--no-context optimises one position at a time: use --optimizer sequential[:adam|gd]");
+        if (!q.plain_blocks || !std::holds_alternative<EmbeddingSpace>(q.space))
+            throw UsageError(
+                "--no-context compares a block's outputs: a plain --blocks B:E slice (no --slice or "
+                "--hook) and --space embedding");
+        if (q.target) throw UsageError("--no-context optimises against a prompt's outputs: give prompts, not --target");
+        if (q.mask.selects_tokens())
+            throw UsageError("--no-context compares one output position at a time: use a mask without a token range");
+    }
     if (q.target && q.target_hook.empty()) {
         if (q.slice.parts.size() > 1) throw UsageError("--target with a concat slice: give --target-hook NAME");
         q.target_hook = hook.empty() ? hook_name(q.slice.parts.front().end - 1, Hook::resid_post) : hook;
@@ -308,6 +320,9 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
                "random restarts per prompt in one batch, best kept (default 1)");
     add_number(*sub, "--top-k", policy->run.top_k, 1, 1000, "decoded lines (default 5)");
     sub->add_flag("--early-stop", policy->run.early_stop, "stop once every prompt is closer than its shifted input");
+    sub->add_flag("--no-context", q->no_context,
+                  "with --optimizer sequential: optimise each position alone, a one-token input against the "
+                  "prompt's output there (which saw the tokens before it), as the seed author's script did");
     add_parsed(
         *sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
         "write an HTML report with the distance per step to this file")
