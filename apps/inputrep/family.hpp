@@ -108,18 +108,19 @@ void require_finite_results(const M& model, const std::vector<Result>& results) 
 
 // The seed author's sequential script (--no-context): position p of a prompt optimised alone, as a
 // one-token input, against the prompt's output at p, which saw tokens 0..p. The steps split into one
-// phase per position as Sequential's do, so it differs from `sequential` by the context alone. Its
-// trace is the positions' distances summed; with no shifted input of its own it reports none.
+// phase per position by Sequential's own focus, so its setting differs from `sequential` by the
+// context alone. Its trace is the positions' distances summed; with no shifted input of its own it
+// reports none.
 template <class M>
 std::vector<Result> no_context_results(const M& model, const InvertRequest& q) {
-    const AnyOptimizer inner =
-        std::get<Sequential<AnyOptimizer>>(std::get<AnyOrSequentialOptimizer>(q.optimizer)).inner;
+    using Split = Sequential<AnyOptimizer>;
+    const AnyOptimizer inner = std::get<Split>(std::get<AnyOrSequentialOptimizer>(q.optimizer)).inner;
     const BlockSlice slice{q.slice.parts.front()};
     Experiment exp(model, slice, q.metric, inner, q.mask, EmbeddingSpace{}, q.decoder);
     const int steps = q.options.steps > 0 ? q.options.steps : M::defaults().steps;
     std::vector<Result> results;
     for (const auto& ids : q.prompts) {
-        const auto T = static_cast<int>(ids.size()), phase = (steps + T - 1) / T;
+        const auto T = static_cast<std::int64_t>(ids.size());
         at::Tensor outputs;
         {
             at::NoGradGuard no_grad;
@@ -127,21 +128,21 @@ std::vector<Result> no_context_results(const M& model, const InvertRequest& q) {
             model.run_with_cache(at::tensor(ids, at::kLong).unsqueeze(0).to(model.placement().device), cache);
             outputs = cache[hook_name(slice.blocks.end - 1, Hook::resid_post)];
         }
-        std::vector<Result> alone;
-        for (int p = 0; p < T; ++p) {
-            RunOptions o = q.options;
-            o.steps = std::max(1, std::min(phase, steps - p * phase));
-            alone.push_back(exp.run_from_target(outputs.narrow(1, p, 1), o).front());
-        }
-        const std::size_t K = alone.front().top_k_ids().shape(0);
+        const std::size_t K = static_cast<std::size_t>(q.options.top_k);
         xt::xtensor<std::int64_t, 2> top_ids = xt::empty<std::int64_t>({K, std::size_t(T)});
         xt::xtensor<float, 2> top_scores = xt::empty<float>({K, std::size_t(T)});
         double distance = 0, seconds = 0;
-        for (int p = 0; p < T; ++p) {
-            xt::view(top_ids, xt::all(), p) = xt::view(alone[p].top_k_ids(), xt::all(), 0);
-            xt::view(top_scores, xt::all(), p) = xt::view(alone[p].top_k_scores(), xt::all(), 0);
-            distance += alone[p].distance();
-            seconds += (alone[p].trace().size() - 1) / std::max(alone[p].steps_per_second(), 1e-300);
+        int done = 0;
+        const int phase = Split::focus(0, steps, T).steps;
+        for (std::int64_t p = 0; p < T; ++p) {
+            RunOptions o = q.options;
+            // With fewer steps than positions Sequential leaves the last ones unstepped; a run needs one.
+            o.steps = std::max(1, Split::focus(static_cast<int>(p) * phase, steps, T).steps);
+            const Result r = exp.run_from_target(outputs.narrow(1, p, 1), o).front();
+            xt::view(top_ids, xt::all(), p) = xt::view(r.top_k_ids(), xt::all(), 0);
+            xt::view(top_scores, xt::all(), p) = xt::view(r.top_k_scores(), xt::all(), 0);
+            distance += r.distance();
+            done += o.steps, seconds += o.steps / r.steps_per_second();
         }
         Result::Fields f{.target = ids,
                          .top_k_ids = top_ids,
@@ -151,7 +152,7 @@ std::vector<Result> no_context_results(const M& model, const InvertRequest& q) {
                          .shifted_distance = std::numeric_limits<double>::quiet_NaN(),
                          .restart = 0,
                          .batch = 1,
-                         .steps_per_second = steps / seconds};
+                         .steps_per_second = done / seconds};
         for (std::size_t k = 0; k < K; ++k) {
             const xt::xtensor<std::int64_t, 1> line = xt::view(top_ids, k);
             f.top_k_text.push_back(q.tokenizer->decode(std::vector<std::int64_t>(line.begin(), line.end())));
