@@ -19,10 +19,7 @@
     X(tokenizer_json)  /* a Hugging Face tokenizer.json (byte-level BPE) */                            \
     X(tokenizer_bin)   /* llama2.c's tokenizer.bin */                                                  \
     X(tokenizer_model) /* SentencePiece's tokenizer.model (protobuf) */                                \
-    X(config_gpt2)     /* config.json -> GPT2Config */                                                 \
-    X(config_llama)    /* config.json -> LlamaConfig (Llama, Mistral, Llama 3 rope_scaling) */         \
-    X(config_gptj)     /* config.json -> GPTJConfig */                                                 \
-    X(config_mixer)    /* config.json -> MixerConfig */                                                \
+    X(config)          /* config.json -> every family's Config (model/families.hpp) */                 \
     X(sweep_spec)      /* a sweep spec -> its rows and each row's invert arguments */                  \
     X(results_lines)   /* a sweep's results.jsonl -> its lines and the summary table */                \
     X(trainer_state)   /* trainer_state.json -> the state a resume continues from */                   \

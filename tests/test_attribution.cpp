@@ -14,6 +14,7 @@
 
 #include <inputrep/attribution/attribution.hpp>
 #include <inputrep/attribution/html.hpp>
+#include <inputrep/model/families.hpp>
 #include <inputrep/model/load.hpp>
 
 #include "common.hpp"
@@ -215,8 +216,8 @@ BOOST_AUTO_TEST_CASE(a_slice_of_no_blocks_sees_only_the_last_token) {
 BOOST_AUTO_TEST_CASE(occlusion_equals_one_forward_pass_per_occluded_prompt) {
     const auto model = subject();
     const auto p = std::int64_t(prompt.size()) - 1;
-    check_occlusion_against_separate_passes(model, prompt, neutral_token<family_of_t<Model>>::id, p);
-    check_occlusion_against_separate_passes(model, prompt, neutral_token<family_of_t<Model>>::id, p - 4);
+    check_occlusion_against_separate_passes(model, prompt, family_of_t<Model>::neutral_token, p);
+    check_occlusion_against_separate_passes(model, prompt, family_of_t<Model>::neutral_token, p - 4);
 }
 
 // The prompt repeats tokens 7 and 9; with that token as the neutral one, neither is occluded at all.

@@ -56,6 +56,7 @@ LlamaConfig tiny_llama() {
     return config_with<Llama>(
         "hidden_size=16,intermediate_size=32,num_hidden_layers=2,num_attention_heads=2,vocab_size=400");
 }
+GPTJConfig tiny_gptj() { return config_with<GPTJ>("n_embd=16,n_layer=1,n_head=2,rotary_dim=4,vocab_size=400"); }
 MixerConfig tiny_mixer() {
     return config_with<Mixer>("hidden_size=16,num_hidden_layers=2,context_length=12,vocab_size=50");
 }
@@ -140,10 +141,12 @@ BOOST_AUTO_TEST_CASE(brown_texts_are_read_as_prose_without_their_tags) {
 }
 
 // Every tensor the forward computes with gets the gradient the finite differences measure
-// (Llama: its stacked q|k|v and gate|up, which the named q/k/v/gate/up weights are views of).
+// (Llama: its stacked q|k|v and gate|up, which the named q/k/v/gate/up weights are views of): every
+// family of the list, as `train --family` offers each.
 BOOST_AUTO_TEST_CASE(autograd_through_every_family_matches_finite_differences) {
     check_gradients<GPT2>(tiny_gpt2(), 2 + 12 + 2);
     check_gradients<Llama>(tiny_llama(), 1 + 2 * 6 + 2);
+    check_gradients<GPTJ>(tiny_gptj(), 1 + 8 + 2 + 2);  // q|k|v stacked; lm_head with its bias
     check_gradients<Mixer>(tiny_mixer(), 1 + 2 * 10 + 1);
     auto expanded = tiny_mixer();
     expanded.expanded = true, expanded.expansion_factor = 2, expanded.parallel_convolutions = 2;

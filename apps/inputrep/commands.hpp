@@ -1,7 +1,7 @@
 #pragma once
 // What every command that runs a model shares: the model options, the families, the prompt
 // options, and the commands that are templates over the model family. Those are instantiated once
-// per family in family_*.cpp, so the program compiles in parallel and never instantiates the
+// per family in family_NAME.cpp (generated from the family list), so the program compiles in parallel and never instantiates the
 // product of every policy axis: each axis is dispatched at run time.
 #include <algorithm>
 #include <cstdint>
@@ -24,11 +24,8 @@
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/io/save_safetensors.hpp>
 #include <inputrep/model/generate.hpp>
-#include <inputrep/model/gpt2.hpp>
-#include <inputrep/model/gptj.hpp>
-#include <inputrep/model/llama.hpp>
+#include <inputrep/model/families.hpp>
 #include <inputrep/model/load.hpp>
-#include <inputrep/model/mixer.hpp>
 #include <inputrep/model/swap.hpp>
 #include <inputrep/results.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
@@ -40,32 +37,12 @@ namespace cli {
 using namespace inputrep;
 namespace fs = std::filesystem;
 
-// The families the program runs, with the config.json model_type names each reads. A new family
-// is one entry here and a family_NAME.cpp that instantiates the commands for it.
-template <class M>
-struct Family {
-    using Model = M;
-    std::vector<std::string_view> model_types;
-};
-inline const std::tuple families{Family<GPT2>{{"gpt2"}}, Family<Llama>{{"llama", "mistral"}}, Family<GPTJ>{{"gptj"}},
-                                 Family<Mixer>{{"mixer"}}};
-
-// Calls `f.template operator()<M>()` for the family that reads `model_type`.
+// Calls `f.template operator()<M>()` for the family that reads `model_type` (model/families.hpp).
 template <class F>
 void with_family(std::string_view model_type, F&& f) {
-    std::string known;
-    const bool found = std::apply(
-        [&](const auto&... family) {
-            auto try_one = [&]<class M>(const Family<M>& fam) {
-                for (auto name : fam.model_types) known += (known.empty() ? "" : ", ") + std::string(name);
-                if (std::ranges::find(fam.model_types, model_type) == fam.model_types.end()) return false;
-                f.template operator()<M>();
-                return true;
-            };
-            return (... || try_one(family));
-        },
-        families);
-    if (!found) fail("unknown model_type \"", model_type, "\" (supported: ", known, ")");
+    if (!with_model_type(model_type, f))
+        fail("unknown model_type \"", model_type,
+             "\" (supported: ", fmt::format("{}", fmt::join(model_type_names(), ", ")), ")");
 }
 
 // --model/--untrained and where and how it runs.
@@ -385,12 +362,11 @@ InvertRun parse_invert(const std::vector<std::string>& args);
 // Builds the model and runs the request in this process. invert.cpp.
 std::vector<Result> run_inversion(const InvertRun& run);
 
-// Exact search (--optimizer exact...) for one family: search.cpp, the one file of the program that
-// includes the search (search/exact.hpp), instantiates it for every family.
-template <class M>
-std::vector<Result> search_results(const M& model, const InvertRequest& q);
+// Exact search (--optimizer exact...): search.cpp, the one file of the program that includes the
+// search (search/exact.hpp), compiles it for every family.
+std::vector<Result> search_results(AnyModel model, const InvertRequest& q);
 
-// Defined in family.hpp, instantiated for each family in family_*.cpp.
+// Defined in family.hpp, instantiated for each family in its generated family_NAME.cpp.
 template <class M>
 std::vector<Result> invert_results(const M& model, const InvertRequest& q);
 template <class M>

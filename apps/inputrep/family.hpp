@@ -1,6 +1,6 @@
 #pragma once
-// The commands that are templates over the model family, included only by family_*.cpp, each of
-// which instantiates them for its family with INPUTREP_CLI_FAMILY.
+// The commands that are templates over the model family, included only by family_NAME.cpp, each of
+// which apps/inputrep/CMakeLists.txt generates from the family list to instantiate them with INPUTREP_CLI_FAMILY.
 #include <sys/resource.h>
 
 #include <iostream>
@@ -170,7 +170,7 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
     for (auto& ids : q.prompts) check_ids(model, ids);
     std::vector<Result> results;
     if (std::holds_alternative<AnyExact>(q.optimizer)) {
-        results = search_results(model, q);
+        results = search_results(AnyModel{&model}, q);
     } else if (q.no_context) {
         return no_context_results(model, q);  // each position's run checked its own distances
     } else {

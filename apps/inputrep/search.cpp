@@ -15,10 +15,8 @@ Prior load_prior(const ModelOptions& o) {
     return prior;
 }
 
-}  // namespace
-
 template <class M>
-std::vector<Result> search_results(const M& model, const InvertRequest& q) {
+std::vector<Result> search(const M& model, const InvertRequest& q) {
     std::vector<Result> results;
     std::visit(
         [&](auto optimizer) {
@@ -38,9 +36,10 @@ std::vector<Result> search_results(const M& model, const InvertRequest& q) {
     return results;
 }
 
-template std::vector<Result> search_results<GPT2>(const GPT2&, const InvertRequest&);
-template std::vector<Result> search_results<Llama>(const Llama&, const InvertRequest&);
-template std::vector<Result> search_results<GPTJ>(const GPTJ&, const InvertRequest&);
-template std::vector<Result> search_results<Mixer>(const Mixer&, const InvertRequest&);
+}  // namespace
+
+std::vector<Result> search_results(AnyModel model, const InvertRequest& q) {
+    return std::visit([&](const auto* m) { return search(*m, q); }, model);
+}
 
 }  // namespace cli

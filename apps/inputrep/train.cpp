@@ -20,6 +20,7 @@
 
 #include "cli.hpp"
 
+#include <inputrep/model/families.hpp>
 #include <inputrep/train/train.hpp>
 
 using namespace inputrep;
@@ -153,17 +154,12 @@ void run_eval(const EvalArgs& a) {
     for (auto& s : j["samples"]) std::printf("sample: %s\n", s["text"].get<std::string>().c_str());
 }
 
-// The family a trained folder holds, from its config.json.
+// The family `train --family` names or a trained folder's config.json holds (model/families.hpp).
 template <class Run>
 void by_family(const std::string& family, Run&& run) {
-    if (family == "gpt2")
-        run(std::type_identity<GPT2>{});
-    else if (family == "llama" || family == "mistral")
-        run(std::type_identity<Llama>{});
-    else if (family == "mixer")
-        run(std::type_identity<Mixer>{});
-    else
-        fail("family \"", family, "\" cannot be trained here (gpt2, llama or mixer)");
+    if (!with_model_type(family, [&]<class F>() { run(std::type_identity<F>{}); }))
+        fail("family \"", family, "\" cannot be trained here (", fmt::format("{}", fmt::join(model_type_names(), ", ")),
+             ")");
 }
 
 }  // namespace
@@ -173,10 +169,10 @@ namespace cli {
 void register_train(CLI::App& app) {
     constexpr std::int64_t many = 1'000'000'000;  // steps, intervals: beyond any run on one machine
     auto t = std::make_shared<TrainArgs>();
-    auto* train = app.add_subcommand("train", "train a GPT-2, Llama or masked mixer on text (docs/training.md)");
-    train->add_option("--family", t->family, "gpt2, llama or mixer")
+    auto* train = app.add_subcommand("train", "train a model of any family on text (docs/training.md)");
+    train->add_option("--family", t->family, fmt::format("{}", fmt::join(model_type_names(), ", ")))
         ->required()
-        ->check(CLI::IsMember({"gpt2", "llama", "mixer"}));
+        ->check(CLI::IsMember(model_type_names()));
     train->add_option("--config", t->config,
                       "config.json overrides key=value,... (e.g. n_embd=128,n_layer=4,n_head=4)");
     train

@@ -9,11 +9,8 @@
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/io/save_safetensors.hpp>
 #include <inputrep/model/generate.hpp>
-#include <inputrep/model/gpt2.hpp>
-#include <inputrep/model/gptj.hpp>
-#include <inputrep/model/llama.hpp>
+#include <inputrep/model/families.hpp>
 #include <inputrep/model/load.hpp>
-#include <inputrep/model/mixer.hpp>
 #include <inputrep/model/swap.hpp>
 #include <inputrep/results.hpp>
 #include <inputrep/search/exact.hpp>

@@ -24,9 +24,6 @@
 
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
-#include <inputrep/model/gpt2.hpp>
-#include <inputrep/model/gptj.hpp>
-#include <inputrep/model/llama.hpp>
 #include <inputrep/model/model.hpp>
 #include <inputrep/policy/slice.hpp>
 
@@ -60,26 +57,9 @@ inline AttributionMethod parse_attribution_method(std::string_view s) {
 // moves the whole distribution; the predicted token's logit asks what made that prediction.
 enum class AttributionTarget { logit_sum, predicted_logit };
 
-// The token occlusion substitutes when the caller names none: one that carries no content of its
-// own. Families specialise this; GPT-2's is <|endoftext|>, as in the seed.
-template <class Family>
-struct neutral_token {};
-template <>
-struct neutral_token<GPT2> {
-    static constexpr std::int64_t id = 50256;
-};
-template <>
-struct neutral_token<GPTJ> {
-    static constexpr std::int64_t id = 50256;  // GPT-J reads GPT-2's vocabulary
-};
-template <>
-struct neutral_token<Llama> {
-    static constexpr std::int64_t id = 2;  // </s> of Llama 1/2, Mistral and llama2.c's TinyStories models
-};
-
 struct AttributionOptions {
     AttributionTarget target = AttributionTarget::logit_sum;
-    std::optional<std::int64_t> neutral_id;  // unset: neutral_token<Family>::id
+    std::optional<std::int64_t> neutral_id;  // unset: the family's neutral_token
     std::optional<std::int64_t> position;    // the prediction made at ids[position]; unset: the last token's
     std::optional<int> blocks;               // run blocks [0, blocks) then the head; unset: every block
 };
@@ -204,8 +184,8 @@ AttributionResult attribute(const M& model, std::span<const std::int64_t> ids, A
         std::int64_t neutral;
         if (options.neutral_id)
             neutral = *options.neutral_id;
-        else if constexpr (requires { neutral_token<Family>::id; })
-            neutral = neutral_token<Family>::id;
+        else if constexpr (requires { Family::neutral_token; })
+            neutral = Family::neutral_token;  // one that carries no content of its own (GPT-2: <|endoftext|>)
         else
             fail("attribution: ", Family::family, " has no default neutral token; set AttributionOptions::neutral_id");
         require(neutral >= 0 && neutral < vocab, "attribution: the neutral token ", neutral,

@@ -5,6 +5,8 @@
 //
 // A family F derives from Family<F, Config, Block> and writes only what is its own:
 //   static constexpr std::string_view family;                       "gpt2"
+//   static constexpr std::array<std::string_view, N> model_types;   config.json's model_type names it reads
+//   static constexpr std::int64_t neutral_token (optional);          what occlusion substitutes by default
 //   template <class Self, class Visit> static void each_tensor(Self& m, const Needs&, Visit&&);
 //       visit(HF name, slot, Shape, Init) for each tensor the Needs materialise, in model order; a
 //       slot is an at::Tensor, or a Weight where a linear layer's matrix goes (8-bit when asked)

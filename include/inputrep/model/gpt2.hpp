@@ -4,6 +4,7 @@
 //   x   = x + c_proj(attn(ln_1(x)));  x = x + c_proj(gelu(c_fc(ln_2(x))))      (pre-LN block)
 //   logits = ln_f(x) · W_Eᵀ                                                    (tied unembedding)
 // Conv1D weights are stored [in, out]: y = x·W + b, no transpose.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -93,6 +94,8 @@ class GPT2 : public Family<GPT2, GPT2Config, GPT2Block> {
 
 public:
     static constexpr std::string_view family = "gpt2";
+    static constexpr std::array<std::string_view, 1> model_types{"gpt2"};  // config.json's model_type
+    static constexpr std::int64_t neutral_token = 50256;  // <|endoftext|>, what occlusion substitutes (as the seed)
     using Base::block;
     using Base::load;
 

@@ -6,6 +6,7 @@
 // Rotary embedding on the first rotary_dim dims of every head, adjacent pairs (2j, 2j+1) rotated by
 // angle p·θ_j with θ_j = 10000^(-2j/rotary_dim) ("rotate_every_two"); the remaining dims pass through.
 // q/k/v/out_proj have no bias; weights are nn.Linear [out, in].
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -100,6 +101,8 @@ class GPTJ : public Family<GPTJ, GPTJConfig, GPTJBlock> {
 
 public:
     static constexpr std::string_view family = "gptj";
+    static constexpr std::array<std::string_view, 1> model_types{"gptj"};
+    static constexpr std::int64_t neutral_token = 50256;  // GPT-J reads GPT-2's vocabulary: <|endoftext|>
 
     using Context = AttentionContext;  // rotary: adjacent pairs, tables [T, rotary_dim/2] in f32
 

@@ -9,6 +9,7 @@
 //   RoPE: position p turns the pair (x_i, x_{i+hd/2}) by p·θ^(−2i/hd) (HF's rotate-half layout;
 //   Meta/llama2.c weights are permuted into it on load, so there is one attention code path)
 //   GQA: kv head j serves query heads j·g .. j·g+g−1, g = heads / kv_heads
+#include <array>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -200,6 +201,9 @@ class Llama : public Family<Llama, LlamaConfig, LlamaBlock> {
 
 public:
     static constexpr std::string_view family = "llama";
+    static constexpr std::array<std::string_view, 2> model_types{"llama", "mistral"};
+    // </s> of Llama 1/2, Mistral and llama2.c's TinyStories models: what occlusion substitutes
+    static constexpr std::int64_t neutral_token = 2;
     using Base::block;
     using Base::load;
 

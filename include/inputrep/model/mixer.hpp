@@ -23,6 +23,7 @@
 // and columns of each weight. That is exactly the seed's right-padding to T with the padded
 // positions' outputs dropped. To compare the padded positions' outputs too, pad the ids to T.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -110,6 +111,7 @@ class Mixer : public Family<Mixer, MixerConfig, MixerBlock> {
 
 public:
     static constexpr std::string_view family = "mixer";
+    static constexpr std::array<std::string_view, 1> model_types{"mixer"};  // no neutral token: no fixed vocabulary
     using Conv = Block::Conv;
 
     struct Context {

@@ -1,4 +1,0 @@
-// The inputrep program's commands for GPTJ (one translation unit per family keeps the build parallel).
-#include "family.hpp"
-
-INPUTREP_CLI_FAMILY(GPTJ)
