@@ -8,7 +8,8 @@
 
 #include <inputrep/io/gguf_format.hpp>
 #include <inputrep/io/llama2c_format.hpp>
-#include <inputrep/sweep.hpp>
+#include <inputrep/sweep/spec.hpp>
+#include <inputrep/sweep/summary.hpp>
 #include <inputrep/train/state.hpp>
 #include <inputrep/io/safetensors_format.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>

@@ -20,8 +20,8 @@
 
 #include <inputrep/inputrep.hpp>
 #include <inputrep/io/llama2c.hpp>
-#include <inputrep/model/generate.hpp>
 #include <inputrep/model/llama.hpp>
+#include <inputrep/search/generate.hpp>
 #include <inputrep/tokenizer/llama2c.hpp>
 #include <inputrep/tokenizer/sentencepiece.hpp>
 

@@ -14,7 +14,6 @@
 #include <boost/test/unit_test.hpp>
 
 #include <inputrep/inputrep.hpp>
-#include <inputrep/sweep.hpp>
 
 #include "cli_run.hpp"
 #include "safetensors_files.hpp"

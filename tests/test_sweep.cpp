@@ -1,4 +1,4 @@
-// Sweeps (include/inputrep/sweep.hpp, `inputrep sweep`): the spec's rows, one process against
+// Sweeps (include/inputrep/sweep/, `inputrep sweep`): the spec's rows, one process against
 // mpirun and against shards merged, resuming after SIGKILL, bad specs, summaries.
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,7 +16,9 @@
 #include <set>
 #include <thread>
 
-#include <inputrep/sweep.hpp>
+#include <inputrep/sweep/shard.hpp>
+#include <inputrep/sweep/spec.hpp>
+#include <inputrep/sweep/summary.hpp>
 
 #include "cli_run.hpp"
 #include "safetensors_files.hpp"

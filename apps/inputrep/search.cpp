@@ -22,7 +22,7 @@ std::vector<Result> search(const M& model, const InvertRequest& q) {
         [&](auto optimizer) {
             if constexpr (std::same_as<decltype(optimizer), Exact<GradientRank>>)
                 if (q.prior) optimizer.rank.prior = load_prior(*q.prior);
-            // One slice type: the search runs every slice as chains of blocks (model/incremental.hpp).
+            // One slice type: the search runs every slice as chains of blocks (search/incremental.hpp).
             Experiment exp(model, q.slice, q.metric, optimizer, q.mask, EmbeddingSpace{}, q.decoder);
             exp.with_tokenizer(*q.tokenizer);
             if (q.target) {

@@ -1,6 +1,6 @@
 // Grids of inversions: sweep SPEC (every row checked as `invert` checks its command line, then run in
 // this process into DIR/results.jsonl, resumably), across MPI ranks or Slurm shards, --merge and
-// --summarize. The spec, the results file, shards and summaries are the library's (sweep.hpp); this
+// --summarize. The spec, the results file, shards and summaries are the library's (sweep/); this
 // file runs rows and hands them out.
 #include <unistd.h>
 
@@ -10,7 +10,9 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/format.h>
 
-#include <inputrep/sweep.hpp>
+#include <inputrep/sweep/shard.hpp>
+#include <inputrep/sweep/spec.hpp>
+#include <inputrep/sweep/summary.hpp>
 
 #ifdef INPUTREP_MPI
 // The C API only: mpi.h would otherwise pull in Open MPI's (or MPICH's) C++ bindings, a library of their own.

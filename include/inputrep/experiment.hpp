@@ -37,11 +37,11 @@
 
 #include <inputrep/gradient.hpp>
 #include <inputrep/model/model.hpp>
+#include <inputrep/model/slice.hpp>
 #include <inputrep/policy/decode.hpp>
 #include <inputrep/policy/mask.hpp>
 #include <inputrep/policy/metric.hpp>
 #include <inputrep/policy/optimizer.hpp>
-#include <inputrep/policy/slice.hpp>
 #include <inputrep/policy/space.hpp>
 #include <inputrep/search/policy.hpp>
 #include <inputrep/search/verdict.hpp>

@@ -8,9 +8,9 @@
 
 #include <inputrep/core/torch.hpp>
 #include <inputrep/model/model.hpp>
+#include <inputrep/model/slice.hpp>
 #include <inputrep/policy/mask.hpp>
 #include <inputrep/policy/metric.hpp>
-#include <inputrep/policy/slice.hpp>
 
 namespace inputrep {
 

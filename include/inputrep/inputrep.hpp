@@ -8,10 +8,10 @@
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/io/save_safetensors.hpp>
-#include <inputrep/model/generate.hpp>
 #include <inputrep/model/families.hpp>
 #include <inputrep/model/load.hpp>
 #include <inputrep/model/swap.hpp>
 #include <inputrep/results.hpp>
 #include <inputrep/search/exact.hpp>
+#include <inputrep/search/generate.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>

@@ -25,7 +25,7 @@
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
 #include <inputrep/model/model.hpp>
-#include <inputrep/policy/slice.hpp>
+#include <inputrep/model/slice.hpp>
 
 namespace inputrep {
 

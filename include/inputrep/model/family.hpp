@@ -126,7 +126,7 @@ inline std::vector<HookPoint> parse_hooks(std::string_view names) {
 }
 
 // What a causal block keeps of the positions before the ones it is given (the incremental
-// forward, model/incremental.hpp), for B prefixes of one length: attention's keys and values
+// forward, search/incremental.hpp), for B prefixes of one length: attention's keys and values
 // [B, KV, 1, P, hd], or the masked mixer's token-mixing inputs, one [B, P, D] per mixing layer.
 struct PrefixCache {
     at::Tensor k, v;

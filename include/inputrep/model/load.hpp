@@ -9,7 +9,7 @@
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/llama2c.hpp>
 #include <inputrep/model/model.hpp>
-#include <inputrep/policy/slice.hpp>
+#include <inputrep/model/slice.hpp>
 
 namespace inputrep {
 

@@ -31,9 +31,9 @@
 
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
-#include <inputrep/model/incremental.hpp>
-#include <inputrep/policy/slice.hpp>
+#include <inputrep/model/slice.hpp>
 #include <inputrep/policy/space.hpp>
+#include <inputrep/search/incremental.hpp>
 #include <inputrep/search/policy.hpp>
 #include <inputrep/search/verdict.hpp>
 

@@ -11,7 +11,7 @@
 
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
-#include <inputrep/policy/slice.hpp>
+#include <inputrep/model/slice.hpp>
 
 namespace inputrep {
 

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include <inputrep/model/family.hpp>
-#include <inputrep/policy/slice.hpp>
+#include <inputrep/model/slice.hpp>
 
 namespace inputrep {
 

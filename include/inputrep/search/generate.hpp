@@ -1,12 +1,12 @@
 #pragma once
 // Greedy decoding for any model family: append the most likely next token. The prompt runs once and
 // each new token runs alone against the kept keys and values (the incremental forward,
-// model/incremental.hpp). Ties go to the lowest id, as llama2.c's argmax does.
+// search/incremental.hpp). Ties go to the lowest id, as llama2.c's argmax does.
 #include <cstdint>
 #include <vector>
 
-#include <inputrep/model/incremental.hpp>
 #include <inputrep/model/model.hpp>
+#include <inputrep/search/incremental.hpp>
 
 namespace inputrep {
 
