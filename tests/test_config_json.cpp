@@ -36,4 +36,19 @@ BOOST_AUTO_TEST_CASE(integer_keys_take_only_integers_that_fit) {
     BOOST_TEST(config_value<double>(config, "c", 0.0) == 1.1e87);
 }
 
+// --config and --untrained FAMILY:... overrides: key=value at the first '=' (a value may hold one),
+// JSON where the value parses as JSON; a piece without a key and an '=' is refused.
+BOOST_AUTO_TEST_CASE(overrides_split_at_the_first_equals_sign) {
+    const auto overrides = inputrep::parse_overrides("n_layer=2,activation_function=gelu,note=a=b");
+    BOOST_REQUIRE_EQUAL(overrides.size(), 3u);
+    BOOST_TEST(overrides[0].first == "n_layer");
+    BOOST_TEST(overrides[0].second == Json(2));
+    BOOST_TEST(overrides[1].second == Json("gelu"));
+    BOOST_TEST(overrides[2].first == "note");
+    BOOST_TEST(overrides[2].second == Json("a=b"));
+    BOOST_TEST(inputrep::parse_overrides("").empty());
+    for (auto bad : {"n_layer", "=2", "n_layer=2,,n_embd=8"})
+        BOOST_CHECK_EXCEPTION(inputrep::parse_overrides(bad), Error, says("is not key=value"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

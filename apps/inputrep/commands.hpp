@@ -108,7 +108,7 @@ inline std::shared_ptr<ModelOptions> add_model_options(CLI::App& app) {
             throw UsageError("--weights-seed seeds an untrained model's weights: give --untrained FAMILY");
         // Checked here too (not only when the model is built) so that a sweep refuses the row before any runs.
         if (o->legacy_positions && !o->untrained.empty())
-            require_legacy_positions_apply(o->untrained.substr(0, o->untrained.find(':')));
+            require_legacy_positions_apply(std::string(text::split_once(o->untrained, ':').first));
     });
     return o;
 }
@@ -156,9 +156,8 @@ void with_config(const ModelOptions& o, std::optional<std::int64_t> vocab_size, 
         config = model_config(o.model);
         family = config_value<std::string>(*config, "model_type", "");
     } else {
-        const auto colon = o.untrained.find(':');
-        family = o.untrained.substr(0, colon);
-        if (colon != std::string::npos) overrides = o.untrained.substr(colon + 1);
+        const auto [name, rest] = text::split_once(o.untrained, ':');
+        family = name, overrides = rest.value_or("");
     }
     if (o.legacy_positions) require_legacy_positions_apply(family);
     with_family(family, [&]<class M>() {

@@ -3,10 +3,12 @@
 // ("tokens:1:end,neurons:0:32", "combined:0.5:1", "concat:2:4"): each piece must be all number,
 // so "1e12" is not the integer 1 and "3x" is not 3.
 #include <charconv>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <inputrep/core/error.hpp>
@@ -22,6 +24,14 @@ inline std::vector<std::string_view> split(std::string_view s, char separator) {
         if (next == std::string_view::npos) return pieces;
         at = next + 1;
     }
+}
+
+// "head SEP rest" at the first `separator`: {"head", "rest"}; {s, nullopt} when there is none
+// ("gpt2:n_layer=1" → {"gpt2", "n_layer=1"}, "n_layer=1" at '=' → {"n_layer", "1"}).
+inline std::pair<std::string_view, std::optional<std::string_view>> split_once(std::string_view s, char separator) {
+    const auto at = s.find(separator);
+    if (at == std::string_view::npos) return {s, std::nullopt};
+    return {s.substr(0, at), s.substr(at + 1)};
 }
 
 // The whole of `s` as a T, or an Error that names `what` ("--ids", "mask \"tokens:a:b\"").

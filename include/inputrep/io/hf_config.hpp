@@ -85,9 +85,9 @@ T config_required(const Json& config, std::string_view key) {
 inline std::vector<std::pair<std::string, Json>> parse_overrides(std::string_view overrides) {
     std::vector<std::pair<std::string, Json>> out;
     for (auto item : overrides.empty() ? std::vector<std::string_view>{} : text::split(overrides, ',')) {
-        auto eq = item.find('=');
-        require(eq != std::string_view::npos && eq > 0, "config override \"", item, "\" is not key=value");
-        std::string key(item.substr(0, eq)), value(item.substr(eq + 1));
+        const auto [name, after] = text::split_once(item, '=');
+        require(after && !name.empty(), "config override \"", item, "\" is not key=value");
+        std::string key(name), value(*after);
         auto parsed = Json::parse(value, nullptr, false);
         out.emplace_back(std::move(key), parsed.is_discarded() ? Json(value) : parsed);
     }

@@ -6,23 +6,17 @@
 #include <algorithm>
 #include <concepts>
 #include <cstdint>
-#include <limits>
 #include <optional>
-#include <utility>
-#include <string>
 #include <string_view>
 #include <type_traits>
 #include <variant>
 #include <vector>
 
 #include <inputrep/core/error.hpp>
-#include <inputrep/core/text.hpp>
 #include <inputrep/core/torch.hpp>
+#include <inputrep/policy/mask_spec.hpp>
 
 namespace inputrep {
-
-// Tokens<B, End>: through the last token.
-inline constexpr int End = std::numeric_limits<int>::max();
 
 namespace detail {
 // The backward of a mask whose part is a view of the output: zeros, with the part's gradient
@@ -154,8 +148,7 @@ constexpr bool always_selects_tokens() {
         return false;
 }
 
-// Chosen at run time: "all", "last", "tokens:B:E", "neurons:B:E" (E may be "end"), or a token and a
-// neuron mask joined by ',' ("tokens:1:end,neurons:0:2201").
+// Chosen at run time, from the mask's text (policy/mask_spec.hpp).
 struct AnyMask {
     std::variant<AllTokens, TokenRange, LastToken> tokens;
     std::optional<NeuronRange> neurons;
@@ -174,40 +167,13 @@ struct AnyMask {
         if (neurons) neurons->check(length);
     }
     static AnyMask parse(std::string_view s) {
+        const auto spec = MaskSpec::parse(s);
         AnyMask mask{AllTokens{}, std::nullopt};
-        bool have_tokens = false;
-        for (auto part : s.empty() ? std::vector<std::string_view>{} : text::split(s, ',')) {
-            if (part == "all" || part == "last" || part.starts_with("tokens:")) {
-                require(!have_tokens, "mask: more than one token mask");
-                have_tokens = true;
-                if (part == "last")
-                    mask.tokens = LastToken{};
-                else if (part != "all") {
-                    auto [b, e] = range(part.substr(7), part);
-                    mask.tokens = TokenRange{b, e};
-                }
-            } else if (part.starts_with("neurons:")) {
-                require(!mask.neurons, "mask: more than one neuron mask");
-                auto [b, e] = range(part.substr(8), part);
-                mask.neurons = NeuronRange{b, e};
-            } else {
-                fail("unknown mask \"", part, "\" (expected all, last, tokens:B:E or neurons:B:E)");
-            }
-        }
+        if (spec.tokens == MaskSpec::Tokens::last) mask.tokens = LastToken{};
+        if (spec.tokens == MaskSpec::Tokens::range)
+            mask.tokens = TokenRange{spec.token_range.first, spec.token_range.second};
+        if (spec.neurons) mask.neurons = NeuronRange{spec.neurons->first, spec.neurons->second};
         return mask;
-    }
-
-private:
-    // "B:E" or "B:end" (or "B", through the last), each bound all number: "3x" is not 3.
-    static std::pair<std::int64_t, std::int64_t> range(std::string_view text, std::string_view whole) {
-        const auto bounds = text::split(text, ':');
-        require(bounds.size() <= 2, "mask \"", whole, "\" is not B:E");
-        const auto what = "mask \"" + std::string(whole) + "\"";
-        const auto b = text::to_number<std::int64_t>(bounds.front(), what);
-        const auto e = bounds.size() < 2 || bounds[1] == "end" ? std::int64_t{End}
-                                                               : text::to_number<std::int64_t>(bounds[1], what);
-        require(b >= 0 && b < e, "mask \"", whole, "\": need 0 <= B < E");
-        return {b, e};
     }
 };
 

@@ -25,6 +25,7 @@
 #include <inputrep/core/file.hpp>
 #include <inputrep/core/json.hpp>
 #include <inputrep/core/text.hpp>
+#include <inputrep/policy/mask_spec.hpp>
 #include <inputrep/report/page.hpp>
 #include <inputrep/report/plot.hpp>
 #include <inputrep/sweep/results.hpp>
@@ -36,21 +37,8 @@ using Json = nlohmann::json;
 // The positions a row's token mask leaves out of the comparison ("tokens:B:E" or "last" in its
 // "mask" axis; none for "all" or a neuron mask alone): the tokens only cross-token mixing carries.
 inline std::vector<bool> masked_positions(const Json& config, std::size_t length) {
-    std::vector<bool> masked(length, false);
-    if (!config.contains("mask") || !config["mask"].is_string()) return masked;
-    const auto mask = config["mask"].get<std::string>();  // split's views point into it
-    for (auto part : text::split(mask, ',')) {
-        if (part == "last") {
-            for (std::size_t p = 0; p + 1 < length; ++p) masked[p] = true;
-        } else if (part.starts_with("tokens:")) {
-            const auto bounds = text::split(part.substr(7), ':');
-            const auto begin = text::to_number<std::size_t>(bounds.front(), "mask");
-            const auto end =
-                bounds.size() < 2 || bounds[1] == "end" ? length : text::to_number<std::size_t>(bounds[1], "mask");
-            for (std::size_t p = 0; p < length; ++p) masked[p] = p < begin || p >= end;
-        }
-    }
-    return masked;
+    if (!config.contains("mask") || !config["mask"].is_string()) return std::vector<bool>(length, false);
+    return MaskSpec::parse(config["mask"].get<std::string>()).masked_positions(length);
 }
 
 // Tokens recovered in any order, as fractions: `all` of the target's tokens (a permutation of the
