@@ -23,11 +23,10 @@ namespace inputrep::fuzz {
 void config(const std::uint8_t* data, std::size_t size) {
     const auto json = Json::parse(text(data, size), nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded() || !json.is_object()) return;  // read_config rejects these before a family sees them
-    Families::any([&]<class F>() {
+    Families::each([&]<class F>() {
         try {
             (void)F::Config::from_json(json);
         } catch (const Error&) {}
-        return false;
     });
 }
 

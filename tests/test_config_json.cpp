@@ -15,7 +15,8 @@ using testing::says;
 
 BOOST_AUTO_TEST_SUITE(config_json)
 
-// The fuzz harness config_llama (now fuzz/ `config`) found "max_position_embeddings": 1.1e87 converted to int64 (undefined behaviour).
+// The fuzz harness config_llama (now `config`) found "max_position_embeddings": 1.1e87 converted to
+// int64 (undefined behaviour).
 BOOST_AUTO_TEST_CASE(integer_keys_take_only_integers_that_fit) {
     const auto config = Json::parse(R"({"a": 4096, "b": 4096.0, "c": 1.1e87, "d": 2.5, "e": 9223372036854775808,
                                         "f": -3, "g": "7", "h": 9.3e18, "i": -9.3e18, "j": 3000000000})");

@@ -37,14 +37,6 @@ namespace cli {
 using namespace inputrep;
 namespace fs = std::filesystem;
 
-// Calls `f.template operator()<M>()` for the family that reads `model_type` (model/families.hpp).
-template <class F>
-void with_family(std::string_view model_type, F&& f) {
-    if (!with_model_type(model_type, f))
-        fail("unknown model_type \"", model_type,
-             "\" (supported: ", fmt::format("{}", fmt::join(model_type_names(), ", ")), ")");
-}
-
 // --model/--untrained and where and how it runs.
 struct ModelOptions {
     std::string model, untrained, vocab;
@@ -160,7 +152,7 @@ void with_config(const ModelOptions& o, std::optional<std::int64_t> vocab_size, 
         family = name, overrides = rest.value_or("");
     }
     if (o.legacy_positions) require_legacy_positions_apply(family);
-    with_family(family, [&]<class M>() {
+    with_model_type(family, [&]<class M>() {
         using Config = typename M::Config;
         if (config) return body.template operator()<M>(Config::from_json(*config));
         Json json = Config{}.to_json();

@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -154,14 +153,6 @@ void run_eval(const EvalArgs& a) {
     for (auto& s : j["samples"]) std::printf("sample: %s\n", s["text"].get<std::string>().c_str());
 }
 
-// The family `train --family` names or a trained folder's config.json holds (model/families.hpp).
-template <class Run>
-void by_family(const std::string& family, Run&& run) {
-    if (!with_model_type(family, [&]<class F>() { run(std::type_identity<F>{}); }))
-        fail("family \"", family, "\" cannot be trained here (", fmt::format("{}", fmt::join(model_type_names(), ", ")),
-             ")");
-}
-
 }  // namespace
 
 namespace cli {
@@ -170,7 +161,7 @@ void register_train(CLI::App& app) {
     constexpr std::int64_t many = 1'000'000'000;  // steps, intervals: beyond any run on one machine
     auto t = std::make_shared<TrainArgs>();
     auto* train = app.add_subcommand("train", "train a model of any family on text (docs/training.md)");
-    train->add_option("--family", t->family, fmt::format("{}", fmt::join(model_type_names(), ", ")))
+    train->add_option("--family", t->family, "the family, as config.json's model_type names it")
         ->required()
         ->check(CLI::IsMember(model_type_names()));
     train->add_option("--config", t->config,
@@ -238,7 +229,7 @@ void register_train(CLI::App& app) {
         t->vocab_size_given = train->count("--vocab-size") > 0;
         at::set_num_threads(t->threads);
         t->o.decay = train::parse_decay(t->decay);
-        by_family(t->family, [&]<class F>(std::type_identity<F>) { run_train<F>(*t); });
+        with_model_type(t->family, [&]<class F>() { run_train<F>(*t); });
     });
 
     auto e = std::make_shared<EvalArgs>();
@@ -254,7 +245,7 @@ void register_train(CLI::App& app) {
     eval->callback([e] {
         at::set_num_threads(e->threads);
         const auto family = config_value<std::string>(read_config(e->model), "model_type", "gpt2");
-        by_family(family, [&]<class F>(std::type_identity<F>) { run_eval<F>(*e); });
+        with_model_type(family, [&]<class F>() { run_eval<F>(*e); });  // the folder's family
     });
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 #include <variant>
 
+#include <inputrep/core/error.hpp>
 #include <inputrep/model/gpt2.hpp>
 #include <inputrep/model/gptj.hpp>
 #include <inputrep/model/llama.hpp>
@@ -23,6 +24,11 @@ struct FamilyList {
     static bool any(F&& f) {
         return (... || f.template operator()<Fs>());
     }
+    // f.template operator()<F>() for every family, in order.
+    template <class F>
+    static void each(F&& f) {
+        (..., f.template operator()<Fs>());
+    }
     // Rebinds the list: With<GPT2, Llama, ...>.
     template <template <class...> class With>
     using apply = With<Fs...>;
@@ -30,25 +36,26 @@ struct FamilyList {
 
 using Families = FamilyList<GPT2, Llama, GPTJ, Mixer>;
 
-// The family whose config.json model_type is `model_type`: f.template operator()<F>(); false when
-// no family reads it.
+// Every model_type the families read, in list order.
+inline std::vector<std::string> model_type_names() {
+    std::vector<std::string> names;
+    Families::each([&]<class M>() { names.insert(names.end(), M::model_types.begin(), M::model_types.end()); });
+    return names;
+}
+
+// f.template operator()<F>() for the family whose config.json model_type is `model_type`; an
+// unknown one is an Error naming those the families read.
 template <class F>
-bool with_model_type(std::string_view model_type, F&& f) {
-    return Families::any([&]<class M>() {
+void with_model_type(std::string_view model_type, F&& f) {
+    const bool found = Families::any([&]<class M>() {
         if (std::ranges::find(M::model_types, model_type) == M::model_types.end()) return false;
         f.template operator()<M>();
         return true;
     });
-}
-
-// Every model_type the families read, in list order.
-inline std::vector<std::string> model_type_names() {
-    std::vector<std::string> names;
-    Families::any([&]<class M>() {
-        names.insert(names.end(), M::model_types.begin(), M::model_types.end());
-        return false;
-    });
-    return names;
+    if (found) return;
+    std::string known;
+    for (const auto& name : model_type_names()) known += (known.empty() ? "" : ", ") + name;
+    fail("unknown model_type \"", model_type, "\" (supported: ", known, ")");
 }
 
 // A model of any family, by reference: what a non-template function takes where each family's model
