@@ -102,7 +102,7 @@ template <class Exp>
 nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& options,
                        std::int64_t vocab, bool together = false) {
     std::vector<double> seconds;
-    std::vector<Result> results;
+    std::vector<typename Exp::result_type> results;
     auto timed = [&](auto&& run) {
         const auto started = std::chrono::steady_clock::now();
         run();
@@ -114,10 +114,10 @@ nlohmann::json measure(const Exp& exp, const std::vector<std::vector<std::int64_
         for (auto& p : prompts) timed([&] { results.push_back(exp.run(p, options)); });
     double exact = 0, tokens = 0, total = 0, checked = 0, positions = 0;
     for (std::size_t i = 0; i < prompts.size(); ++i) {
-        const Result& r = results[i];
+        const auto& r = results[i];
         exact += r.exact(), tokens += double(r.exact_tokens()), total += double(prompts[i].size());
-        if (r.verification())
-            checked += double(r.verification()->candidates_checked()), positions += double(prompts[i].size());
+        if constexpr (std::same_as<typename Exp::result_type, SearchResult>)
+            checked += double(r.candidates_checked()), positions += double(prompts[i].size());
     }
     nlohmann::json j{{"exact", exact / double(prompts.size())},
                      {"token_accuracy", tokens / total},
@@ -152,7 +152,7 @@ nlohmann::json measure_stored(const Model& model, const S& slice, const std::vec
         const auto& r = results[p];
         exact += r.ids() == prompts[p];
         for (std::int64_t t = 0; t < T; ++t) {
-            const auto& pc = r.verification()->positions[t];
+            const auto& pc = r.verification().positions[t];
             const bool ok = r.ids()[t] == prompts[p][t];
             right += ok, checked += double(pc.checked), ++verdicts[std::string(to_string(pc.verdict))];
             wrong_verified += !ok && pc.verdict == Verdict::verified;
@@ -163,7 +163,7 @@ nlohmann::json measure_stored(const Model& model, const S& slice, const std::vec
             {"token_accuracy", right / double(P * T)},
             {"verdicts", verdicts},
             {"wrong_verified", wrong_verified},
-            {"tolerance", results.front().verification()->tolerance},
+            {"tolerance", results.front().verification().tolerance},
             {"candidates_checked_percent_of_vocab",
              100.0 * checked / double(P * T) / double(model.token_embedding().size(0))},
             {"seconds_per_prompt", seconds / double(P)}};

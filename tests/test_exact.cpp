@@ -52,14 +52,20 @@ void expect_all_verified_and_exact(const Exp& exp, const std::vector<std::vector
     std::size_t exact = 0;
     for (auto& r : results) {
         BOOST_TEST_INFO(what);
-        BOOST_REQUIRE(r.verification());
-        BOOST_TEST(r.verification()->verified());
+        BOOST_TEST(r.verification().verified());
         BOOST_TEST(r.exact());
         exact += r.exact();
     }
     BOOST_TEST_MESSAGE(what << ": " << exact << "/" << results.size() << " prompts exact, "
-                            << results.front().verification()->candidates_checked()
+                            << results.front().verification().candidates_checked()
                             << " candidates checked for the first");
+    // A search's summary holds what a search has, and nothing of a gradient run's.
+    const Summary s = summarize(results);
+    BOOST_TEST(s.exact_prompts == double(exact) / double(results.size()));
+    BOOST_TEST(s.verified.value_or(-1) == 1.0);
+    BOOST_TEST(s.candidates_checked_mean.value_or(0) >= double(prompts.front().size()));
+    BOOST_TEST(!s.distance_ratio_mean.has_value());
+    BOOST_TEST(!s.closer_than_shifted.has_value());
 }
 
 }  // namespace
@@ -83,7 +89,7 @@ BOOST_AUTO_TEST_CASE(guided_and_exhaustive_ranking_agree) {
         BOOST_TEST(guided[p].ids() == exhaustive[p].ids());
         BOOST_TEST(exhaustive[p].exact());
         // The guided rank checks fewer candidates than the whole vocabulary at every position.
-        BOOST_TEST(guided[p].verification()->candidates_checked() < exhaustive[p].verification()->candidates_checked());
+        BOOST_TEST(guided[p].verification().candidates_checked() < exhaustive[p].verification().candidates_checked());
     }
 }
 
@@ -105,9 +111,9 @@ BOOST_AUTO_TEST_CASE(typical_outputs_rank_the_true_token_nearer_than_embeddings)
         BOOST_TEST(plain[p].exact());
         BOOST_TEST(together[p].exact());
         BOOST_TEST(alone.exact());
-        BOOST_TEST(together[p].verification()->verified());
-        checked_plain += plain[p].verification()->candidates_checked();
-        checked_calibrated += together[p].verification()->candidates_checked();
+        BOOST_TEST(together[p].verification().verified());
+        checked_plain += plain[p].verification().candidates_checked();
+        checked_calibrated += together[p].verification().candidates_checked();
     }
     BOOST_TEST_MESSAGE("stories260K, 5 blocks: " << checked_plain << " candidates uncalibrated, " << checked_calibrated
                                                  << " calibrated");
@@ -125,7 +131,7 @@ BOOST_AUTO_TEST_CASE(the_gradient_order_finds_what_the_nearest_tokens_miss) {
     const Exact<GradientRank> search{.rank = {.calibration = 0}};
     const auto results = Experiment<GPT2, Blocks<0, 12>, L1, Exact<GradientRank>>{model, {}, {}, search}.run(prompts);
     for (const auto& r : results) {
-        const auto& v = *r.verification();
+        const auto& v = r.verification();
         BOOST_TEST(r.exact());
         BOOST_TEST(v.verified());
         BOOST_TEST_MESSAGE("GPT-2 d 768, 12 blocks: " << double(v.candidates_checked()) / double(v.positions.size())
@@ -139,7 +145,7 @@ BOOST_AUTO_TEST_CASE(verify_all_proves_uniqueness_and_reports_the_margin) {
     Exact<Exhaustive> policy;
     policy.verify_all = true;
     auto r = Experiment<Llama, Blocks<0, 5>, L1, Exact<Exhaustive>>{stories260K(), {}, {}, policy}.run(prompts).front();
-    const auto& v = *r.verification();
+    const auto& v = r.verification();
     BOOST_TEST(r.exact());
     for (auto& p : v.positions) {
         BOOST_TEST(p.checked == 512);  // every token of the vocabulary
@@ -161,7 +167,7 @@ BOOST_AUTO_TEST_CASE(two_tokens_with_identical_embeddings_are_reported_ambiguous
     Exact<Exhaustive> policy;
     policy.verify_all = true;
     auto r = Experiment<GPT2, Blocks<0, 1>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompt);
-    const auto& v = *r.verification();
+    const auto& v = r.verification();
     BOOST_TEST(!v.verified());
     BOOST_TEST((v.where(Verdict::ambiguous) == std::vector<std::int64_t>{1}));
     std::vector<std::int64_t> within;
@@ -184,7 +190,7 @@ BOOST_AUTO_TEST_CASE(bf16_verifies_with_its_own_tolerance_on_the_cpu) {
     auto results = Experiment<Llama, Blocks<0, 5>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompts);
     for (std::size_t p = 0; p < prompts.size(); ++p) {
         const auto& r = results[p];
-        const auto& v = *r.verification();
+        const auto& v = r.verification();
         BOOST_TEST(v.tolerance == default_tolerance(at::kBFloat16));
         BOOST_TEST_MESSAGE("bf16, 5 blocks: " << r.exact_tokens() << "/12 exact, ambiguous at "
                                               << v.where(Verdict::ambiguous).size() << " positions, unmatched at "
@@ -204,7 +210,7 @@ BOOST_AUTO_TEST_CASE(bf16_verifies_with_its_own_tolerance_on_the_cpu) {
     // 1.5e-2 verifies more positions, and a wrong pick is still never called verified.
     policy.tolerance = 1.5e-2;
     auto one = Experiment<Llama, Blocks<0, 1>, L1, Exact<Exhaustive>>{model, {}, {}, policy}.run(prompts.front());
-    const auto& v = *one.verification();
+    const auto& v = one.verification();
     BOOST_TEST_MESSAGE("bf16, 1 block, tolerance 1.5e-2: " << one.exact_tokens() << "/12 exact, "
                                                            << v.where(Verdict::verified).size() << " verified");
     BOOST_TEST(v.where(Verdict::unmatched).empty());
@@ -220,7 +226,7 @@ BOOST_AUTO_TEST_CASE(a_restricted_vocabulary_only_ever_yields_allowed_tokens) {
     auto r = Exp{stories260K(), {}, {}, {}, {}, {}, Restricted<>{allowed}}.run(prompt);
     for (auto id : r.ids())
         BOOST_TEST((std::find(allowed.begin(), allowed.end(), id) != allowed.end()), "token " << id);
-    const auto& v = *r.verification();
+    const auto& v = r.verification();
     for (std::size_t t = 0; t < prompt.size(); ++t) {
         const bool reachable = std::find(allowed.begin(), allowed.end(), prompt[t]) != allowed.end() &&
                                std::all_of(prompt.begin(), prompt.begin() + t, [&](auto id) {
@@ -244,7 +250,7 @@ BOOST_AUTO_TEST_CASE(mixer_first_token_without_its_own_output_is_found_through_t
             {}, 0, Blocks<0, 1>{});
         const std::vector<std::int64_t> prompt{44, 300, 12, 7, 401, 99, 5, 250, 18};
         auto r = Experiment<Mixer, Blocks<0, 1>, L1, Exact<>, Tokens<1>>{model}.run(prompt);
-        const auto& first = r.verification()->positions[0];
+        const auto& first = r.verification().positions[0];
         BOOST_TEST_MESSAGE(mixing << " mixer, Tokens<1, End>: position 0 " << to_string(first.verdict) << " ("
                                   << first.checked << " candidates checked), " << r.exact_tokens() << "/9 exact");
         BOOST_TEST(!first.compared);
@@ -268,13 +274,13 @@ BOOST_AUTO_TEST_CASE(captured_outputs_alone_recover_the_prompt) {
     }
     auto r = exp.run_from_target(captured).front();
     BOOST_TEST(r.ids() == prompts[0]);
-    BOOST_TEST(r.verification()->verified());
+    BOOST_TEST(r.verification().verified());
     BOOST_TEST(!r.exact());  // no prompt was given, so there is nothing to call it exact against
     // Stored coarser than the model computes: the tolerance widens by the rounding, every token is
     // checked, and no wrong token is ever verified.
     for (auto dtype : {at::kHalf, at::kBFloat16}) {
         const auto coarse = exp.run_from_target(captured.to(dtype)).front();
-        const auto& v = *coarse.verification();
+        const auto& v = coarse.verification();
         BOOST_TEST(v.tolerance >= unit_roundoff(dtype));
         for (std::size_t t = 0; t < prompts[0].size(); ++t) {
             BOOST_TEST_INFO(c10::toString(dtype) << " position " << t);
@@ -310,8 +316,8 @@ BOOST_AUTO_TEST_CASE(the_prior_checks_fewer_candidates_on_text_the_model_writes)
         std::int64_t n = 0;
         for (auto& r : Exp{stories260K(), {}, {}, search}.run(prompts)) {
             BOOST_TEST(r.exact());
-            BOOST_TEST(r.verification()->verified());
-            n += r.verification()->candidates_checked();
+            BOOST_TEST(r.verification().verified());
+            n += r.verification().candidates_checked();
         }
         return n;
     };
@@ -445,6 +451,9 @@ BOOST_AUTO_TEST_CASE(the_program_inverts_a_saved_capture_without_the_prompt) {
                                          " --optimizer exact --blocks 0:5 --ids " + ids);
     BOOST_TEST(with_prompt["exact"].get<bool>());
     BOOST_TEST(with_prompt["positions"].size() == prompt.size());
+    // A search has no trace, decoder scores or shifted input: absent, not null.
+    for (const char* field : {"trace", "top_k", "top_k_scores", "shifted_distance", "restart"})
+        BOOST_TEST(!with_prompt.contains(field), field);
     // Plain exact is the prior's order for a model read from a file (the searches are deterministic,
     // so the candidates checked tell the orders apart).
     auto checked = [&](const std::string& args) {

@@ -7,6 +7,7 @@
 
 #include "extending/mask.hpp"
 #include "extending/metric.hpp"
+#include "extending/ranker.hpp"
 
 #include "common.hpp"
 
@@ -35,7 +36,7 @@ BOOST_AUTO_TEST_SUITE(extending)
 
 BOOST_AUTO_TEST_CASE(the_document_quotes_every_example_verbatim) {
     const auto doc = read(std::filesystem::path(INPUTREP_SOURCE_DIR) / "docs/extending.md");
-    for (auto name : {"metric.hpp", "mask.hpp"}) {
+    for (auto name : {"metric.hpp", "mask.hpp", "ranker.hpp"}) {
         BOOST_TEST_INFO(name);
         BOOST_TEST(doc.find(read(std::filesystem::path(INPUTREP_SOURCE_DIR) / "tests/extending" / name)) !=
                    std::string::npos);
@@ -71,6 +72,19 @@ BOOST_AUTO_TEST_CASE(even_positions_mask_gradient_and_inversion) {
     BOOST_TEST(r.ids()[2] == ids[2]);
     BOOST_TEST(r.ids()[4] == ids[4]);
     BOOST_TEST(r.distance() < r.shifted_distance());
+}
+
+// A ranker changes how many candidates the search checks, never what it accepts.
+BOOST_AUTO_TEST_CASE(cosine_ranker_plugs_into_exact_search) {
+    const auto ids = gpt2_tokenizer().encode("The sky is blue.");
+    const auto cosine = Experiment<GPT2, Blocks<0, 1>, L1, Exact<CosineRank>>{gpt2_one_block()}.run(ids);
+    const auto exhaustive = Experiment<GPT2, Blocks<0, 1>, L1, Exact<Exhaustive>>{gpt2_one_block()}.run(ids);
+    BOOST_TEST_MESSAGE("cosine: " << cosine.candidates_checked() << " candidates checked, exhaustive "
+                                  << exhaustive.candidates_checked());
+    BOOST_TEST(cosine.exact());
+    BOOST_TEST(cosine.verified());
+    BOOST_TEST(exhaustive.exact());
+    BOOST_TEST(cosine.candidates_checked() < exhaustive.candidates_checked());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

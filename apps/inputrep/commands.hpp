@@ -320,22 +320,27 @@ struct BandwidthRequest {
     bool json = false;
 };
 
+// What an inversion gives, one per prompt: a gradient method's Results or exact search's.
+using Outcomes = std::variant<std::vector<Result>, std::vector<SearchResult>>;
+
 // What a run found for one prompt, without its trace and top-k lines: what `invert --json` prints
-// first and each line of a sweep holds.
-inline Json describe_outcome(const Result& r) {
+// first and each line of a sweep holds. A field that does not apply to the kind of run is absent.
+template <Outcome R>
+Json describe_outcome(const R& r) {
     Json out{{"target", r.target()},
              {"ids", r.ids()},
              {"decoded", r.decoded()},
              {"exact", r.exact()},
              {"exact_tokens", r.exact_tokens()},
              {"distance", r.distance()}};
-    // Absent where there is none: exact search and a captured target have no shifted input.
-    if (!std::isnan(r.shifted_distance())) out["shifted_distance"] = r.shifted_distance();
-    if (const auto& v = r.verification()) {
-        out["verified"] = v->verified(), out["tolerance"] = v->tolerance,
-        out["candidates_checked"] = v->candidates_checked();
-        out["ambiguous"] = v->where(Verdict::ambiguous), out["unmatched"] = v->where(Verdict::unmatched);
-        out["undetermined"] = v->where(Verdict::undetermined);
+    if constexpr (std::same_as<R, SearchResult>) {
+        const Verification& v = r.verification();
+        out["verified"] = v.verified(), out["tolerance"] = v.tolerance,
+        out["candidates_checked"] = v.candidates_checked();
+        out["ambiguous"] = v.where(Verdict::ambiguous), out["unmatched"] = v.where(Verdict::unmatched);
+        out["undetermined"] = v.where(Verdict::undetermined);
+    } else if (!std::isnan(r.shifted_distance())) {  // a captured target has no shifted input
+        out["shifted_distance"] = r.shifted_distance();
     }
     return out;
 }
@@ -351,15 +356,15 @@ struct InvertRun {
 // command would (CLI::ParseError, UsageError, inputrep::Error). invert.cpp.
 InvertRun parse_invert(const std::vector<std::string>& args);
 // Builds the model and runs the request in this process. invert.cpp.
-std::vector<Result> run_inversion(const InvertRun& run);
+Outcomes run_inversion(const InvertRun& run);
 
 // Exact search (--optimizer exact...): search.cpp, the one file of the program that includes the
 // search (search/exact.hpp), compiles it for every family.
-std::vector<Result> search_results(AnyModel model, const InvertRequest& q);
+std::vector<SearchResult> search_results(AnyModel model, const InvertRequest& q);
 
 // Defined in family.hpp, instantiated for each family in its generated family_NAME.cpp.
 template <class M>
-std::vector<Result> invert_results(const M& model, const InvertRequest& q);
+Outcomes invert_results(const M& model, const InvertRequest& q);
 template <class M>
 void run_invert(const M& model, const InvertRequest& q);
 template <class M>

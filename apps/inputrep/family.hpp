@@ -29,25 +29,31 @@ inline Json describe(const Result& r, bool stats) {
                     {"restart", r.restart()},
                     {"batch", r.batch()}});
     if (stats) out["steps_per_second"] = r.steps_per_second(), out["peak_rss_bytes"] = peak_rss_bytes();
-    if (const auto& v = r.verification()) {
-        Json positions = Json::array();
-        for (const auto& p : v->positions) {
-            Json candidates = Json::array();
-            for (const auto& c : p.candidates) candidates.push_back({{"id", c.id}, {"error", c.error}});
-            positions.push_back({{"verdict", to_string(p.verdict)},
-                                 {"compared", p.compared},
-                                 {"error", p.error},
-                                 {"margin", std::isfinite(p.margin) ? Json(p.margin) : Json(nullptr)},
-                                 {"checked", p.checked},
-                                 {"candidates", candidates}});
-        }
-        out["positions"] = positions;
-        if (stats) out["seconds"] = v->seconds;
-    }
     return out;
 }
 
-inline void print(const std::vector<Result>& results, const InvertRequest& q) {
+// A search's positions: each one's verdict, error, margin (null where no other candidate was
+// checked) and the best candidates it checked.
+inline Json describe(const SearchResult& r, bool stats) {
+    Json out = describe_outcome(r);
+    Json positions = Json::array();
+    for (const auto& p : r.verification().positions) {
+        Json candidates = Json::array();
+        for (const auto& c : p.candidates) candidates.push_back({{"id", c.id}, {"error", c.error}});
+        positions.push_back({{"verdict", to_string(p.verdict)},
+                             {"compared", p.compared},
+                             {"error", p.error},
+                             {"margin", std::isfinite(p.margin) ? Json(p.margin) : Json(nullptr)},
+                             {"checked", p.checked},
+                             {"candidates", candidates}});
+    }
+    out.update(Json{{"positions", positions}, {"batch", r.batch()}});
+    if (stats) out["seconds"] = r.seconds(), out["peak_rss_bytes"] = peak_rss_bytes();
+    return out;
+}
+
+template <Outcome R>
+void print(const std::vector<R>& results, const InvertRequest& q) {
     if (q.json) {
         if (results.size() == 1) {
             std::cout << describe(results[0], q.stats).dump() << "\n";
@@ -62,38 +68,49 @@ inline void print(const std::vector<Result>& results, const InvertRequest& q) {
         // From captured outputs there is no prompt to compare with, nor a shifted input.
         const bool prompted = !r.target().empty();
         if (prompted) std::cout << "target:   " << Json(q.tokenizer->decode(r.target())).dump() << "\n";
-        auto lines = r.top_k(r.top_k_ids().shape(0));
-        for (std::size_t k = 0; k < lines.size(); ++k)
-            std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
-        std::cout << "distance: " << r.distance();
-        if (!std::isnan(r.shifted_distance()))
-            std::cout << " (shifted input: " << r.shifted_distance() << ", "
-                      << (r.succeeded_in_distance() ? "closer" : "not closer") << ")";
-        std::cout << "\n";
+        constexpr bool searched = std::same_as<R, SearchResult>;
+        if constexpr (searched) {
+            std::cout << "top-1:    " << Json(r.decoded()).dump() << "\n";
+            std::cout << "distance: " << r.distance() << "\n";
+        } else {
+            auto lines = r.top_k(r.top_k_ids().shape(0));
+            for (std::size_t k = 0; k < lines.size(); ++k)
+                std::cout << "top-" << k + 1 << ":    " << Json(lines[k]).dump() << "\n";
+            std::cout << "distance: " << r.distance();
+            if (!std::isnan(r.shifted_distance()))
+                std::cout << " (shifted input: " << r.shifted_distance() << ", "
+                          << (r.succeeded_in_distance() ? "closer" : "not closer") << ")";
+            std::cout << "\n";
+        }
         if (prompted)
             std::cout << "exact:    " << (r.exact() ? "yes" : "no") << " (" << r.exact_tokens() << "/"
                       << r.target().size() << " tokens)\n";
-        if (const auto& v = r.verification())
-            std::cout << "verified: " << (v->verified() ? "yes" : "no") << " (tolerance " << v->tolerance
-                      << "; ambiguous at " << Json(v->where(Verdict::ambiguous)).dump() << ", unmatched at "
-                      << Json(v->where(Verdict::unmatched)).dump() << ", undetermined at "
-                      << Json(v->where(Verdict::undetermined)).dump() << "; " << v->candidates_checked()
+        if constexpr (searched) {
+            const Verification& v = r.verification();
+            std::cout << "verified: " << (v.verified() ? "yes" : "no") << " (tolerance " << v.tolerance
+                      << "; ambiguous at " << Json(v.where(Verdict::ambiguous)).dump() << ", unmatched at "
+                      << Json(v.where(Verdict::unmatched)).dump() << ", undetermined at "
+                      << Json(v.where(Verdict::undetermined)).dump() << "; " << v.candidates_checked()
                       << " candidates checked)\n";
-        if (q.stats)
+            if (q.stats)
+                std::cout << "speed:    " << r.seconds() << " s (batch " << r.batch() << "), peak RSS "
+                          << peak_rss_bytes() / (1 << 20) << " MiB\n";
+        } else if (q.stats) {
             std::cout << "speed:    " << r.steps_per_second() << " steps/s (batch " << r.batch() << "), peak RSS "
                       << peak_rss_bytes() / (1 << 20) << " MiB\n";
+        }
     }
 }
 
 // A run whose distance or decoder scores are not finite found nothing: say where the slice's
 // outputs stop being finite (the first hook point, as `hidden` names it), never print null.
-template <class M>
-void require_finite_results(const M& model, const std::vector<Result>& results) {
+template <class M, Outcome R>
+void require_finite_results(const M& model, const std::vector<R>& results) {
     for (const auto& r : results) {
-        const bool searched = r.verification().has_value();
-        const bool finite = std::isfinite(r.distance()) &&
-                            (searched || r.target().empty() || std::isfinite(r.shifted_distance())) &&
-                            (searched || xt::all(xt::isfinite(r.top_k_scores())));
+        bool finite = std::isfinite(r.distance());
+        if constexpr (std::same_as<R, Result>)
+            finite = finite && (r.target().empty() || std::isfinite(r.shifted_distance())) &&
+                     xt::all(xt::isfinite(r.top_k_scores()));
         if (finite) continue;
         if (!r.target().empty()) {
             at::NoGradGuard no_grad;
@@ -101,7 +118,11 @@ void require_finite_results(const M& model, const std::vector<Result>& results) 
             model.run_with_cache(at::tensor(r.target(), at::kLong).unsqueeze(0).to(model.placement().device), cache);
             require_finite(cache, "invert");
         }
-        fail("invert: the distance is ", r.distance(), " and the shifted input's ", r.shifted_distance(),
+        if constexpr (std::same_as<R, Result>)
+            fail("invert: the distance is ", r.distance(), " and the shifted input's ", r.shifted_distance(),
+                 " though the slice's outputs are finite: the metric overflows (weights or inputs of an unusable "
+                 "scale?)");
+        fail("invert: the searched ids' distance is ", r.distance(),
              " though the slice's outputs are finite: the metric overflows (weights or inputs of an unusable scale?)");
     }
 }
@@ -163,15 +184,18 @@ std::vector<Result> no_context_results(const M& model, const InvertRequest& q) {
 }
 
 template <class M>
-std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
+Outcomes invert_results(const M& model, const InvertRequest& q) {
     if (q.padded_to && *q.padded_to > model.context_length())
         fail("--pad-to ", *q.padded_to, " pads prompts past the model's context of ", model.context_length(),
              " positions; pad to at most ", model.context_length());
     for (auto& ids : q.prompts) check_ids(model, ids);
-    std::vector<Result> results;
     if (std::holds_alternative<AnyExact>(q.optimizer)) {
-        results = search_results(AnyModel{&model}, q);
-    } else if (q.no_context) {
+        auto found = search_results(AnyModel{&model}, q);
+        require_finite_results(model, found);
+        return found;
+    }
+    std::vector<Result> results;
+    if (q.no_context) {
         return no_context_results(model, q);  // each position's run checked its own distances
     } else {
         std::visit(
@@ -197,11 +221,15 @@ std::vector<Result> invert_results(const M& model, const InvertRequest& q) {
 
 template <class M>
 void run_invert(const M& model, const InvertRequest& q) {
-    const auto results = invert_results(model, q);
+    const Outcomes outcomes = invert_results(model, q);
     if (q.options.progress) std::cerr << "\n";
-    print(results, q);
-    if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &*q.tokenizer));
-    if (q.csv) write_csv(*q.csv, results);
+    std::visit(
+        [&]<Outcome R>(const std::vector<R>& results) {
+            print(results, q);
+            if (q.report) report::write(*q.report, report::inversion_report("inputrep invert", results, &*q.tokenizer));
+            if (q.csv) write_csv(*q.csv, results);
+        },
+        outcomes);
 }
 
 template <class M>
@@ -245,10 +273,10 @@ void run_bandwidth(const M& model, const BandwidthRequest& q) {
 
 }  // namespace cli
 
-#define INPUTREP_CLI_FAMILY(Family)                                                           \
-    namespace cli {                                                                           \
-    template std::vector<Result> invert_results<Family>(const Family&, const InvertRequest&); \
-    template void run_invert<Family>(const Family&, const InvertRequest&);                    \
-    template void run_attribute<Family>(const Family&, const AttributeRequest&);              \
-    template void run_bandwidth<Family>(const Family&, const BandwidthRequest&);              \
+#define INPUTREP_CLI_FAMILY(Family)                                                \
+    namespace cli {                                                                \
+    template Outcomes invert_results<Family>(const Family&, const InvertRequest&); \
+    template void run_invert<Family>(const Family&, const InvertRequest&);         \
+    template void run_attribute<Family>(const Family&, const AttributeRequest&);   \
+    template void run_bandwidth<Family>(const Family&, const BandwidthRequest&);   \
     }

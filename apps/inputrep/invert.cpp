@@ -325,12 +325,13 @@ void add_invert(CLI::App& app, std::function<void(InvertRun)> sink) {
                   "prompt's output there (which saw the tokens before it), as the seed author's script did");
     add_parsed(
         *sub, "--report", q->report, [](std::string_view s) { return output_file("--report", s); },
-        "write an HTML report with the distance per step to this file")
+        "write an HTML report to this file: the distance per step, or a search's verdicts")
         ->type_name("FILE");
     add_parsed(
         *sub, "--csv", q->csv, [](std::string_view s) { return output_folder("--csv", s); },
         "write traces.csv (prompt,restart,step,distance) and top_k.csv (prompt,k,position,id,score,target) into this "
-        "folder")
+        "folder; an exact search writes positions.csv "
+        "(prompt,position,id,target,verdict,compared,error,margin,checked)")
         ->type_name("DIR");
     sub->add_flag("--stats", q->stats, "add loop steps per second and peak resident memory");
     sub->add_flag("--json", q->json, "print one JSON object");
@@ -350,8 +351,8 @@ InvertRun parse_invert(const std::vector<std::string>& args) {
     return std::move(*run);
 }
 
-std::vector<Result> run_inversion(const InvertRun& run) {
-    std::vector<Result> results;
+Outcomes run_inversion(const InvertRun& run) {
+    Outcomes results;
     with_invert_model(run, [&](const auto& model) { results = invert_results(model, run.request); });
     return results;
 }

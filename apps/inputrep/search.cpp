@@ -16,8 +16,8 @@ Prior load_prior(const ModelOptions& o) {
 }
 
 template <class M>
-std::vector<Result> search(const M& model, const InvertRequest& q) {
-    std::vector<Result> results;
+std::vector<SearchResult> search(const M& model, const InvertRequest& q) {
+    std::vector<SearchResult> results;
     std::visit(
         [&](auto optimizer) {
             if constexpr (std::same_as<decltype(optimizer), Exact<GradientRank>>)
@@ -38,7 +38,7 @@ std::vector<Result> search(const M& model, const InvertRequest& q) {
 
 }  // namespace
 
-std::vector<Result> search_results(AnyModel model, const InvertRequest& q) {
+std::vector<SearchResult> search_results(AnyModel model, const InvertRequest& q) {
     return std::visit([&](const auto* m) { return search(*m, q); }, model);
 }
 

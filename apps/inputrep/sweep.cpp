@@ -124,7 +124,11 @@ sw::Json run_row(PlannedRow& p) {
     const auto start = std::chrono::steady_clock::now();
     const auto results = run_inversion(p.run);
     sw::Json outcomes = sw::Json::array();
-    for (const auto& r : results) outcomes.push_back(describe_outcome(r));
+    std::visit(
+        [&](const auto& rs) {
+            for (const auto& r : rs) outcomes.push_back(describe_outcome(r));
+        },
+        results);
     sw::Json line{{"key", p.row.key},
                   {"row", p.row.index},
                   {"config", p.row.config},

@@ -44,7 +44,7 @@
 #include <inputrep/policy/optimizer.hpp>
 #include <inputrep/policy/space.hpp>
 #include <inputrep/search/policy.hpp>
-#include <inputrep/search/verdict.hpp>
+#include <inputrep/search/result.hpp>
 #include <inputrep/tokenizer/tokenizer.hpp>
 
 namespace inputrep {
@@ -77,8 +77,7 @@ public:
         double shifted_distance = 0;
         int restart = 0;  // the best restart (least final distance)
         int batch = 1;
-        double steps_per_second = 0;               // batch steps per second of the loop alone
-        std::optional<Verification> verification;  // exact inversion: per position, how each token was verified
+        double steps_per_second = 0;  // batch steps per second of the loop alone
     };
     explicit Result(Fields f)
         : f_(std::move(f)),
@@ -103,12 +102,7 @@ public:
     double shifted_distance() const { return f_.shifted_distance; }
     bool succeeded_in_distance() const { return distance() < f_.shifted_distance; }
     bool exact() const { return !f_.target.empty() && ids() == f_.target; }  // false when no prompt was given
-    std::size_t exact_tokens() const {
-        auto ids = xt::row(f_.top_k_ids, 0);
-        std::size_t n = 0;
-        for (std::size_t i = 0; i < f_.target.size(); ++i) n += ids(i) == f_.target[i];
-        return n;
-    }
+    std::size_t exact_tokens() const { return matching_tokens(ids_, f_.target); }
     // The best restart's distance per step.
     const xt::xtensor<float, 1>& trace() const { return trace_; }
     const xt::xtensor<float, 2>& traces() const { return f_.traces; }
@@ -118,14 +112,25 @@ public:
     int restart() const { return f_.restart; }
     int batch() const { return f_.batch; }
     double steps_per_second() const { return f_.steps_per_second; }
-    // Exact<...> runs: the tolerance, each position's verdict, error, margin and candidates checked.
-    const std::optional<Verification>& verification() const { return f_.verification; }
 
 private:
     Fields f_;
     xt::xtensor<float, 1> trace_, restart_distances_;  // copies, so begin() and end() of two calls belong together
     std::vector<std::int64_t> ids_;
 };
+
+// What every run found for one prompt, whichever kind of run (Result, search/result.hpp's
+// SearchResult): what the CLI's JSON, summarize() and the sweep summaries read. What only one kind
+// has (a trace, a shifted input, a verification) is read where that kind is known.
+template <class R>
+concept Outcome = requires(const R& r) {
+    { r.target() } -> std::same_as<const std::vector<std::int64_t>&>;
+    { r.ids() } -> std::same_as<const std::vector<std::int64_t>&>;
+    { r.exact() } -> std::same_as<bool>;
+    { r.exact_tokens() } -> std::same_as<std::size_t>;
+    { r.distance() } -> std::same_as<double>;
+};
+static_assert(Outcome<Result> && Outcome<SearchResult>);
 
 // Compile-time checks whose failing instantiation shows the numbers, e.g. slice_fits_model<13, 12>.
 template <int SliceEnd, int ModelDepth>
@@ -162,6 +167,9 @@ class Experiment {
                   "Sequential<...> compares one output position per phase: use AllTokens or a Neurons<B, E> mask");
 
 public:
+    // What a run gives per prompt: exact search's SearchResult, a gradient method's Result.
+    using result_type = std::conditional_t<is_exact<Op>, SearchResult, Result>;
+
     explicit Experiment(Model model, S slice = {}, Mt metric = {}, Op optimizer = {}, Mk mask = {}, Sp space = {},
                         De decoder = {})
         : model_(std::move(model)),
@@ -180,17 +188,17 @@ public:
 
     const Model& model() const { return model_; }
 
-    Result run(std::span<const std::int64_t> prompt, const RunOptions& options = {}) const {
+    result_type run(std::span<const std::int64_t> prompt, const RunOptions& options = {}) const {
         return run_batch({{prompt.begin(), prompt.end()}}, options).front();
     }
 
     // Several prompts in one go; prompts of equal length share one batch tensor.
-    std::vector<Result> run(const std::vector<std::vector<std::int64_t>>& prompts,
-                            const RunOptions& options = {}) const {
+    std::vector<result_type> run(const std::vector<std::vector<std::int64_t>>& prompts,
+                                 const RunOptions& options = {}) const {
         std::vector<std::size_t> order(prompts.size());
         std::iota(order.begin(), order.end(), std::size_t{0});
         ranges::stable_sort(order, std::less<>{}, [&](std::size_t i) { return prompts[i].size(); });
-        std::vector<std::optional<Result>> out(prompts.size());
+        std::vector<std::optional<result_type>> out(prompts.size());
         for (auto group : order | ranges::views::chunk_by([&](std::size_t a, std::size_t b) {
                               return prompts[a].size() == prompts[b].size();
                           })) {
@@ -208,7 +216,7 @@ public:
     // --save` writes them (split inference, a cache). Exact search reads none of the options (its
     // settings are Exact<R>'s own); a continuous method starts where it would from the prompt and,
     // with no true input to shift, reports no shifted distance (NaN) and no target.
-    std::vector<Result> run_from_target(const at::Tensor& target, const RunOptions& options = {}) const {
+    std::vector<result_type> run_from_target(const at::Tensor& target, const RunOptions& options = {}) const {
         require(target.dim() == 2 || target.dim() == 3,
                 "the target must be [tokens, features] or [prompts, tokens, features], not ", target.sizes());
         const at::Tensor full = target.dim() == 2 ? target.unsqueeze(0) : target;
@@ -486,8 +494,9 @@ private:
 
     // Exact search over `target` [P, T, F]; `prompts` (when given) are what the target came from.
     // `stored`: the dtype a captured target came in (Exact::target_dtype, unless set).
-    std::vector<Result> exact_results(const at::Tensor& target, const std::vector<std::vector<std::int64_t>>& prompts,
-                                      std::optional<at::ScalarType> stored = {}) const {
+    std::vector<SearchResult> exact_results(const at::Tensor& target,
+                                            const std::vector<std::vector<std::int64_t>>& prompts,
+                                            std::optional<at::ScalarType> stored = {}) const {
         require(slice_.causal(),
                 "exact inversion searches left to right, which needs a causal slice (this one is bidirectional)");
         using Search = ExactSearch<typename Op::rank_type, Family, S, Mk, Sp, typename De::State>;
@@ -513,22 +522,16 @@ private:
                         mask_(target))
                     .to(at::kCPU, at::kDouble);
         }
-        std::vector<Result> results;
+        std::vector<SearchResult> results;
         for (std::int64_t p = 0; p < P; ++p) {
-            auto& v = outcomes[p].verification;
-            xt::xtensor<float, 2> errors = xt::empty<float>({std::size_t{1}, std::size_t(T)});
-            for (std::int64_t t = 0; t < T; ++t) errors(0, t) = static_cast<float>(v.positions[t].error);
-            Result::Fields f{.target = prompts.empty() ? std::vector<std::int64_t>{} : prompts[p],
-                             .top_k_ids = xt::adapt(outcomes[p].ids, std::array{std::size_t{1}, std::size_t(T)}),
-                             .top_k_scores = errors,
-                             .top_k_text = {},
-                             .traces = {{static_cast<float>(distance[p].item<double>())}},
-                             .shifted_distance = std::numeric_limits<double>::quiet_NaN(),
-                             .restart = 0,
-                             .batch = static_cast<int>(P),
-                             .steps_per_second = 0,
-                             .verification = std::move(v)};
-            if (tokenizer_) f.top_k_text.push_back(tokenizer_->decode(outcomes[p].ids));
+            SearchResult::Fields f{.target = prompts.empty() ? std::vector<std::int64_t>{} : prompts[p],
+                                   .ids = outcomes[p].ids,
+                                   .text = {},
+                                   .verification = std::move(outcomes[p].verification),
+                                   // in f32, as a gradient run's trace holds it: the two kinds print alike
+                                   .distance = static_cast<float>(distance[p].item<double>()),
+                                   .batch = static_cast<int>(P)};
+            if (tokenizer_) f.text = tokenizer_->decode(f.ids);
             results.emplace_back(std::move(f));
         }
         return results;
@@ -536,7 +539,8 @@ private:
 
     const Family& family() const { return model_; }
 
-    std::vector<Result> run_batch(const std::vector<std::vector<std::int64_t>>& prompts, const RunOptions& o) const {
+    std::vector<result_type> run_batch(const std::vector<std::vector<std::int64_t>>& prompts,
+                                       const RunOptions& o) const {
         if constexpr (is_exact<Op>) {
             validate(prompts);
             const auto P = static_cast<std::int64_t>(prompts.size()),

@@ -52,4 +52,14 @@ int exact_bidirectional() {
     return exp.model().depth();
 }
 
+// not_a_ranker: Exact<Rank> checks candidates in the order a ranker gives; a type without first() gives none.
+// expect not_a_ranker: Exact<Rank>: Rank must be a ranker
+struct Unranked {
+    static constexpr std::string_view name = "unranked";
+};
+int not_a_ranker() {
+    Experiment<GPT2, Blocks<0, 1>, L1, Exact<Unranked>> exp{untrained<GPT2>(GPT2Config{}, {}, 0, Blocks<0, 1>{})};
+    return exp.model().depth();
+}
+
 int main() {}

@@ -2,7 +2,7 @@
 // The reports of `inputrep invert --report` and `inputrep bandwidth --report`: distance per step
 // of each inversion with a table of what was recovered, and the bandwidth curve.
 #include <cmath>
-#include <cmath>
+#include <concepts>
 #include <iterator>
 #include <string>
 #include <string_view>
@@ -22,26 +22,37 @@ inline std::string number(double v) {
     return std::abs(v) >= 1e4 || (v != 0 && std::abs(v) < 1e-2) ? fmt::format("{:.2g}", v) : fmt::format("{:.4g}", v);
 }
 
-inline std::string inversion_report(std::string_view title, const std::vector<Result>& results,
-                                    const Tokenizer* tokenizer) {
+// A gradient run's report plots each prompt's distance per step; a search has no steps, and its
+// table says instead whether every position verified and how many candidates were checked.
+template <Outcome R>
+std::string inversion_report(std::string_view title, const std::vector<R>& results, const Tokenizer* tokenizer) {
+    constexpr bool searched = std::same_as<R, SearchResult>;
     Plot plot{.title = "distance per step", .x_label = "step", .y_label = "distance", .log_y = true};
     std::string rows;
     for (const auto& r : results) {
         const std::string target = tokenizer ? tokenizer->decode(r.target()) : "";
-        Series s{target.empty() ? fmt::format("prompt {}", plot.series.size() + 1) : target, {}, {}};
-        const auto trace = r.trace();
-        for (std::size_t i = 0; i < trace.size(); ++i) s.x.push_back(double(i)), s.y.push_back(trace(i));
-        plot.series.push_back(std::move(s));
         fmt::format_to(std::back_inserter(rows),
-                       "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{} "
-                       "({}/{})</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                       "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{} ({}/{})</td><td>{}</td>",
                        escaped{target}, escaped{tokenizer ? r.decoded() : ""}, r.exact() ? "yes" : "no",
-                       r.exact_tokens(), r.target().size(), number(r.distance()), number(r.shifted_distance()),
-                       number(r.steps_per_second()));
+                       r.exact_tokens(), r.target().size(), number(r.distance()));
+        if constexpr (searched) {
+            fmt::format_to(std::back_inserter(rows), "<td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                           r.verified() ? "yes" : "no", r.candidates_checked(), number(r.seconds()));
+        } else {
+            Series s{target.empty() ? fmt::format("prompt {}", plot.series.size() + 1) : target, {}, {}};
+            const auto trace = r.trace();
+            for (std::size_t i = 0; i < trace.size(); ++i) s.x.push_back(double(i)), s.y.push_back(trace(i));
+            plot.series.push_back(std::move(s));
+            fmt::format_to(std::back_inserter(rows), "<td>{}</td><td>{}</td></tr>\n", number(r.shifted_distance()),
+                           number(r.steps_per_second()));
+        }
     }
-    return page(title, fmt::format("{}\n<table>\n<tr><th>target</th><th>top-1</th><th>exact</th><th>distance</th>"
-                                   "<th>shifted input</th><th>steps/s</th></tr>\n{}</table>",
-                                   svg(plot), rows));
+    const std::string head = searched ? "<th>verified</th><th>candidates checked</th><th>seconds</th>"
+                                      : "<th>shifted input</th><th>steps/s</th>";
+    return page(
+        title,
+        fmt::format("{}\n<table>\n<tr><th>target</th><th>top-1</th><th>exact</th><th>distance</th>{}</tr>\n{}</table>",
+                    searched ? "" : svg(plot), head, rows));
 }
 
 inline std::string bandwidth_report(std::string_view title, const BandwidthResult& b) {

@@ -4,10 +4,11 @@
 // ≤ t (Nikolaou et al. 2025, "SipIt"), so with the prefix known:
 //
 //   for t = 0 .. T−1:
-//     order  = Rank(t)   Exhaustive: every allowed token; GradientRank: first the tokens whose
-//                        typical output (small vocabularies) or embedding (residual outputs) is
-//                        nearest the target, then the vocabulary by the first-order change of the
-//                        error, −∇ₑ½‖O(prefix ⊕ e)_t − Ô_t‖²·E_v at the mean embedding
+//     order  = Rank(t)   a ranker (search/rank.hpp). Exhaustive: every allowed token;
+//                        GradientRank: first the tokens whose typical output (small vocabularies)
+//                        or embedding (residual outputs) is nearest the target, then the
+//                        vocabulary by the first-order change of the error,
+//                        −∇ₑ½‖O(prefix ⊕ e)_t − Ô_t‖²·E_v at the mean embedding
 //     verify in batches: err(v) = ‖O(prefix ⊕ v)_t − Ô_t‖₂ / ‖Ô_t‖₂ over the compared outputs
 //     accept the best once err(v) ≤ tolerance
 //
@@ -141,22 +142,24 @@ public:
         require(policy.growth >= 1, "exact inversion: batches cannot shrink (growth ", policy.growth, " < 1)");
         limit_ = check_all_ || policy.budget <= 0 ? allowed_.numel()
                                                   : std::min<std::int64_t>(policy.budget, allowed_.numel());
-        if constexpr (std::same_as<Rank, GradientRank>) {
-            const auto& r = policy.rank;
+        // What a ranker asks for by its settings: typical outputs, a prior.
+        const Rank& r = policy.rank;
+        if constexpr (requires { r.calibration, r.calibration_limit; }) {
             if (r.calibration > 0 && r.calibration * allowed_.numel() <= r.calibration_limit)
                 std::call_once(cache.once,
                                [&] { cache.centroids = token_centroids(model, slice, allowed_, r.calibration); });
             centroids_ = cache.centroids;
-            prior_ = r.prior ? r.prior : r.self_prior ? prior_of(model) : Prior{};
         }
+        if constexpr (requires { r.prior, r.self_prior; })
+            prior_ = r.prior ? r.prior : r.self_prior ? prior_of(model) : Prior{};
     }
 
-    struct Outcome {
+    struct Found {  // one prompt's ids and their verification
         std::vector<std::int64_t> ids;
         Verification verification;
     };
 
-    std::vector<Outcome> run(const at::Tensor& target) {
+    std::vector<Found> run(const at::Tensor& target) {
         const auto started = std::chrono::steady_clock::now();
         require(target.dim() == 3, "exact inversion: the target must be [prompts, tokens, features], not ",
                 target.sizes());
@@ -181,7 +184,7 @@ public:
             search(t, all, prefix_, all);
             prefix_.append(ids_.narrow(1, t, 1));
         }
-        std::vector<Outcome> out;
+        std::vector<Found> out;
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         for (std::int64_t p = 0; p < P; ++p) {
             at::Tensor row = ids_[p].contiguous();
@@ -202,10 +205,10 @@ private:
     }
 
     // Allowed tokens by score, per row of scores [A, allowed] (higher first), as ids.
-    std::vector<std::vector<std::int64_t>> by_score(const at::Tensor& scores) const {
+    Orders by_score(const at::Tensor& scores) const {
         const at::Tensor order = std::get<1>(scores.to(at::kCPU, at::kFloat).sort(-1, true));
         const at::Tensor ids = allowed_.index_select(0, order.reshape({-1})).view(order.sizes());
-        std::vector<std::vector<std::int64_t>> out;
+        Orders out;
         for (std::int64_t a = 0; a < ids.size(0); ++a) out.push_back(to_vector(ids[a]));
         return out;
     }
@@ -214,11 +217,9 @@ private:
     // −∇L(ē)·E_v over the allowed tokens, L the squared error of the compared outputs at
     // `compared_at` (≥ t) with positions t..compared_at held at ē. One backward pass for all of
     // them: each row's input reaches only its own output.
-    std::vector<std::vector<std::int64_t>> gradient_orders(State& state, std::int64_t t,
-                                                           const std::vector<std::int64_t>& prompts,
-                                                           const std::vector<std::int64_t>& rows,
-                                                           std::int64_t compared_at,
-                                                           std::optional<std::int64_t> at = {}) {
+    Orders gradient_orders(State& state, std::int64_t t, const std::vector<std::int64_t>& prompts,
+                           const std::vector<std::int64_t>& rows, std::int64_t compared_at,
+                           std::optional<std::int64_t> at = {}) {
         const auto A = static_cast<std::int64_t>(prompts.size()), n = compared_at - t + 1;
         const at::Device device = allowed_w_.device();
         const at::Tensor features = features_[compared_at].to(device);
@@ -241,7 +242,7 @@ private:
 
     // The allowed tokens nearest (by the decoder's score) to each prompt's target at t less its
     // position embedding, where the slice outputs the residual stream.
-    std::vector<std::vector<std::int64_t>> nearest_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
+    Orders nearest_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
         at::NoGradGuard no_grad;
         at::Tensor x =
             target_.index_select(0, long_tensor(prompts)).select(1, t).to(allowed_w_.device(), mean_.scalar_type());
@@ -252,7 +253,7 @@ private:
 
     // The allowed tokens whose typical output is nearest each prompt's target at t, over the
     // features compared there.
-    std::vector<std::vector<std::int64_t>> typical_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
+    Orders typical_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
         at::NoGradGuard no_grad;
         const at::Tensor x =
             target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features_[t]).to(at::kFloat);
@@ -260,7 +261,7 @@ private:
     }
 
     // The allowed tokens by the prior's probability after each prompt's recovered prefix (t ≥ 1).
-    std::vector<std::vector<std::int64_t>> prior_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
+    Orders prior_orders(std::int64_t t, const std::vector<std::int64_t>& prompts) {
         const auto V = model_.token_embedding().size(0);
         const at::Tensor logp = prior_(ids_.index_select(0, long_tensor(prompts)).narrow(1, 0, t));
         require(logp.dim() == 2 && logp.size(0) == static_cast<std::int64_t>(prompts.size()) && logp.size(1) == V,
@@ -269,26 +270,34 @@ private:
         return by_score(logp.to(at::kCPU, at::kFloat).index_select(1, allowed_));
     }
 
-    // The order a position's candidates are checked in first: Exhaustive's id order; GradientRank's
-    // nearest tokens (no model call; a first batch of them decides most positions through few
-    // blocks), else the gradient's.
-    std::vector<std::vector<std::int64_t>> first_orders(State& state, std::int64_t t,
-                                                        const std::vector<std::int64_t>& prompts,
-                                                        const std::vector<std::int64_t>& rows) {
-        if constexpr (std::same_as<Rank, Exhaustive>) {
-            return std::vector<std::vector<std::int64_t>>(prompts.size(), to_vector(allowed_));
-        } else {
-            static_assert(std::same_as<Space, EmbeddingSpace>,
-                          "GradientRank differentiates through an embedding: use EmbeddingSpace, or Exact<Exhaustive>");
-            if (!nearest(t)) return gradient_orders(state, t, prompts, rows, t);
-            if (!centroids_.defined()) return nearest_orders(t, prompts);
-            auto typical = typical_orders(t, prompts);
-            if (!residual(t)) return typical;
-            const auto embedded = nearest_orders(t, prompts);
-            for (std::size_t a = 0; a < typical.size(); ++a)
-                typical[a] = merged_order({}, typical[a], embedded[a], true);
-            return typical;
-        }
+    // What the ranker sees at `position` for `prompts`, rows `rows` of `state`, whose positions from
+    // `from` (≤ position) are unresolved; `judged` is the compared position the gradient is taken at.
+    // Each estimate is set only where it applies; `pairs`: the search tries every candidate of the
+    // uncompared position before `position`, so the error with it held at ē is worth one call.
+    RankQuery query(State& state, std::int64_t from, std::int64_t position, const std::vector<std::int64_t>& prompts,
+                    const std::vector<std::int64_t>& rows, std::int64_t judged, bool pairs = false) {
+        RankQuery q;
+        q.position = position, q.from = from, q.allowed = allowed_, q.embeddings = allowed_w_;
+        q.prefixes = ids_.index_select(0, long_tensor(prompts)).narrow(1, 0, from);
+        q.targets =
+            target_.index_select(0, long_tensor(prompts)).select(1, position).index_select(1, features_[position]);
+        if (residual(position)) q.nearest = [this, position, prompts] { return nearest_orders(position, prompts); };
+        if (centroids_.defined() && features_[position].numel() > 0)
+            q.typical = [this, position, prompts] { return typical_orders(position, prompts); };
+        q.gradient = [this, &state, from, position, prompts, rows, judged] {
+            return gradient_orders(state, from, prompts, rows, judged, position);
+        };
+        if (pairs)
+            q.held_at_mean = [this, from, prompts] {
+                Orders out;
+                for (auto p : prompts) out.push_back(held_at_mean_order(p, from));
+                return out;
+            };
+        q.order = [this](const at::Tensor& scores) { return by_score(scores); };
+        q.merge = [this](const std::vector<std::int64_t>& lead, const std::vector<std::int64_t>& other) {
+            return merged_order({}, lead, other, true);
+        };
+        return q;
     }
 
     // The batch after `batch`: `growth` times as many candidates, at least one more, up to max_batch.
@@ -296,9 +305,6 @@ private:
         return std::min(std::max(batch + 1, std::int64_t(double(batch) * policy_.growth)),
                         std::max(policy_.batch, policy_.max_batch));
     }
-
-    // Whether GradientRank has a nearest order at t (one without a model call).
-    bool nearest(std::int64_t t) const { return residual(t) || (centroids_.defined() && features_[t].numel() > 0); }
 
     // The checked candidates, then `first` and `second` merged, the one leading taking three places
     // in four. Past a failed first batch the nearest and the gradient's orders merge so, the one
@@ -326,20 +332,32 @@ private:
     static double rank_of(std::int64_t id, const std::vector<std::int64_t>& order) {
         return double(std::ranges::find(order, id) - order.begin());
     }
-    void learn(std::int64_t id, const std::vector<std::int64_t>& nearest, const std::vector<std::int64_t>& gradient) {
-        nearest_rank_sum_ += rank_of(id, nearest), gradient_rank_sum_ += rank_of(id, gradient), ++learned_;
+    void learn(std::int64_t id, const std::vector<std::int64_t>& first, const std::vector<std::int64_t>& then) {
+        first_rank_sum_ += rank_of(id, first), then_rank_sum_ += rank_of(id, then), ++learned_;
     }
 
-    // The orders of candidates at position `at` ≥ t, t uncompared, judged at the compared position
-    // `judged` with the positions from t held at ē.
-    std::vector<std::vector<std::int64_t>> uncompared_orders(State& state, std::int64_t t,
-                                                             const std::vector<std::int64_t>& prompts,
-                                                             const std::vector<std::int64_t>& rows, std::int64_t judged,
-                                                             std::int64_t at) {
-        if constexpr (std::same_as<Rank, Exhaustive>)
-            return std::vector<std::vector<std::int64_t>>(prompts.size(), to_vector(allowed_));
+    // The ranker's first order for each prompt of `q`, and its second (or none), checked: a
+    // ranker is the user's code.
+    Orders first_orders(const RankQuery& q) const { return validated(policy_.rank.first(q), q, false); }
+    Orders then_orders(const RankQuery& q) const {
+        if constexpr (Refining<Rank>)
+            return validated(policy_.rank.then(q), q, true);
         else
-            return gradient_orders(state, t, prompts, rows, judged, at);
+            return {};
+    }
+    Orders validated(Orders orders, const RankQuery& q, bool may_be_none) const {
+        if (may_be_none && orders.empty()) return orders;
+        const auto V = model_.token_embedding().size(0);
+        require(static_cast<std::int64_t>(orders.size()) == q.prompts(), "exact inversion: the ranker ", Rank::name,
+                " gave ", orders.size(), " orders for ", q.prompts(), " prompts");
+        for (const auto& order : orders) {
+            require(!order.empty(), "exact inversion: the ranker ", Rank::name, " gave an empty order at position ",
+                    q.position);
+            for (auto id : order)
+                require(id >= 0 && id < V, "exact inversion: the ranker ", Rank::name, " ranked token ", id,
+                        ", outside the vocabulary of ", V);
+        }
+        return orders;
     }
 
     // Ranks and verifies position t for `prompts`, whose resolved prefixes are rows `rows` of
@@ -351,34 +369,33 @@ private:
         const at::Tensor targets =
             target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features);  // [A, F_t]
         struct Progress {
-            std::vector<std::int64_t> order, nearest, gradient;  // the two last only once refined
-            std::vector<std::int64_t> first, prior;              // the first order and the prior's, where merged
+            std::vector<std::int64_t> order, first, then;  // the two last only once refined
+            std::vector<std::int64_t> ranked, prior;       // the ranker's first order and the prior's, where merged
             std::vector<Candidate> checked;
             std::int64_t next = 0;
-            bool done = false, refined = false;
+            bool done = false, refined = !Refining<Rank>;
         };
         std::vector<Progress> states(A);
-        auto orders = first_orders(state, t, prompts, rows);
-        auto priors = prior_ && t > 0 ? prior_orders(t, prompts) : std::vector<std::vector<std::int64_t>>{};
+        auto orders = first_orders(query(state, t, t, prompts, rows, t));
+        auto priors = prior_ && t > 0 ? prior_orders(t, prompts) : Orders{};
         for (std::int64_t a = 0; a < A; ++a) {
             auto& s = states[a];
-            s.refined = std::same_as<Rank, Exhaustive> || !nearest(t);
             if (priors.empty()) {
                 s.order = std::move(orders[a]);
             } else {
-                s.first = std::move(orders[a]), s.prior = std::move(priors[a]);
-                s.order = merged_order({}, s.prior, s.first, prior_rank_sum_ <= first_rank_sum_);
+                s.ranked = std::move(orders[a]), s.prior = std::move(priors[a]);
+                s.order = merged_order({}, s.prior, s.ranked, prior_rank_sum_ <= ranked_rank_sum_);
             }
         }
-        // Once the gradient has placed the accepted tokens far better than the nearest order (through
-        // 12 blocks of GPT-2: first, against about 2,700th), the first batch follows the merged order
-        // already: a batch of nearest tokens bound to fail costs a pass over the model's weights.
-        if (!states.front().refined && learned_ >= 4 && 4 * gradient_rank_sum_ < nearest_rank_sum_) {
-            auto gradients = gradient_orders(state, t, prompts, rows, t);
-            for (std::int64_t a = 0; a < A; ++a) {
+        // Once the second order has placed the accepted tokens far better than the first (GradientRank
+        // through 12 blocks of GPT-2: first, against about 2,700th), the first batch follows the merged
+        // order already: a batch of nearest tokens bound to fail costs a pass over the model's weights.
+        if (!states.front().refined && learned_ >= 4 && 4 * then_rank_sum_ < first_rank_sum_) {
+            auto thens = then_orders(query(state, t, t, prompts, rows, t));
+            for (std::int64_t a = 0; a < A && !thens.empty(); ++a) {
                 auto& s = states[a];
-                s.refined = true, s.nearest = std::move(s.order), s.gradient = std::move(gradients[a]);
-                s.order = merged_order({}, s.nearest, s.gradient, false);
+                s.refined = true, s.first = std::move(s.order), s.then = std::move(thens[a]);
+                s.order = merged_order({}, s.first, s.then, false);
             }
         }
         // A well-ranked token is found in the first small batch; a poorly ranked one in few calls.
@@ -415,13 +432,14 @@ private:
             if (refine.empty()) continue;
             std::vector<std::int64_t> refine_prompts, refine_rows;
             for (auto a : refine) refine_prompts.push_back(prompts[a]), refine_rows.push_back(rows[a]);
-            auto gradients = gradient_orders(state, t, refine_prompts, refine_rows, t);
+            auto thens = then_orders(query(state, t, t, refine_prompts, refine_rows, t));
             for (std::size_t i = 0; i < refine.size(); ++i) {
                 auto& s = states[refine[i]];
                 s.refined = true;
-                s.nearest = std::move(s.order), s.gradient = std::move(gradients[i]);
-                s.order = merged_order(std::span(s.nearest).first(s.next), s.nearest, s.gradient,
-                                       nearest_rank_sum_ <= gradient_rank_sum_);
+                if (thens.empty()) continue;  // the ranker has no second order here
+                s.first = std::move(s.order), s.then = std::move(thens[i]);
+                s.order =
+                    merged_order(std::span(s.first).first(s.next), s.first, s.then, first_rank_sum_ <= then_rank_sum_);
             }
         }
         std::vector<bool> verified(A);
@@ -441,11 +459,10 @@ private:
                 checked.begin(),
                 checked.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), checked.size()));
             ids_[prompts[a]][t] = checked.front().id;
-            if (within == 1 && !states[a].gradient.empty())
-                learn(checked.front().id, states[a].nearest, states[a].gradient);
+            if (within == 1 && !states[a].then.empty()) learn(checked.front().id, states[a].first, states[a].then);
             if (within == 1 && !states[a].prior.empty()) {
                 prior_rank_sum_ += rank_of(checked.front().id, states[a].prior);
-                first_rank_sum_ += rank_of(checked.front().id, states[a].first);
+                ranked_rank_sum_ += rank_of(checked.front().id, states[a].ranked);
             }
             verified[a] = within >= 1;
         }
@@ -463,7 +480,7 @@ private:
         const bool next_compared = t + 1 < T && features_[t + 1].numel() > 0;
         if (!next_compared) {  // nothing after it reads it, or the next position is uncompared too
             const auto judged = t + 1 < T ? last_compared_after(t) : t;
-            const auto orders = uncompared_orders(prefix_, t, all, all, judged, t);
+            const auto orders = first_orders(query(prefix_, t, t, all, all, judged));
             for (auto p : all) {
                 checks_[p][t].compared = false, checks_[p][t].verdict = Verdict::undetermined;
                 ids_[p][t] = orders[p].front();
@@ -471,24 +488,18 @@ private:
             prefix_.append(ids_.narrow(1, t, 1));
             return;
         }
-        const auto firsts = uncompared_orders(prefix_, t, all, all, t + 1, t);
-        const auto seconds = [&] {  // the next position's nearest tokens don't depend on t's
-            if constexpr (std::same_as<Rank, GradientRank>)
-                if (nearest(t + 1)) return first_orders(prefix_, t + 1, all, all);
-            return uncompared_orders(prefix_, t, all, all, t + 1, t + 1);
-        }();
+        const auto firsts = first_orders(query(prefix_, t, t, all, all, t + 1));
+        const auto budget_of = [&](std::int64_t size) {
+            return std::min(policy_.joint_budget > 0 ? policy_.joint_budget : size <= 4096 ? size : 64, size);
+        };
+        const auto A = allowed_.numel();
+        const auto seconds = first_orders(query(prefix_, t, t + 1, all, all, t + 1, budget_of(A) == A));
         const at::Tensor features = features_[t + 1], embedding = model_.token_embedding();
         for (auto p : all) {
             PositionCheck& pc = checks_[p][t];
             pc.compared = false;
-            const auto size = static_cast<std::int64_t>(firsts[p].size());
-            const auto budget = std::min(policy_.joint_budget > 0 ? policy_.joint_budget
-                                         : size <= 4096           ? size
-                                                                  : 64,
-                                         size);
-            auto second = seconds[p];
-            if constexpr (std::same_as<Rank, GradientRank>)
-                if (budget == size) second = merged_order({}, held_at_mean_order(p, t), second, true);
+            const auto budget = budget_of(static_cast<std::int64_t>(firsts[p].size()));
+            const auto& second = seconds[p];
             const auto last = std::min<std::int64_t>(limit_, second.size());
             const at::Tensor us = long_tensor(std::vector<std::int64_t>(firsts[p].begin(), firsts[p].begin() + budget));
             const at::Tensor target = target_[p][t + 1].index_select(0, features).unsqueeze(0);
@@ -564,10 +575,10 @@ private:
     const DecoderState& decoder_;
     at::Tensor allowed_, allowed_w_, mean_, target_, ids_;  // allowed ids, their embeddings and mean
     at::Tensor centroids_;  // [allowed, F]: each allowed token's typical output (token_centroids), or undefined
-    Prior prior_;           // GradientRank's prior, or unset
-    double nearest_rank_sum_ = 0, gradient_rank_sum_ = 0;  // where each order placed the accepted tokens
-    double prior_rank_sum_ = 0, first_rank_sum_ = 0;       // ... the prior's and the first order it merges with
-    std::int64_t learned_ = 0;                             // ... at this many positions
+    Prior prior_;           // the ranker's prior (GradientRank's), or unset
+    double first_rank_sum_ = 0, then_rank_sum_ = 0;    // where the ranker's two orders placed the accepted tokens
+    double prior_rank_sum_ = 0, ranked_rank_sum_ = 0;  // ... the prior's and the ranker's first order it merges with
+    std::int64_t learned_ = 0;                         // ... at this many positions
     double tolerance_ = 0;
     bool check_all_ = false;  // every allowed token at every position: verify_all, or a coarse target
     std::int64_t limit_ = 0;

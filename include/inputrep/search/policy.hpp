@@ -1,6 +1,6 @@
 #pragma once
-// Exact<Rank>, exact inversion's policy on the optimizer axis: its settings, the candidate orders
-// and the default tolerances. The search itself is search/exact.hpp, which only the code that runs a
+// Exact<Rank>, exact inversion's policy on the optimizer axis: its settings, the built-in rankers
+// (search/rank.hpp says what a ranker is) and the default tolerances. The search itself is search/exact.hpp, which only the code that runs a
 // search includes (an Experiment<..., Exact<R>> needs it where it runs).
 #include <cstdint>
 #include <functional>
@@ -12,12 +12,17 @@
 #include <inputrep/core/error.hpp>
 #include <inputrep/core/torch.hpp>
 #include <inputrep/model/slice.hpp>
+#include <inputrep/search/rank.hpp>
 
 namespace inputrep {
 
 // Every allowed token, in id order.
 struct Exhaustive {
     static constexpr std::string_view name = "exhaustive";
+    Orders first(const RankQuery& q) const {
+        const at::Tensor ids = q.allowed.contiguous();
+        return Orders(q.prompts(), {ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + ids.numel()});
+    }
 };
 
 // A language model's next-token log-probabilities after each prefix: ids [P, t], t ≥ 1 → [P, V].
@@ -52,6 +57,15 @@ struct GradientRank {
     // else the inverted model's own full forward when `self_prior` (it must hold every block and its head).
     bool self_prior = false;
     Prior prior;
+
+    Orders first(const RankQuery& q) const {
+        Orders base = !q.typical  ? q.nearest ? q.nearest() : q.gradient()
+                       : q.nearest ? q.merged(q.typical(), q.nearest())
+                                  : q.typical();
+        return q.held_at_mean ? q.merged(q.held_at_mean(), base) : base;
+    }
+    // The gradient's order, where the first was the nearest tokens.
+    Orders then(const RankQuery& q) const { return q.typical || q.nearest ? q.gradient() : Orders{}; }
 };
 
 // The relative error below which a candidate reproduces the target, per compute dtype, from the
@@ -94,6 +108,9 @@ inline double unit_roundoff(at::ScalarType dtype) {
 
 template <class Rank = GradientRank>
 struct Exact {
+    static_assert(Ranker<Rank>,
+                  "Exact<Rank>: Rank must be a ranker, a copyable type with a static `name` and "
+                  "`Orders first(const RankQuery&) const` (search/rank.hpp, docs/extending.md)");
     using rank_type = Rank;
     Rank rank{};
     std::optional<double> tolerance;  // relative error; unset: default_tolerance(the model's dtype)
