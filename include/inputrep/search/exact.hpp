@@ -328,6 +328,22 @@ private:
         return out;
     }
 
+    // The verdict on a position from the candidates tried there (sorted here, best first): verified
+    // when exactly one is within tolerance, ambiguous when several are (all of them kept, else the
+    // best 5), else `none`. Returns how many are within tolerance.
+    std::ptrdiff_t judge(PositionCheck& pc, std::vector<Candidate>& tried, Verdict none) const {
+        std::stable_sort(tried.begin(), tried.end(),
+                         [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
+        const auto within =
+            std::count_if(tried.begin(), tried.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
+        pc.verdict = within == 1 ? Verdict::verified : within > 1 ? Verdict::ambiguous : none;
+        pc.candidates.assign(
+            tried.begin(), tried.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), tried.size()));
+        pc.error = tried.front().error;
+        pc.margin = tried.size() > 1 ? tried[1].error : std::numeric_limits<double>::infinity();
+        return within;
+    }
+
     // Where each order placed an accepted token, so the better one leads the next merge.
     static double rank_of(std::int64_t id, const std::vector<std::int64_t>& order) {
         return double(std::ranges::find(order, id) - order.begin());
@@ -445,19 +461,10 @@ private:
         std::vector<bool> verified(A);
         for (std::int64_t a = 0; a < A; ++a) {
             auto& checked = states[a].checked;
-            std::stable_sort(checked.begin(), checked.end(),
-                             [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
             PositionCheck& pc = checks_[prompts[a]][t];
             pc.compared = true;
             pc.checked += static_cast<std::int64_t>(checked.size());
-            pc.error = checked.front().error;
-            pc.margin = checked.size() > 1 ? checked[1].error : std::numeric_limits<double>::infinity();
-            const auto within = std::count_if(checked.begin(), checked.end(),
-                                              [&](const Candidate& c) { return c.error <= tolerance_; });
-            pc.verdict = within == 1 ? Verdict::verified : within > 1 ? Verdict::ambiguous : Verdict::unmatched;
-            pc.candidates.assign(
-                checked.begin(),
-                checked.begin() + std::min<std::ptrdiff_t>(std::max<std::ptrdiff_t>(within, 5), checked.size()));
+            const auto within = judge(pc, checked, Verdict::unmatched);
             ids_[prompts[a]][t] = checked.front().id;
             if (within == 1 && !states[a].then.empty()) learn(checked.front().id, states[a].first, states[a].then);
             if (within == 1 && !states[a].prior.empty()) {
@@ -530,15 +537,7 @@ private:
             }
             std::vector<Candidate> tried;
             for (auto [id, error] : best) tried.push_back({id, error});
-            std::stable_sort(tried.begin(), tried.end(),
-                             [](const Candidate& x, const Candidate& y) { return x.error < y.error; });
-            const auto within =
-                std::count_if(tried.begin(), tried.end(), [&](const Candidate& c) { return c.error <= tolerance_; });
-            pc.verdict = within == 1 ? Verdict::verified : within > 1 ? Verdict::ambiguous : Verdict::undetermined;
-            pc.candidates.assign(tried.begin(), tried.begin() + std::min<std::ptrdiff_t>(
-                                                                    std::max<std::ptrdiff_t>(within, 5), tried.size()));
-            pc.error = tried.front().error;
-            pc.margin = tried.size() > 1 ? tried[1].error : std::numeric_limits<double>::infinity();
+            judge(pc, tried, Verdict::undetermined);
             ids_[p][t] = tried.front().id;
         }
         prefix_.append(ids_.narrow(1, t, 1));
