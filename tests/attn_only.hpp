@@ -16,23 +16,24 @@ struct AttnOnlyConfig {
 
     int layers() const { return static_cast<int>(n_layers); }
 
+    // Each config.json key once: read_config and write_config walk this list (model/config.hpp).
+    static constexpr auto keys() {
+        using C = AttnOnlyConfig;
+        return std::tuple{Key{"d_vocab", &C::d_vocab, positive}, Key{"n_ctx", &C::n_ctx, positive},
+                          Key{"d_model", &C::d_model, positive}, Key{"n_layers", &C::n_layers, positive},
+                          Key{"n_heads", &C::n_heads, positive}};
+    }
     static AttnOnlyConfig from_json(const Json& j) {
         AttnOnlyConfig c;
-        for (auto [key, value] : {std::pair{"d_vocab", &c.d_vocab},
-                                  {"n_ctx", &c.n_ctx},
-                                  {"d_model", &c.d_model},
-                                  {"n_layers", &c.n_layers},
-                                  {"n_heads", &c.n_heads}}) {
-            *value = config_value<std::int64_t>(j, key, *value);
-            require_positive("attn-only", key, double(*value));
-        }
+        read_config(j, "attn-only", c, keys());
         require(c.d_model % c.n_heads == 0, "attn-only: d_model (", c.d_model, ") must be a multiple of n_heads (",
                 c.n_heads, ")");
         return c;
     }
     Json to_json() const {
-        return {
-            {"d_vocab", d_vocab}, {"n_ctx", n_ctx}, {"d_model", d_model}, {"n_layers", n_layers}, {"n_heads", n_heads}};
+        Json j;
+        write_config(j, *this, keys());
+        return j;
     }
 };
 

@@ -35,6 +35,7 @@
 #include <inputrep/io/hf_config.hpp>
 #include <inputrep/io/safetensors.hpp>
 #include <inputrep/kernels/cpu.hpp>
+#include <inputrep/model/config.hpp>
 #include <inputrep/model/model.hpp>
 #include <inputrep/model/weight.hpp>
 
@@ -242,22 +243,6 @@ inline void check_token_ids(const at::Tensor& ids, std::int64_t vocab) {
     const auto bad = ids.lt(0).logical_or(ids.ge(vocab));
     if (bad.any().item<bool>())
         fail("token id ", ids.masked_select(bad)[0].item<std::int64_t>(), " is outside the vocabulary of ", vocab);
-}
-
-// ---- Config checks ----------------------------------------------------------------------------
-
-inline void require_positive(std::string_view family, std::string_view key, double value) {
-    require(value > 0 && std::isfinite(value), family, ": ", key, " must be positive (got ", value, ")");
-}
-
-// An optional size whose absence (or null) means "derive it": 0 then; a value given must be positive,
-// so num_key_value_heads=0 is an error rather than a silent "no grouping".
-inline std::int64_t optional_size(const Json& j, std::string_view family, std::string_view key) {
-    const auto v = config_value<std::int64_t>(j, key, 0);
-    const auto it = j.find(key);
-    if (it != j.end() && !it->is_null())
-        require(v > 0, family, ": ", key, " must be positive (got ", v, "); leave it out or null for the default");
-    return v;
 }
 
 // ---- Attention --------------------------------------------------------------------------------

@@ -37,48 +37,34 @@ struct GPT2Config {
     std::int64_t inner() const { return n_inner > 0 ? n_inner : 4 * n_embd; }
     int layers() const { return static_cast<int>(n_layer); }
 
+    static constexpr auto keys() {
+        using C = GPT2Config;
+        return std::tuple{Key{"vocab_size", &C::vocab_size, positive},
+                          Key{"n_positions", &C::n_positions, positive},
+                          Key{"n_embd", &C::n_embd, positive},
+                          Key{"n_layer", &C::n_layer, positive},
+                          Key{"n_head", &C::n_head, positive},
+                          OptionalSize{"n_inner", &C::n_inner},
+                          Key{"layer_norm_epsilon", &C::layer_norm_epsilon, positive},
+                          Choice<C, 3>{"activation_function",
+                                       &C::gelu_tanh,
+                                       {{{"gelu_new", true}, {"gelu_pytorch_tanh", true}, {"gelu", false}}}},
+                          Key{"tie_word_embeddings", &C::tie_word_embeddings},
+                          Key{"legacy_positions", &C::legacy_positions}};
+    }
+
     static GPT2Config from_json(const Json& j) {
         GPT2Config c;
-        c.vocab_size = config_value<std::int64_t>(j, "vocab_size", c.vocab_size);
-        c.n_positions =
-            config_value<std::int64_t>(j, "n_positions", config_value<std::int64_t>(j, "n_ctx", c.n_positions));
-        c.n_embd = config_value<std::int64_t>(j, "n_embd", c.n_embd);
-        c.n_layer = config_value<std::int64_t>(j, "n_layer", c.n_layer);
-        c.n_head = config_value<std::int64_t>(j, "n_head", c.n_head);
-        c.n_inner = optional_size(j, "gpt2", "n_inner");
-        c.layer_norm_epsilon = config_value<double>(j, "layer_norm_epsilon", c.layer_norm_epsilon);
-        auto act = config_value<std::string>(j, "activation_function", "gelu_new");
-        require(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu",
-                "gpt2: unsupported activation_function \"", act, "\"");
-        c.gelu_tanh = act != "gelu";
-        c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", true);
-        c.legacy_positions = config_value<bool>(j, "legacy_positions", false);
-        for (auto [key, value] : {std::pair{"n_embd", c.n_embd},
-                                  {"n_head", c.n_head},
-                                  {"n_layer", c.n_layer},
-                                  {"vocab_size", c.vocab_size},
-                                  {"n_positions", c.n_positions}})
-            require_positive("gpt2", key, double(value));
-        require_positive("gpt2", "layer_norm_epsilon", c.layer_norm_epsilon);
+        c.n_positions = config_value<std::int64_t>(j, "n_ctx", c.n_positions);  // the older name; n_positions wins
+        read_config(j, "gpt2", c, keys());
         require(c.n_embd % c.n_head == 0, "gpt2: n_embd (", c.n_embd, ") must be a multiple of n_head (", c.n_head,
                 ")");
         return c;
     }
-
     Json to_json() const {
-        Json j{{"model_type", "gpt2"},
-               {"architectures", {"GPT2LMHeadModel"}},
-               {"vocab_size", vocab_size},
-               {"n_positions", n_positions},
-               {"n_ctx", n_positions},
-               {"n_embd", n_embd},
-               {"n_layer", n_layer},
-               {"n_head", n_head},
-               {"n_inner", n_inner > 0 ? Json(n_inner) : Json(nullptr)},
-               {"layer_norm_epsilon", layer_norm_epsilon},
-               {"activation_function", gelu_tanh ? "gelu_new" : "gelu"},
-               {"tie_word_embeddings", tie_word_embeddings}};
-        if (legacy_positions) j["legacy_positions"] = true;
+        Json j{{"model_type", "gpt2"}, {"architectures", {"GPT2LMHeadModel"}}, {"n_ctx", n_positions}};
+        write_config(j, *this, keys());
+        if (!legacy_positions) j.erase("legacy_positions");  // not a Hugging Face key: written only when set
         return j;
     }
 };

@@ -42,29 +42,26 @@ struct GPTJConfig {
     std::int64_t inner() const { return n_inner > 0 ? n_inner : 4 * n_embd; }
     int layers() const { return static_cast<int>(n_layer); }
 
+    static constexpr auto keys() {
+        using C = GPTJConfig;
+        return std::tuple{Key{"vocab_size", &C::vocab_size, positive},
+                          Key{"n_positions", &C::n_positions, positive},
+                          Key{"n_embd", &C::n_embd, positive},
+                          Key{"n_layer", &C::n_layer, positive},
+                          Key{"n_head", &C::n_head, positive},
+                          OptionalSize{"rotary_dim", &C::rotary_dim},
+                          OptionalSize{"n_inner", &C::n_inner},
+                          Key{"layer_norm_epsilon", &C::layer_norm_epsilon, positive},
+                          Key{"initializer_range", &C::initializer_range},
+                          Choice<C, 3>{"activation_function",
+                                       &C::gelu_tanh,
+                                       {{{"gelu_new", true}, {"gelu_pytorch_tanh", true}, {"gelu", false}}}},
+                          Key{"tie_word_embeddings", &C::tie_word_embeddings}};
+    }
+
     static GPTJConfig from_json(const Json& j) {
         GPTJConfig c;
-        c.vocab_size = config_value<std::int64_t>(j, "vocab_size", c.vocab_size);
-        c.n_positions = config_value<std::int64_t>(j, "n_positions", c.n_positions);
-        c.n_embd = config_value<std::int64_t>(j, "n_embd", c.n_embd);
-        c.n_layer = config_value<std::int64_t>(j, "n_layer", c.n_layer);
-        c.n_head = config_value<std::int64_t>(j, "n_head", c.n_head);
-        c.rotary_dim = optional_size(j, "gptj", "rotary_dim");
-        c.n_inner = optional_size(j, "gptj", "n_inner");
-        c.layer_norm_epsilon = config_value<double>(j, "layer_norm_epsilon", c.layer_norm_epsilon);
-        c.initializer_range = config_value<double>(j, "initializer_range", c.initializer_range);
-        auto act = config_value<std::string>(j, "activation_function", "gelu_new");
-        require(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu",
-                "gptj: unsupported activation_function \"", act, "\"");
-        c.gelu_tanh = act != "gelu";
-        c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", false);
-        for (auto [key, value] : {std::pair{"n_embd", c.n_embd},
-                                  {"n_head", c.n_head},
-                                  {"n_layer", c.n_layer},
-                                  {"vocab_size", c.vocab_size},
-                                  {"n_positions", c.n_positions}})
-            require_positive("gptj", key, double(value));
-        require_positive("gptj", "layer_norm_epsilon", c.layer_norm_epsilon);
+        read_config(j, "gptj", c, keys());
         require(c.n_embd % c.n_head == 0, "gptj: n_embd (", c.n_embd, ") must be a multiple of n_head (", c.n_head,
                 ")");
         require(c.rotary() % 2 == 0 && c.rotary() <= c.head_dim(), "gptj: rotary_dim (", c.rotary(),
@@ -73,19 +70,9 @@ struct GPTJConfig {
     }
 
     Json to_json() const {
-        return {{"model_type", "gptj"},
-                {"architectures", {"GPTJForCausalLM"}},
-                {"vocab_size", vocab_size},
-                {"n_positions", n_positions},
-                {"n_embd", n_embd},
-                {"n_layer", n_layer},
-                {"n_head", n_head},
-                {"rotary_dim", rotary_dim > 0 ? Json(rotary_dim) : Json(nullptr)},
-                {"n_inner", n_inner > 0 ? Json(n_inner) : Json(nullptr)},
-                {"layer_norm_epsilon", layer_norm_epsilon},
-                {"initializer_range", initializer_range},
-                {"activation_function", gelu_tanh ? "gelu_new" : "gelu"},
-                {"tie_word_embeddings", tie_word_embeddings}};
+        Json j{{"model_type", "gptj"}, {"architectures", {"GPTJForCausalLM"}}};
+        write_config(j, *this, keys());
+        return j;
     }
 };
 

@@ -85,22 +85,27 @@ struct LlamaConfig {
         return inv;
     }
 
+    static constexpr auto keys() {
+        using C = LlamaConfig;
+        return std::tuple{Key{"vocab_size", &C::vocab_size, positive},
+                          Key{"hidden_size", &C::hidden_size, positive},
+                          Key{"intermediate_size", &C::intermediate_size, positive},
+                          Key{"num_hidden_layers", &C::num_hidden_layers, positive},
+                          Key{"num_attention_heads", &C::num_attention_heads, positive},
+                          OptionalSize{"num_key_value_heads", &C::num_key_value_heads},
+                          OptionalSize{"head_dim", &C::head_dim},
+                          Key{"rms_norm_eps", &C::rms_norm_eps, positive},
+                          Key{"rope_theta", &C::rope_theta, positive},
+                          Key{"max_position_embeddings", &C::max_position_embeddings, positive},
+                          Key{"tie_word_embeddings", &C::tie_word_embeddings}};
+    }
+
     static LlamaConfig from_json(const Json& j) {
         LlamaConfig c;
         c.model_type = config_value<std::string>(j, "model_type", c.model_type);
         require(c.model_type == "llama" || c.model_type == "mistral", "llama: model_type \"", c.model_type,
                 "\" is not a Llama-family model (expected \"llama\" or \"mistral\")");
-        c.vocab_size = config_value<std::int64_t>(j, "vocab_size", c.vocab_size);
-        c.hidden_size = config_value<std::int64_t>(j, "hidden_size", c.hidden_size);
-        c.intermediate_size = config_value<std::int64_t>(j, "intermediate_size", c.intermediate_size);
-        c.num_hidden_layers = config_value<std::int64_t>(j, "num_hidden_layers", c.num_hidden_layers);
-        c.num_attention_heads = config_value<std::int64_t>(j, "num_attention_heads", c.num_attention_heads);
-        c.num_key_value_heads = optional_size(j, "llama", "num_key_value_heads");
-        c.head_dim = optional_size(j, "llama", "head_dim");
-        c.rms_norm_eps = config_value<double>(j, "rms_norm_eps", c.rms_norm_eps);
-        c.rope_theta = config_value<double>(j, "rope_theta", c.rope_theta);
-        c.max_position_embeddings = config_value<std::int64_t>(j, "max_position_embeddings", c.max_position_embeddings);
-        c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", c.tie_word_embeddings);
+        read_config(j, "llama", c, keys());
         c.rope_scaling = rope_scaling_from_json(j);
         // MistralConfig defaults to a 4096 window when the key is absent; null means none.
         const auto window = j.find("sliding_window");
@@ -116,15 +121,6 @@ struct LlamaConfig {
         require(!config_value<bool>(j, "attention_bias", false) && !config_value<bool>(j, "mlp_bias", false),
                 "llama: attention_bias / mlp_bias are not supported");
 
-        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size},
-                                  {"intermediate_size", c.intermediate_size},
-                                  {"num_hidden_layers", c.num_hidden_layers},
-                                  {"num_attention_heads", c.num_attention_heads},
-                                  {"vocab_size", c.vocab_size},
-                                  {"max_position_embeddings", c.max_position_embeddings}})
-            require_positive("llama", key, double(value));
-        require_positive("llama", "rms_norm_eps", c.rms_norm_eps);
-        require_positive("llama", "rope_theta", c.rope_theta);
         require(c.head_dim > 0 || c.hidden_size % c.num_attention_heads == 0, "llama: hidden_size (", c.hidden_size,
                 ") must be a multiple of num_attention_heads (", c.num_attention_heads, ") unless head_dim is given");
         require(c.head_size() % 2 == 0, "llama: the head size (", c.head_size(),
@@ -143,23 +139,13 @@ struct LlamaConfig {
                        {"low_freq_factor", rope_scaling->low_freq_factor},
                        {"high_freq_factor", rope_scaling->high_freq_factor},
                        {"original_max_position_embeddings", rope_scaling->original_max_position_embeddings}};
-        auto optional = [](std::int64_t v) { return v > 0 ? Json(v) : Json(nullptr); };
-        return {{"model_type", model_type},
-                {"architectures", {model_type == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"}},
-                {"vocab_size", vocab_size},
-                {"hidden_size", hidden_size},
-                {"intermediate_size", intermediate_size},
-                {"num_hidden_layers", num_hidden_layers},
-                {"num_attention_heads", num_attention_heads},
-                {"num_key_value_heads", optional(num_key_value_heads)},
-                {"head_dim", optional(head_dim)},
-                {"hidden_act", "silu"},
-                {"rms_norm_eps", rms_norm_eps},
-                {"rope_theta", rope_theta},
-                {"rope_scaling", scaling},
-                {"max_position_embeddings", max_position_embeddings},
-                {"tie_word_embeddings", tie_word_embeddings},
-                {"sliding_window", sliding_window ? Json(*sliding_window) : Json(nullptr)}};
+        Json j{{"model_type", model_type},
+               {"architectures", {model_type == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"}},
+               {"hidden_act", "silu"},
+               {"rope_scaling", scaling},
+               {"sliding_window", sliding_window ? Json(*sliding_window) : Json(nullptr)}};
+        write_config(j, *this, keys());
+        return j;
     }
 
 private:

@@ -55,43 +55,32 @@ struct MixerConfig {
     }
     int layers() const { return static_cast<int>(num_hidden_layers); }
 
+    static constexpr auto keys() {
+        using C = MixerConfig;
+        return std::tuple{Key{"vocab_size", &C::vocab_size, positive},
+                          Key{"hidden_size", &C::hidden_size, positive},
+                          Key{"num_hidden_layers", &C::num_hidden_layers, positive},
+                          Key{"context_length", &C::context_length, positive},
+                          Choice<C, 2>{"token_mixing", &C::expanded, {{{"flat", false}, {"expanded", true}}}},
+                          Key{"expansion_factor", &C::expansion_factor},
+                          Key{"parallel_convolutions", &C::parallel_convolutions, positive},
+                          Key{"tie_word_embeddings", &C::tie_word_embeddings}};
+    }
+
     static MixerConfig from_json(const Json& j) {
         MixerConfig c;
         auto type = config_value<std::string>(j, "model_type", "mixer");
         require(type == "mixer", "mixer: config.json has model_type \"", type, "\", not \"mixer\"");
-        c.vocab_size = config_value<std::int64_t>(j, "vocab_size", c.vocab_size);
-        c.hidden_size = config_value<std::int64_t>(j, "hidden_size", c.hidden_size);
-        c.num_hidden_layers = config_value<std::int64_t>(j, "num_hidden_layers", c.num_hidden_layers);
-        c.context_length = config_value<std::int64_t>(j, "context_length", c.context_length);
-        auto mixing = config_value<std::string>(j, "token_mixing", "flat");
-        require(mixing == "flat" || mixing == "expanded",
-                "mixer: token_mixing must be \"flat\" or \"expanded\", not \"", mixing, "\"");
-        c.expanded = mixing == "expanded";
-        c.expansion_factor = config_value<double>(j, "expansion_factor", c.expansion_factor);
-        c.parallel_convolutions = config_value<std::int64_t>(j, "parallel_convolutions", c.parallel_convolutions);
-        c.tie_word_embeddings = config_value<bool>(j, "tie_word_embeddings", false);
-        for (auto [key, value] : {std::pair{"hidden_size", c.hidden_size},
-                                  {"num_hidden_layers", c.num_hidden_layers},
-                                  {"context_length", c.context_length},
-                                  {"vocab_size", c.vocab_size},
-                                  {"parallel_convolutions", c.parallel_convolutions}})
-            require_positive("mixer", key, double(value));
+        read_config(j, "mixer", c, keys());
         if (c.expanded) require_positive("mixer", "expansion_factor", c.expansion_factor);
         require(!c.expanded || c.expanded_length() >= 1, "mixer: expansion_factor ", c.expansion_factor,
                 " times context_length ", c.context_length, " leaves no hidden positions");
         return c;
     }
-
     Json to_json() const {
-        return {{"model_type", "mixer"},
-                {"vocab_size", vocab_size},
-                {"hidden_size", hidden_size},
-                {"num_hidden_layers", num_hidden_layers},
-                {"context_length", context_length},
-                {"token_mixing", expanded ? "expanded" : "flat"},
-                {"expansion_factor", expansion_factor},
-                {"parallel_convolutions", parallel_convolutions},
-                {"tie_word_embeddings", tie_word_embeddings}};
+        Json j{{"model_type", "mixer"}};
+        write_config(j, *this, keys());
+        return j;
     }
 };
 
