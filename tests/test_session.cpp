@@ -188,6 +188,24 @@ BOOST_AUTO_TEST_CASE(results_are_arrays_of_prompts_restarts_and_steps) {
     std::getline(in, header), std::getline(in, first);
     BOOST_TEST(header == "prompt,restart,step,distance");
     BOOST_TEST(first.starts_with("0,0,0,"));
+
+    // From captured outputs there is no prompt: the summary has no shifted input to compare with,
+    // and top_k.csv's target column says -1 (it read past an empty target).
+    at::Tensor captured;
+    {
+        c10::InferenceMode no_autograd;
+        captured = gpt2_tiny().block(0, gpt2_tiny().embed(at::tensor(prompts[0], at::kLong).unsqueeze(0)),
+                                     gpt2_tiny().context(static_cast<std::int64_t>(prompts[0].size()), true));
+    }
+    RunOptions few;
+    few.steps = 5;
+    const auto blind = exp.run_from_target(captured, few);
+    BOOST_TEST(!summarize(blind).distance_ratio_mean.has_value());
+    std::filesystem::remove_all(dir);
+    write_csv(dir, blind);
+    std::ifstream top_k(dir / "top_k.csv");
+    std::getline(top_k, header), std::getline(top_k, first);
+    BOOST_TEST(first.ends_with(",-1"), first);
     std::filesystem::remove_all(dir);
 }
 

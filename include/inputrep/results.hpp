@@ -114,34 +114,29 @@ void write_csv_rows(std::ostream& f, std::size_t n, std::size_t width, Fill fill
 
 // A gradient run's two files in `folder`:
 //   traces.csv  prompt,restart,step,distance      (every restart's distance per step)
-//   top_k.csv   prompt,k,position,id,score,target (the decoder's k-th choice per position)
+//   top_k.csv   prompt,k,position,id,score,target (the decoder's k-th choice per position; target -1
+//               from captured outputs, which have no prompt)
 inline void write_csv(const std::filesystem::path& folder, std::span<const Result> results) {
     require(!results.empty(), "no results to write");
-    auto write = [&](const char* name, const char* header, auto body) {
-        detail::write_csv_file(folder, name, header, body);
-    };
-    auto write_rows = [](std::ostream& f, std::size_t n, std::size_t width, auto fill) {
-        detail::write_csv_rows(f, n, width, fill);
-    };
-    write("traces.csv", "prompt,restart,step,distance", [&](std::ostream& f) {
+    detail::write_csv_file(folder, "traces.csv", "prompt,restart,step,distance", [&](std::ostream& f) {
         for (std::size_t p = 0; p < results.size(); ++p) {
             const auto& t = results[p].traces();
             const std::size_t S = t.shape(1);
-            write_rows(f, t.shape(0) * S, 4, [&](std::size_t i, auto& row) {
+            detail::write_csv_rows(f, t.shape(0) * S, 4, [&](std::size_t i, auto& row) {
                 row(0) = double(p), row(1) = double(i / S), row(2) = double(i % S), row(3) = t(i / S, i % S);
             });
         }
     });
-    write("top_k.csv", "prompt,k,position,id,score,target", [&](std::ostream& f) {
+    detail::write_csv_file(folder, "top_k.csv", "prompt,k,position,id,score,target", [&](std::ostream& f) {
         for (std::size_t p = 0; p < results.size(); ++p) {
             const auto& ids = results[p].top_k_ids();
             const auto& scores = results[p].top_k_scores();
             const auto& target = results[p].target();
             const std::size_t T = ids.shape(1);
-            write_rows(f, ids.shape(0) * T, 6, [&](std::size_t i, auto& row) {
+            detail::write_csv_rows(f, ids.shape(0) * T, 6, [&](std::size_t i, auto& row) {
                 const std::size_t k = i / T, t = i % T;
                 row(0) = double(p), row(1) = double(k), row(2) = double(t), row(3) = double(ids(k, t)),
-                row(4) = scores(k, t), row(5) = double(target[t]);
+                row(4) = scores(k, t), row(5) = t < target.size() ? double(target[t]) : -1.0;
             });
         }
     });

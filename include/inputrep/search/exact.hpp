@@ -411,8 +411,8 @@ private:
                                  const std::vector<std::int64_t>& rows) {
             const auto A = static_cast<std::int64_t>(prompts.size());
             const at::Tensor features = features_[t];
-            const at::Tensor targets =
-                target_.index_select(0, long_tensor(prompts)).select(1, t).index_select(1, features);  // [A, F_t]
+            const RankQuery asked = query(state, t, t, prompts, rows, t);  // what the ranker sees at t
+            const at::Tensor& targets = asked.targets;                     // [A, F_t]
             struct Progress {
                 std::vector<std::int64_t> order, first, then;  // the two last only once refined
                 std::vector<std::int64_t> ranked, prior;       // the ranker's first order and the prior's, where merged
@@ -421,7 +421,7 @@ private:
                 bool done = false, refined = !Refining<Rank>;
             };
             std::vector<Progress> states(A);
-            auto orders = first_orders(query(state, t, t, prompts, rows, t));
+            auto orders = first_orders(asked);
             auto priors = prior_ && t > 0 ? prior_orders(t, prompts) : Orders{};
             for (std::int64_t a = 0; a < A; ++a) {
                 auto& s = states[a];
@@ -436,7 +436,7 @@ private:
             // through 12 blocks of GPT-2: first, against about 2,700th), the first batch follows the merged
             // order already: a batch of nearest tokens bound to fail costs a pass over the model's weights.
             if (!states.front().refined && learned_ >= 4 && 4 * then_rank_sum_ < first_rank_sum_) {
-                auto thens = then_orders(query(state, t, t, prompts, rows, t));
+                auto thens = then_orders(asked);
                 for (std::int64_t a = 0; a < A && !thens.empty(); ++a) {
                     auto& s = states[a];
                     s.refined = true, s.first = std::move(s.order), s.then = std::move(thens[a]);

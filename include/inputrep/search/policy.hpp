@@ -58,10 +58,18 @@ struct GradientRank {
     bool self_prior = false;
     Prior prior;
 
+    // The orders without a model call where there are any (typical outputs leading the nearest
+    // embeddings), else the gradient's; after an uncompared position, the held-at-mean order leads.
     Orders first(const RankQuery& q) const {
-        Orders base = !q.typical  ? q.nearest ? q.nearest() : q.gradient()
-                       : q.nearest ? q.merged(q.typical(), q.nearest())
-                                  : q.typical();
+        Orders base;
+        if (q.typical && q.nearest)
+            base = q.merged(q.typical(), q.nearest());
+        else if (q.typical)
+            base = q.typical();
+        else if (q.nearest)
+            base = q.nearest();
+        else
+            base = q.gradient();
         return q.held_at_mean ? q.merged(q.held_at_mean(), base) : base;
     }
     // The gradient's order, where the first was the nearest tokens.
