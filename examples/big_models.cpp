@@ -21,7 +21,12 @@ int main(int argc, char** argv) {
               << " vs shifted " << r.shifted_distance() << "\n";
     auto stories = load<Llama>(std::filesystem::path(INPUTREP_SHARED_DIR) / "models/stories260K/stories260K.bin", {},
                                Blocks<0, 1>{});
-    r = Experiment<Llama, Blocks<0, 1>>{stories}.run(ids);
-    std::cout << "stories260K (trained, width 64): " << r.exact_tokens() << "/7 exact, distance " << r.distance()
-              << " vs shifted " << r.shifted_distance() << "\n";
+    const Result trained = Experiment<Llama, Blocks<0, 1>>{stories}.run(ids);
+    std::cout << "stories260K (trained, width 64): " << trained.exact_tokens() << "/7 exact, distance "
+              << trained.distance() << " vs shifted " << trained.shifted_distance() << "\n";
+    // The seed's finding: the wide block gives the prompt back exactly, the narrow one does not.
+    const bool holds = r.exact() && trained.exact_tokens() < r.exact_tokens();
+    std::cout << "the wide block's input recovered, better than the narrow one's: "
+              << (holds ? "holds" : "does not hold") << "\n";
+    return holds ? 0 : 1;
 }
