@@ -244,6 +244,16 @@ BOOST_AUTO_TEST_CASE(one_process_mpirun_and_merged_shards_give_the_same_rows) {
         run_cli("sweep --merge " + sweep_quoted(dir / "shards") + " --out " + sweep_quoted(dir / "merged"));
     BOOST_REQUIRE_MESSAGE(merged.status == 0, merged.out);
     sweep_require_same_rows(serial, sweep_lines(dir / "merged/results.jsonl"));
+
+    // A folder resumes under another split: a shard finds its rows in the merged results.jsonl, rank 0
+    // finds them in the shards' files.
+    const auto resharded =
+        run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(dir / "one") + " --shard 1/2");
+    BOOST_TEST(resharded.out.find("0 rows run, 4 already") != std::string::npos, resharded.out);
+    const auto unsharded =
+        run_cli("sweep " + sweep_quoted(spec) + " --out " + sweep_quoted(dir / "shards"),
+                "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -n 2 --oversubscribe ");
+    BOOST_TEST(unsharded.out.find("0 rows run by 1 workers, 8 already") != std::string::npos, unsharded.out);
 }
 
 BOOST_AUTO_TEST_CASE(a_killed_sweep_resumes_without_losing_or_duplicating_a_row) {

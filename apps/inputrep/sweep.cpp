@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <set>
 
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/format.h>
@@ -147,20 +148,30 @@ void report_progress(std::size_t done, std::size_t total, const sw::Json& line) 
                                  line["row"].get<std::size_t>(), line["seconds"].get<double>());
 }
 
-// This process runs the rows of its shard that the results file does not hold yet.
+// The rows the folder holds in any of its results files (the merged results.jsonl and every
+// shard's), read once this process's own file has cut a torn last line: a folder resumes under
+// another sharding, or none, without running a row again.
+std::set<std::string> rows_held(const fs::path& out) {
+    std::set<std::string> keys;
+    for (const auto& line : sw::read_results({out})) keys.insert(line["key"].get<std::string>());
+    return keys;
+}
+
+// This process runs the rows of its shard that the folder does not hold yet.
 void run_shard(std::vector<PlannedRow>& rows, const fs::path& out, sw::Shard shard, const sw::Json& record) {
     sw::ResultsFile file(out / shard.file_name());
     sw::claim_folder(out, record);
+    const auto held = rows_held(out);
     std::vector<PlannedRow*> todo;
     std::size_t present = 0;
     for (auto& p : rows)
-        if (shard.owns(p.row)) file.has(p.row.key) ? void(++present) : todo.push_back(&p);
+        if (shard.owns(p.row)) held.contains(p.row.key) ? void(++present) : todo.push_back(&p);
     for (std::size_t i = 0; i < todo.size(); ++i) {
         const auto line = run_row(*todo[i]);
         file.append(line);
         report_progress(i + 1, todo.size(), line);
     }
-    std::cout << fmt::format("sweep: {} rows run, {} already in {}{}\n", todo.size(), present, file.path().string(),
+    std::cout << fmt::format("sweep: {} rows run, {} already in {}{}\n", todo.size(), present, out.string(),
                              file.dropped_torn_line() ? " (a torn last line was dropped and its row run again)" : "");
 }
 
@@ -207,8 +218,9 @@ void coordinate(std::vector<PlannedRow>& rows, const fs::path& out, int workers,
     try {
         file.emplace(out / "results.jsonl");
         sw::claim_folder(out, record);
+        const auto held = rows_held(out);
         for (const auto& p : rows)
-            if (!file->has(p.row.key)) todo.push_back(static_cast<long long>(p.row.index));
+            if (!held.contains(p.row.key)) todo.push_back(static_cast<long long>(p.row.index));
     } catch (const std::exception& e) {
         error = e.what();
     }
@@ -236,7 +248,7 @@ void coordinate(std::vector<PlannedRow>& rows, const fs::path& out, int workers,
     }
     if (!error.empty()) throw Error(error);
     std::cout << fmt::format("sweep: {} rows run by {} workers, {} already in {}{}\n", done, workers,
-                             rows.size() - todo.size(), file->path().string(),
+                             rows.size() - todo.size(), out.string(),
                              file->dropped_torn_line() ? " (a torn last line was dropped and its row run again)" : "");
 }
 

@@ -94,8 +94,8 @@ inline Lines parse_lines(const std::string& bytes, const std::filesystem::path& 
 
 }  // namespace detail
 
-// The results file of a sweep, opened for appending: lines already there are read (their keys are
-// the rows not to run again); a torn last line is cut off so that its row runs again. Each line
+// The results file of a sweep, opened for appending: a torn last line is cut off so that its row
+// runs again (which rows the folder holds, read_results says). Each line
 // goes out in one write() followed by fsync, so a kill leaves at most one torn line. An exclusive
 // lock keeps a second sweep from writing the same file, and the folder's lock, shared, a merge
 // from replacing it meanwhile.
@@ -110,22 +110,18 @@ public:
             ::close(fd_);
             fail(path_.string(), " is being written by another sweep");
         }
-        auto read = detail::parse_lines(read_file(path_, "results file"), path_);
+        const auto read = detail::parse_lines(read_file(path_, "results file"), path_);
         if (read.torn) {
             require(::ftruncate(fd_, static_cast<off_t>(read.complete_bytes)) == 0, "cannot cut the torn last line of ",
                     path_.string(), ": ", std::strerror(errno));
             torn_ = true;
         }
-        for (auto& line : read.lines) keys_.insert(line["key"].get<std::string>());
-        lines_ = std::move(read.lines);
     }
     ResultsFile(const ResultsFile&) = delete;
     ResultsFile& operator=(const ResultsFile&) = delete;
     ~ResultsFile() { ::close(fd_); }
 
-    bool has(const std::string& key) const { return keys_.contains(key); }
     bool dropped_torn_line() const { return torn_; }
-    const std::vector<Json>& lines() const { return lines_; }
     const std::filesystem::path& path() const { return path_; }
 
     void append(const Json& line) {
@@ -134,8 +130,6 @@ public:
         require(written == static_cast<ssize_t>(text.size()), "writing ", path_.string(),
                 " failed: ", std::strerror(errno));
         require(::fsync(fd_) == 0, "fsync of ", path_.string(), " failed: ", std::strerror(errno));
-        keys_.insert(line["key"].get<std::string>());
-        lines_.push_back(line);
     }
 
 private:
@@ -143,8 +137,6 @@ private:
     FolderLock folder_;
     int fd_ = -1;
     bool torn_ = false;
-    std::set<std::string> keys_;
-    std::vector<Json> lines_;
 };
 
 // results.jsonl, or a shard's results.I-of-N.jsonl.
