@@ -95,10 +95,9 @@ inline Lines parse_lines(const std::string& bytes, const std::filesystem::path& 
 }  // namespace detail
 
 // The results file of a sweep, opened for appending: a torn last line is cut off so that its row
-// runs again (which rows the folder holds, read_results says). Each line
-// goes out in one write() followed by fsync, so a kill leaves at most one torn line. An exclusive
-// lock keeps a second sweep from writing the same file, and the folder's lock, shared, a merge
-// from replacing it meanwhile.
+// runs again (which rows the folder holds, read_results says). Each line goes out in one write()
+// followed by fsync, so a kill leaves at most one torn line. An exclusive lock keeps a second sweep
+// from writing the same file, and the folder's lock, shared, a merge from replacing it meanwhile.
 class ResultsFile {
 public:
     explicit ResultsFile(std::filesystem::path path)
